@@ -1,0 +1,57 @@
+# kubetrain: the two commands the README promises are `make demo` and `make test`.
+# Each sets up what it needs itself: a virtualenv in .venv and the local control plane in .cache/.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: all demo test test-unit lint typecheck generate verify cluster-build cluster-up cluster-down bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+cluster-build:
+	hack/cluster.sh build
+
+cluster-up: cluster-build
+	hack/cluster.sh up
+
+cluster-down:
+	hack/cluster.sh down
+
+demo: $(STAMP) cluster-build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" hack/demo.sh
+
+# Unit tests need nothing but the venv; integration and e2e tests start the local control plane
+# themselves (tests/conftest.py) and stop it at the end.
+test: $(STAMP) cluster-build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" hack/test.sh
+
+test-unit: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" hack/test.sh tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check operator components tests hack
+	$(VENV)/bin/ruff format --check operator components tests hack
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+# Regenerate every generated file (CRD, compiled KFP YAML, kustomize output).
+generate: $(STAMP)
+	$(PY) hack/generate.py
+
+bench: $(STAMP) cluster-build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m hack.bench
+
+clean: cluster-down
+	rm -rf .cache $(VENV)

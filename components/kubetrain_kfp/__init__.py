@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines v2 components that launch TrainingJobs and Amazon SageMaker steps."""

@@ -1,0 +1,1 @@
+"""kubetrain: gang-scheduled, spot-resilient distributed training on Amazon EKS."""
