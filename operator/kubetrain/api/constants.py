@@ -1,0 +1,73 @@
+"""Names shared by the operator, the in-container runtime, the node agent and the tests.
+
+Pure Python on purpose: the runtime imports this module inside training containers, where neither
+pydantic nor kopf is installed. Define a name here once; import it everywhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- API identity ---------------------------------------------------------------------------------
+GROUP: Final = "kubetrain.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "TrainingJob"
+PLURAL: Final = "trainingjobs"
+SINGULAR: Final = "trainingjob"
+SHORT_NAME: Final = "tj"
+OPERATOR_NAMESPACE: Final = "kubetrain-system"
+
+# --- Labels on every child object -----------------------------------------------------------------
+PREFIX: Final = "kubetrain.dev/"
+LABEL_JOB: Final = PREFIX + "job"
+LABEL_ATTEMPT: Final = PREFIX + "attempt"
+LABEL_RANK: Final = PREFIX + "rank"
+LABEL_ROLE: Final = PREFIX + "role"  # "worker" on pods
+
+# --- Operator <-> pod checkpoint protocol (annotations on worker pods) -----------------------------
+# Operator -> pods: {"id": "...", "reason": "spot-interruption", "deadline": "<RFC3339>"}
+ANNOTATION_CHECKPOINT_REQUEST: Final = PREFIX + "checkpoint-request"
+# Rank 0 -> operator: {"id": "...", "step": 123, "manifest": "<uri>", "kind": "periodic|emergency"}
+ANNOTATION_CHECKPOINT_COMMITTED: Final = PREFIX + "checkpoint-committed"
+
+# Reasons carried in a checkpoint request.
+REQUEST_REASON_SPOT: Final = "spot-interruption"
+REQUEST_REASON_REBALANCE: Final = "rebalance-recommendation"
+REQUEST_REASON_NODE_LOST: Final = "node-lost"
+REQUEST_REASON_MANUAL: Final = "manual"
+
+# A worker that saved an emergency checkpoint and stopped on purpose exits with this code; the
+# operator counts it as an interruption, never as a user failure.
+EXIT_CHECKPOINTED_AND_STOPPED: Final = 83
+
+# --- Runtime contract: env vars the operator sets on every worker ---------------------------------
+ENV_JOB: Final = "KUBETRAIN_JOB"
+ENV_ATTEMPT: Final = "KUBETRAIN_ATTEMPT"
+ENV_CHECKPOINT_DIR: Final = "KUBETRAIN_CHECKPOINT_DIR"
+ENV_CHECKPOINT_S3_URI: Final = "KUBETRAIN_CHECKPOINT_S3_URI"
+ENV_RESUME_MANIFEST: Final = "KUBETRAIN_RESUME_MANIFEST"
+ENV_POD_NAME: Final = "KUBETRAIN_POD_NAME"
+ENV_POD_NAMESPACE: Final = "KUBETRAIN_POD_NAMESPACE"
+
+# --- Node signals the operator watches -------------------------------------------------------------
+TAINT_NTH_SPOT_ITN: Final = "aws-node-termination-handler/spot-itn"
+TAINT_NTH_REBALANCE: Final = "aws-node-termination-handler/rebalance-recommendation"
+TAINT_NTH_ASG_TERMINATION: Final = "aws-node-termination-handler/asg-lifecycle-termination"
+TAINT_NTH_SCHEDULED_MAINTENANCE: Final = "aws-node-termination-handler/scheduled-maintenance"
+TAINT_KARPENTER_DISRUPTED: Final = "karpenter.sh/disrupted"
+TAINT_OUT_OF_SERVICE: Final = "node.kubernetes.io/out-of-service"
+# Set by kubetrain's optional node agent (IMDS poller); value = the notice's action time.
+TAINT_KUBETRAIN_SPOT_ITN: Final = PREFIX + "spot-interruption"
+TAINT_KUBETRAIN_REBALANCE: Final = PREFIX + "rebalance-recommendation"
+
+# --- Condition types and reasons -------------------------------------------------------------------
+# Condition types (status.conditions[].type)
+COND_READY: Final = "Ready"  # every rank of the current attempt is running
+COND_SUSPENDED: Final = "Suspended"
+COND_SUCCEEDED: Final = "Succeeded"
+COND_FAILED: Final = "Failed"
+COND_CHECKPOINTING: Final = "Checkpointing"
+
+# Reasons
+REASON_INVALID_SPEC: Final = "InvalidSpec"
