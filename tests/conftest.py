@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import shutil
 from collections.abc import Iterator
 
 import pytest
-from support import free_port
+
+from cluster import ROOT, Cluster, cluster_sh, start_cluster
+from support import free_port, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +42,51 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     assert os.environ["AWS_ENDPOINT_URL"] == moto_endpoint
     return moto_endpoint
+
+
+# --- the local control plane -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real control plane started by hack/cluster.sh for this test session, stopped at the end.
+
+    KUBETRAIN_TEST_CLUSTER=reuse uses the developer's cluster (.cache/cluster/run, as `make demo`
+    and `hack/cluster.sh up` leave it) and leaves it running.
+    """
+    reuse = os.environ.get("KUBETRAIN_TEST_CLUSTER") == "reuse"
+    run_dir = ROOT / ".cache" / "cluster" / ("run" if reuse else f"test-{os.getpid()}")
+    c = start_cluster(run_dir)
+    try:
+        yield c
+    finally:
+        if not reuse:
+            cluster_sh("down", run_dir)
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_mutated_nodes(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "cluster" in request.fixturenames:
+        request.getfixturevalue("cluster").restore_nodes()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test (with its default ServiceAccount ready), deleted afterwards."""
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{base}-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", name)
+    wait_for(
+        lambda: (
+            cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
+            == 0
+        ),
+        timeout=30,
+        what=f"default ServiceAccount in {name}",
+    )
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

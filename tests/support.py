@@ -34,7 +34,7 @@ def wait_for(
             if value:
                 return value
             last_value = value
-        except Exception as exc:  # noqa: BLE001 - re-raised below with context
+        except Exception as exc:
             last_exc = exc
         if time.monotonic() >= deadline:
             label = what or getattr(predicate, "__name__", "condition")

@@ -151,29 +151,67 @@ def apply_kwok(kubectl: str) -> None:
     _kubectl(kubectl, "apply", "-f", "-", stdin=yaml.safe_dump_all(nodes))
     for node in nodes:  # create may drop status on some versions; the status patch is authoritative
         patch = json.dumps({"status": node["status"]})
-        _kubectl(kubectl, "patch", "node", node["metadata"]["name"], "--subresource=status",
-                 "--type=merge", "-p", patch)
+        _kubectl(
+            kubectl,
+            "patch",
+            "node",
+            node["metadata"]["name"],
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            patch,
+        )
 
 
 def apply_kind(kubectl: str) -> None:
     """Map each pool node onto an existing kind worker, in order, and shape it like EKS."""
-    out = _kubectl(kubectl, "get", "nodes", "-l", "!node-role.kubernetes.io/control-plane",
-                   "-o", "jsonpath={.items[*].metadata.name}")
+    out = _kubectl(
+        kubectl,
+        "get",
+        "nodes",
+        "-l",
+        "!node-role.kubernetes.io/control-plane",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    )
     workers = sorted(out.split())
     nodes = render()
     if len(workers) < len(nodes):
-        print(f"note: {len(workers)} kind workers for {len(nodes)} pool nodes; "
-              "shaping the first ones", file=sys.stderr)
+        print(
+            f"note: {len(workers)} kind workers for {len(nodes)} pool nodes; "
+            "shaping the first ones",
+            file=sys.stderr,
+        )
     for worker, node in zip(workers, nodes, strict=False):
         labels = dict(node["metadata"]["labels"], **{"kubernetes.io/hostname": worker})
-        _kubectl(kubectl, "label", "node", worker, "--overwrite",
-                 *[f"{k}={v}" for k, v in labels.items()])
+        _kubectl(
+            kubectl,
+            "label",
+            "node",
+            worker,
+            "--overwrite",
+            *[f"{k}={v}" for k, v in labels.items()],
+        )
         for t in node["spec"]["taints"]:
-            _kubectl(kubectl, "taint", "node", worker, "--overwrite",
-                     f"{t['key']}={t['value']}:{t['effect']}")
+            _kubectl(
+                kubectl,
+                "taint",
+                "node",
+                worker,
+                "--overwrite",
+                f"{t['key']}={t['value']}:{t['effect']}",
+            )
         patch = status_patch(node["status"]["allocatable"], extended_only=True)
-        _kubectl(kubectl, "patch", "node", worker, "--subresource=status", "--type=merge",
-                 "-p", json.dumps(patch))
+        _kubectl(
+            kubectl,
+            "patch",
+            "node",
+            worker,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+        )
 
 
 def main() -> None:
