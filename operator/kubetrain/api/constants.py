@@ -71,3 +71,7 @@ COND_CHECKPOINTING: Final = "Checkpointing"
 
 # Reasons
 REASON_INVALID_SPEC: Final = "InvalidSpec"
+
+# --- Runtime contract, continued (added by the runtime) --------------------------------------------
+# How many committed checkpoints the runtime keeps per tier (spec.checkpoint.keep); default 3.
+ENV_CHECKPOINT_KEEP: Final = "KUBETRAIN_CHECKPOINT_KEEP"
