@@ -22,7 +22,7 @@ venv: $(STAMP)
 cluster-build:
 	hack/cluster.sh build
 
-cluster-up: cluster-build
+cluster-up: $(STAMP) cluster-build
 	hack/cluster.sh up
 
 cluster-down:
