@@ -1,0 +1,483 @@
+"""The pure heart of the operator: (job, spec, observed children, now) -> Plan.
+
+Level-based: every call recomputes the whole status from what exists, so a missed event, a
+restart of the operator or a retried write never leaves the job in a state it cannot leave.
+The status carries the only memory between calls: `attempt`, `restartAfter` (attempt over and
+already counted; next one pending) and the restart counters.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from kubetrain.api.constants import (
+    COND_FAILED,
+    COND_READY,
+    COND_SUCCEEDED,
+    COND_SUSPENDED,
+    REASON_INVALID_SPEC,
+    REQUEST_REASON_NODE_LOST,
+)
+from kubetrain.reconcile import classify as cl
+from kubetrain.reconcile.classify import Outcome, RankState
+from kubetrain.reconcile.observe import PodView, parse_committed
+from kubetrain.reconcile.plan import Invalid, JobView, Observed, Plan, PodDelete, Policy, Target
+from kubetrain.status import (
+    REASON_BACKOFF_LIMIT,
+    REASON_FINISHED,
+    REASON_INTERRUPTION_LIMIT,
+    REASON_NODE_LOST,
+    REASON_PENDING,
+    REASON_RANK_FAILED,
+    REASON_RESTARTING,
+    REASON_RESUMED,
+    REASON_RUNNING,
+    REASON_STARTING,
+    REASON_STARTUP_TIMEOUT,
+    REASON_SUCCEEDED,
+    REASON_SUSPENDED,
+    REASON_UNSCHEDULABLE,
+    Transition,
+    derive_phase,
+    get_condition,
+    is_true,
+    parse_time,
+    rfc3339,
+    set_condition,
+    status_patch,
+    transitions,
+)
+
+MAX_BACKOFF_SECONDS = 600
+MAX_INTERRUPTION_RECORDS = 20
+STUCK_TERMINATING_SECONDS = 30  # past the pod's own deletion deadline -> force-delete
+RESYNC_SECONDS = 300.0  # safety net when no event arrives
+WAIT_POLL_SECONDS = 5.0  # while pods we deleted are still terminating
+
+
+class _Draft:
+    """The status being computed; conditions are updated through `cond` so times stay right."""
+
+    def __init__(self, job: JobView, now: dt.datetime) -> None:
+        self.job = job
+        self.now = now
+        self.now_s = rfc3339(now)
+        self.status: dict[str, Any] = copy.deepcopy(dict(job.status))
+        self.status.setdefault("attempt", 0)
+        self.status.setdefault("restarts", {"failures": 0, "interruptions": 0})
+        self.status["restarts"].setdefault("failures", 0)
+        self.status["restarts"].setdefault("interruptions", 0)
+
+    @property
+    def conditions(self) -> list[dict[str, Any]]:
+        return list(self.status.get("conditions") or [])
+
+    def cond(self, type_: str, value: bool, reason: str, message: str) -> None:
+        self.status["conditions"] = set_condition(
+            self.conditions,
+            type_,
+            value,
+            reason,
+            message,
+            now=self.now_s,
+            observed_generation=self.job.generation,
+        )
+
+    def drop(self, *keys: str) -> None:
+        for key in keys:
+            self.status.pop(key, None)
+
+    def finish(
+        self,
+        *,
+        creates: Sequence[dict[str, Any]] = (),
+        deletes: Sequence[PodDelete] = (),
+        requeue: float | None = RESYNC_SECONDS,
+        delete_job: bool = False,
+    ) -> Plan:
+        self.status["phase"] = derive_phase(self.conditions)
+        self.status["observedGeneration"] = self.job.generation
+        headline = get_condition(self.conditions, COND_FAILED)
+        if not (headline and headline.get("status") == "True"):
+            headline = get_condition(self.conditions, COND_READY)
+        if headline and headline.get("message"):
+            self.status["message"] = headline["message"]
+        old = self.job.status
+        changed = bool(status_patch(old, self.status))
+        events: list[Transition] = []
+        for t in transitions(list(old.get("conditions") or []), self.conditions):
+            # Failed and Ready often flip together with the same words: one Event is enough.
+            if not any(e.reason == t.reason and e.message == t.message for e in events):
+                events.append(t)
+        return Plan(
+            status=self.status,
+            creates=tuple(creates),
+            deletes=tuple(deletes),
+            delete_job=delete_job,
+            events=tuple(events),
+            requeue_after=requeue,
+            status_changed=changed,
+        )
+
+
+def _seconds_until(moment: dt.datetime | None, now: dt.datetime) -> float:
+    return 0.0 if moment is None else max(0.0, (moment - now).total_seconds())
+
+
+def _deletes(
+    pods: Sequence[PodView], observed: Observed, now: dt.datetime
+) -> tuple[PodDelete, ...]:
+    """Delete requests for pods still around; force only where the kubelet cannot finish."""
+    out = []
+    for pod in pods:
+        lost = cl.node_problem(pod, observed.nodes) is not None or (
+            pod.node is None and pod.deleting
+        )
+        if pod.deleting:
+            deadline = parse_time(pod.deletion_timestamp)
+            stuck = deadline is not None and (now - deadline).total_seconds() > (
+                STUCK_TERMINATING_SECONDS
+            )
+            if lost or stuck:
+                out.append(PodDelete(pod.name, pod.uid, force=True))
+            continue
+        out.append(PodDelete(pod.name, pod.uid, force=lost))
+    return tuple(out)
+
+
+def _update_checkpoint(draft: _Draft, pods: Sequence[PodView]) -> None:
+    """status.checkpoint follows the newest commit reported by any rank 0 (periodic or emergency)."""
+    current = draft.status.get("checkpoint") or {}
+    best: dict[str, Any] | None = None
+    for pod in sorted(pods, key=lambda p: p.attempt):
+        if pod.rank != 0:
+            continue
+        committed = parse_committed(pod.committed)
+        if committed and int(committed.get("step") or 0) >= int((best or current).get("step") or 0):
+            best = committed
+    if best and best.get("id") != current.get("id"):
+        draft.status["checkpoint"] = {
+            "id": str(best["id"]),
+            "step": int(best.get("step") or 0),
+            "uri": str(best.get("manifest") or best.get("uri") or ""),
+            "kind": str(best.get("kind") or "periodic"),
+            "committedAt": draft.now_s,
+        }
+
+
+def _terminal(draft: _Draft, policy: Policy | None, observed: Observed) -> Plan:
+    """Succeeded/Failed stay put; leftover live pods are released; TTL deletes the job."""
+    live = [p for p in observed.pods if not p.finished]
+    deletes = _deletes(live, observed, draft.now)
+    draft.status["nodes"] = {"ready": 0, "total": (policy.nodes if policy else 0)}
+    ttl = policy.ttl_seconds_after_finished if policy else None
+    done = parse_time(draft.status.get("completionTime"))
+    if ttl is None or done is None:
+        return draft.finish(deletes=deletes, requeue=WAIT_POLL_SECONDS if live else None)
+    expires = done + dt.timedelta(seconds=ttl)
+    if draft.now >= expires:
+        return draft.finish(deletes=deletes, delete_job=True, requeue=None)
+    return draft.finish(deletes=deletes, requeue=_seconds_until(expires, draft.now))
+
+
+def _fail(draft: _Draft, reason: str, message: str) -> None:
+    draft.cond(COND_FAILED, True, reason, message)
+    draft.cond(COND_READY, False, reason, message)
+    draft.status.setdefault("completionTime", draft.now_s)
+    draft.drop("restartAfter")
+
+
+def _invalid(draft: _Draft, invalid: Invalid, observed: Observed) -> Plan:
+    message = f"spec.{invalid.field}: {invalid.message}" if invalid.field else invalid.message
+    _fail(draft, REASON_INVALID_SPEC, message)
+    draft.status["message"] = message
+    return _terminal(draft, None, observed)
+
+
+def _backoff(policy: Policy, failures: int) -> int:
+    """Exponential for user failures (the same bug tends to repeat); flat for infrastructure."""
+    if failures <= 0:
+        return min(policy.backoff_seconds, MAX_BACKOFF_SECONDS)
+    return int(min(policy.backoff_seconds * 2 ** (failures - 1), MAX_BACKOFF_SECONDS))
+
+
+def _record_interruptions(draft: _Draft, states: Sequence[RankState]) -> list[str]:
+    """Append one status.interruptions entry per lost node (or pod); returns nodes to avoid."""
+    records = list(draft.status.get("interruptions") or [])
+    seen: set[tuple[str, str]] = set()
+    avoid = []
+    for s in states:
+        if s.outcome is not Outcome.INTERRUPTED:
+            continue
+        key = (s.node or (s.pod.name if s.pod else ""), s.source or "")
+        if key in seen:
+            continue
+        seen.add(key)
+        if s.node and s.source in (cl.SOURCE_NODE_DELETED, cl.SOURCE_NODE_NOT_READY):
+            avoid.append(s.node)
+        records.append(
+            {
+                "node": s.node or "",
+                "source": s.source or "",
+                "reason": REQUEST_REASON_NODE_LOST,
+                "detectedAt": draft.now_s,
+                "attempt": int(draft.status["attempt"]),
+            }
+        )
+    draft.status["interruptions"] = records[-MAX_INTERRUPTION_RECORDS:]
+    return avoid
+
+
+def _restart(
+    draft: _Draft,
+    policy: Policy,
+    states: Sequence[RankState],
+    pods: Sequence[PodView],
+    observed: Observed,
+) -> Plan:
+    """Tear the gang down as one and count the cause against the right budget."""
+    restarts = draft.status["restarts"]
+    attempt = int(draft.status["attempt"])
+    interrupted = cl.first(states, Outcome.INTERRUPTED)
+    # Finished pods of the torn-down attempt go too: their capacity is free already, but a clean
+    # slate is what `kubectl get pods` should show for the next attempt.
+    deletes = _deletes(pods, observed, draft.now)
+    if interrupted is not None:
+        _record_interruptions(draft, states)
+        if restarts["interruptions"] >= policy.max_interruptions:
+            _fail(
+                draft,
+                REASON_INTERRUPTION_LIMIT,
+                f"attempt {attempt} interrupted ({interrupted.detail}) and maxInterruptions="
+                f"{policy.max_interruptions} restarts are used up; raise "
+                "spec.failurePolicy.maxInterruptions to keep retrying",
+            )
+            return _terminal(draft, policy, Observed(pods, observed.nodes))
+        restarts["interruptions"] += 1
+        delay = _backoff(policy, 0)
+        reason, detail = REASON_NODE_LOST, interrupted.detail
+        budget = f"interruption {restarts['interruptions']} of {policy.max_interruptions}"
+    else:
+        failed = cl.first(states, Outcome.FAILED)
+        assert failed is not None
+        if restarts["failures"] >= policy.max_restarts:
+            _fail(
+                draft,
+                REASON_BACKOFF_LIMIT,
+                f"attempt {attempt}: rank {failed.rank} {failed.detail}; maxRestarts="
+                f"{policy.max_restarts} restarts are used up (raise "
+                "spec.failurePolicy.maxRestarts or fix the failure)",
+            )
+            return _terminal(draft, policy, Observed(pods, observed.nodes))
+        restarts["failures"] += 1
+        delay = _backoff(policy, restarts["failures"])
+        reason, detail = REASON_RANK_FAILED, f"rank {failed.rank} {failed.detail}"
+        budget = f"restart {restarts['failures']} of {policy.max_restarts}"
+    draft.status["restartAfter"] = rfc3339(draft.now + dt.timedelta(seconds=delay))
+    draft.cond(
+        COND_READY,
+        False,
+        reason,
+        f"attempt {attempt}: {detail}; deleting every pod of the attempt and starting attempt "
+        f"{attempt + 1} in {delay}s ({budget})",
+    )
+    draft.status["nodes"] = {"ready": 0, "total": policy.nodes}
+    return draft.finish(deletes=deletes, requeue=WAIT_POLL_SECONDS)
+
+
+def _start_next(
+    draft: _Draft, target: Target, observed: Observed, old_pods: Sequence[PodView]
+) -> Plan:
+    """Wait for the previous attempt to be gone and the backoff to pass, then create the next."""
+    policy = target.policy
+    attempt = int(draft.status["attempt"])
+    if old_pods:
+        return draft.finish(
+            deletes=_deletes(old_pods, observed, draft.now), requeue=WAIT_POLL_SECONDS
+        )
+    restart_after = parse_time(draft.status.get("restartAfter"))
+    if restart_after is not None and draft.now < restart_after:
+        return draft.finish(requeue=_seconds_until(restart_after, draft.now))
+    nxt = attempt + 1
+    avoid = sorted(
+        {
+            str(r.get("node"))
+            for r in draft.status.get("interruptions") or []
+            if r.get("attempt") == attempt and r.get("node")
+        }
+    )
+    checkpoint = draft.status.get("checkpoint") or {}
+    resume = str(checkpoint["uri"]) if checkpoint.get("uri") else None
+    creates = target.build(nxt, resume, avoid)
+    for record in draft.status.get("interruptions") or []:
+        if record.get("attempt") == attempt and not record.get("resumedAt"):
+            record["resumedAt"] = draft.now_s
+    draft.status["attempt"] = nxt
+    draft.status["attemptStartTime"] = draft.now_s
+    draft.status.setdefault("startTime", draft.now_s)
+    if resume:
+        draft.status["resumeManifest"] = resume
+    draft.drop("restartAfter")
+    draft.cond(
+        COND_READY,
+        False,
+        REASON_PENDING,
+        f"attempt {nxt}: created {policy.nodes} pods; waiting for all of them to be scheduled",
+    )
+    draft.status["nodes"] = {"ready": 0, "total": policy.nodes}
+    return draft.finish(creates=creates, requeue=float(policy.startup_timeout_seconds))
+
+
+def _suspend(draft: _Draft, policy: Policy, observed: Observed) -> Plan:
+    draft.cond(COND_SUSPENDED, True, REASON_SUSPENDED, "spec.suspend is true: pods released")
+    draft.cond(COND_READY, False, REASON_SUSPENDED, "suspended")
+    draft.drop("restartAfter")
+    draft.status["nodes"] = {"ready": 0, "total": policy.nodes}
+    return draft.finish(
+        deletes=_deletes(observed.pods, observed, draft.now),
+        requeue=WAIT_POLL_SECONDS if observed.pods else None,
+    )
+
+
+def _observe_attempt(
+    draft: _Draft, target: Target, observed: Observed, pods: Sequence[PodView]
+) -> Plan:
+    """The current attempt exists: create what is missing, judge it, report readiness."""
+    policy = target.policy
+    attempt = int(draft.status["attempt"])
+    by_rank = {p.rank: p for p in pods}
+    states = [
+        cl.classify_rank(
+            r, by_rank.get(r), observed.nodes, observed.vanished, target.pod_name(attempt, r)
+        )
+        for r in range(policy.nodes)
+    ]
+    strays = [p for p in pods if not 0 <= p.rank < policy.nodes]
+    n = policy.nodes
+    if cl.count(states, Outcome.SUCCEEDED) == n:
+        message = f"attempt {attempt}: all {n} ranks succeeded"
+        draft.cond(COND_SUCCEEDED, True, REASON_SUCCEEDED, message)
+        draft.cond(COND_READY, False, REASON_FINISHED, message)
+        draft.status.setdefault("completionTime", draft.now_s)
+        return _terminal(draft, policy, observed)
+    if cl.count(states, Outcome.INTERRUPTED, Outcome.FAILED):
+        return _restart(draft, policy, states, pods, observed)
+
+    running = cl.count(states, Outcome.RUNNING, Outcome.SUCCEEDED)
+    draft.status["nodes"] = {"ready": running, "total": n}
+    rank0 = by_rank.get(0)
+    zone_node = observed.nodes.get(rank0.node) if rank0 and rank0.node else None
+    if zone_node and zone_node.zone:
+        draft.status["zone"] = zone_node.zone
+    creates: list[dict[str, Any]] = []
+    missing = {target.pod_name(attempt, s.rank) for s in states if s.outcome is Outcome.MISSING}
+    if missing:
+        # Finish a creation the operator was interrupted in (deterministic names: 409 = fine).
+        creates = [
+            obj
+            for obj in target.build(attempt, draft.status.get("resumeManifest"), ())
+            if obj.get("kind") != "Pod" or obj["metadata"]["name"] in missing
+        ]
+    deletes = _deletes(strays, observed, draft.now)
+    if running == n:
+        draft.cond(COND_READY, True, REASON_RUNNING, f"attempt {attempt}: {n}/{n} ranks running")
+        return draft.finish(creates=creates, deletes=deletes)
+
+    started = parse_time(draft.status.get("attemptStartTime")) or draft.now
+    deadline = started + dt.timedelta(seconds=policy.startup_timeout_seconds)
+    waiting = [s for s in states if s.outcome in (Outcome.PENDING, Outcome.MISSING)]
+    if draft.now >= deadline and not is_true(draft.conditions, COND_READY):
+        delay = _backoff(policy, 0)
+        why = f"; {waiting[0].detail}" if waiting else ""
+        draft.status["restartAfter"] = rfc3339(draft.now + dt.timedelta(seconds=delay))
+        draft.cond(
+            COND_READY,
+            False,
+            REASON_STARTUP_TIMEOUT,
+            f"attempt {attempt}: only {running}/{n} ranks running after startupTimeoutSeconds="
+            f"{policy.startup_timeout_seconds}{why}; released all pods, retrying as attempt "
+            f"{attempt + 1} in {delay}s",
+        )
+        draft.status["nodes"] = {"ready": 0, "total": n}
+        return draft.finish(deletes=_deletes(pods, observed, draft.now), requeue=float(delay))
+
+    unschedulable = [
+        s for s in states if s.outcome is Outcome.PENDING and s.pod and s.pod.unschedulable
+    ]
+    if unschedulable:
+        reason = REASON_UNSCHEDULABLE
+        message = (
+            f"attempt {attempt}: {len(unschedulable)}/{n} pods cannot be scheduled yet "
+            f"({unschedulable[0].detail}); the gang waits until startupTimeoutSeconds="
+            f"{policy.startup_timeout_seconds}, then releases its pods and retries"
+        )
+    elif waiting:
+        reason = REASON_PENDING
+        message = f"attempt {attempt}: {n - len(waiting)}/{n} pods scheduled"
+    else:
+        reason = REASON_STARTING
+        message = f"attempt {attempt}: {running}/{n} ranks running"
+    ready = get_condition(draft.conditions, COND_READY)
+    if not (ready and ready.get("status") == "True"):
+        draft.cond(COND_READY, False, reason, message)
+    return draft.finish(
+        creates=creates, deletes=deletes, requeue=max(1.0, _seconds_until(deadline, draft.now))
+    )
+
+
+def decide(job: JobView, target: Target | Invalid, observed: Observed, now: dt.datetime) -> Plan:
+    """Compute the next status and the actions that converge the children toward it."""
+    draft = _Draft(job, now)
+    if job.deleting:
+        return Plan(status=dict(job.status), requeue_after=None)
+    conditions = draft.conditions
+    failed = get_condition(conditions, COND_FAILED)
+    if isinstance(target, Invalid):
+        return _invalid(draft, target, observed)
+    if failed and failed.get("status") == "True" and failed.get("reason") == REASON_INVALID_SPEC:
+        # The user fixed the spec: start over from a clean slate for this generation.
+        draft.cond(COND_FAILED, False, REASON_RESUMED, "spec is valid again")
+        draft.drop("completionTime", "message")
+    elif is_true(conditions, COND_FAILED) or is_true(conditions, COND_SUCCEEDED):
+        return _terminal(draft, target.policy, observed)
+
+    policy = target.policy
+    _update_checkpoint(draft, observed.pods)
+    if policy.suspend:
+        return _suspend(draft, policy, observed)
+    attempt = int(draft.status["attempt"])
+    if is_true(conditions, COND_SUSPENDED):
+        draft.cond(COND_SUSPENDED, False, REASON_RESUMED, "spec.suspend is false: resuming")
+        if attempt > 0:
+            draft.status["restartAfter"] = draft.now_s
+            draft.cond(COND_READY, False, REASON_RESTARTING, "resuming as a new attempt")
+
+    if attempt == 0 or draft.status.get("restartAfter"):
+        old = [p for p in observed.pods if p.attempt <= attempt]
+        return _start_next(draft, target, observed, old)
+
+    current = [p for p in observed.pods if p.attempt == attempt]
+    others = [p for p in observed.pods if p.attempt != attempt]
+    plan = _observe_attempt(draft, target, observed, current)
+    if others and not plan.delete_job:
+        extra = _deletes(others, observed, now)
+        plan = Plan(
+            status=plan.status,
+            creates=plan.creates,
+            deletes=plan.deletes + extra,
+            events=plan.events,
+            requeue_after=plan.requeue_after,
+            status_changed=plan.status_changed,
+        )
+    return plan
+
+
+def policy_requeue(plan: Plan, default: float = RESYNC_SECONDS) -> float:
+    """Seconds until the loop should look again even without events."""
+    return default if plan.requeue_after is None else min(plan.requeue_after, default)
+
+
+__all__ = ["decide", "policy_requeue"]

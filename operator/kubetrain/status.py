@@ -1,0 +1,195 @@
+"""Conditions and phase of a TrainingJob: pure functions over the camelCase status dict.
+
+Conditions are the truth; `phase` is a one-word summary derived from them, so the two can never
+disagree. Everything here is data in, data out (no clock, no client): the caller passes `now`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kubetrain.api.constants import (
+    COND_CHECKPOINTING,
+    COND_FAILED,
+    COND_READY,
+    COND_SUCCEEDED,
+    COND_SUSPENDED,
+)
+
+Condition = dict[str, Any]
+
+PHASE_PENDING: Final = "Pending"
+PHASE_STARTING: Final = "Starting"
+PHASE_RUNNING: Final = "Running"
+PHASE_CHECKPOINTING: Final = "Checkpointing"
+PHASE_RESTARTING: Final = "Restarting"
+PHASE_SUCCEEDED: Final = "Succeeded"
+PHASE_FAILED: Final = "Failed"
+PHASE_SUSPENDED: Final = "Suspended"
+TERMINAL_PHASES: Final = frozenset({PHASE_SUCCEEDED, PHASE_FAILED})
+
+# Reasons carried by the Ready condition while it is False; they pick the phase.
+REASON_PENDING: Final = "Pending"  # waiting for the first attempt or for capacity
+REASON_UNSCHEDULABLE: Final = "Unschedulable"  # some pods of the gang cannot be placed (yet)
+REASON_STARTING: Final = "Starting"  # every pod placed, not all running
+REASON_RUNNING: Final = "AllRanksRunning"
+REASON_RESTARTING: Final = "Restarting"  # previous attempt torn down, next one pending
+REASON_RANK_FAILED: Final = "RankFailed"
+REASON_NODE_LOST: Final = "NodeLost"
+REASON_STARTUP_TIMEOUT: Final = "StartupTimeout"
+REASON_SUSPENDED: Final = "Suspended"
+REASON_RESUMED: Final = "Resumed"
+REASON_SUCCEEDED: Final = "AllRanksSucceeded"
+REASON_BACKOFF_LIMIT: Final = "BackoffLimitExceeded"
+REASON_INTERRUPTION_LIMIT: Final = "InterruptionLimitExceeded"
+REASON_FINISHED: Final = "Finished"
+
+_RESTARTING_REASONS: Final = frozenset(
+    {REASON_RESTARTING, REASON_RANK_FAILED, REASON_NODE_LOST, REASON_STARTUP_TIMEOUT}
+)
+# Reasons worth a Warning event rather than a Normal one.
+WARNING_REASONS: Final = frozenset(
+    {
+        REASON_RANK_FAILED,
+        REASON_NODE_LOST,
+        REASON_STARTUP_TIMEOUT,
+        REASON_UNSCHEDULABLE,
+        REASON_BACKOFF_LIMIT,
+        REASON_INTERRUPTION_LIMIT,
+        "InvalidSpec",
+    }
+)
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    """Kubernetes' timestamp format (UTC, whole seconds, trailing Z)."""
+    return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: object) -> dt.datetime | None:
+    """Parse an RFC3339 timestamp written by us or the API server; None for absent/garbage."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def get_condition(conditions: Sequence[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == type_), None)
+
+
+def is_true(conditions: Sequence[Mapping[str, Any]], type_: str) -> bool:
+    cond = get_condition(conditions, type_)
+    return cond is not None and cond.get("status") == "True"
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    *,
+    now: str,
+    observed_generation: int | None = None,
+) -> list[Condition]:
+    """Return a new list with `type_` set; `lastTransitionTime` moves only when status flips.
+
+    Keeping the time when only reason/message change is what makes "how long has it been not
+    ready" answerable (jobset's updateCondition does the same). Order of other conditions is kept.
+    """
+    value = "True" if status else "False"
+    old = get_condition(conditions, type_)
+    since = old.get("lastTransitionTime") if old and old.get("status") == value else None
+    new: Condition = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or now,
+    }
+    if observed_generation is not None:
+        new["observedGeneration"] = observed_generation
+    out = [dict(c) for c in conditions if c.get("type") != type_]
+    index = next((i for i, c in enumerate(conditions) if c.get("type") == type_), len(out))
+    out.insert(index, new)
+    return out
+
+
+def derive_phase(conditions: Sequence[Mapping[str, Any]]) -> str:
+    """The summary users see in `kubectl get tj`, in priority order of the conditions."""
+    if is_true(conditions, COND_FAILED):
+        return PHASE_FAILED
+    if is_true(conditions, COND_SUCCEEDED):
+        return PHASE_SUCCEEDED
+    if is_true(conditions, COND_SUSPENDED):
+        return PHASE_SUSPENDED
+    if is_true(conditions, COND_CHECKPOINTING):
+        return PHASE_CHECKPOINTING
+    ready = get_condition(conditions, COND_READY)
+    if ready is None:
+        return PHASE_PENDING
+    if ready.get("status") == "True":
+        return PHASE_RUNNING
+    reason = ready.get("reason")
+    if reason in _RESTARTING_REASONS:
+        return PHASE_RESTARTING
+    if reason == REASON_STARTING:
+        return PHASE_STARTING
+    return PHASE_PENDING
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A condition whose status or reason changed: one Kubernetes Event each."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+
+    @property
+    def warning(self) -> bool:
+        return self.reason in WARNING_REASONS
+
+
+def transitions(
+    old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]
+) -> list[Transition]:
+    """Conditions that are new, or whose status or reason differ from before.
+
+    Message-only changes (e.g. "3/4 running" -> "4/4") are not transitions: an Event per message
+    change would flood `kubectl describe`.
+    """
+    out = []
+    for cond in new:
+        before = get_condition(old, str(cond.get("type")))
+        if (
+            before is None
+            or before.get("status") != cond.get("status")
+            or before.get("reason") != cond.get("reason")
+        ):
+            out.append(
+                Transition(
+                    type=str(cond.get("type")),
+                    status=str(cond.get("status")),
+                    reason=str(cond.get("reason", "")),
+                    message=str(cond.get("message", "")),
+                )
+            )
+    return out
+
+
+def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON merge patch turning `old` into `new` (top-level keys; removed keys become None)."""
+    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
