@@ -1,0 +1,214 @@
+"""Input checks that run before any AWS or Kubernetes call.
+
+A pipeline author who typed `s3:/bucket` or `m5.xlarge` should learn it in the first second of the
+task, from a message that names the input and the fix, not minutes later from a failed job. Every
+check raises `InputError` (a `ValueError`: KFP and retry policies treat it as a user error).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+
+_S3_RE = re.compile(r"^s3://(?P<bucket>[^/]+)(?:/(?P<key>.*))?$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_EC2_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_ML_TYPE_RE = re.compile(r"^ml\.(?P<family>[a-z0-9-]+)\.(?P<size>[a-z0-9]+)$")
+
+# SageMaker instance families (hosting, training, processing, transform). A typo here is the most
+# common way to lose a deploy step to a late ValidationException.
+SAGEMAKER_FAMILIES = frozenset(
+    [
+        "t2",
+        "t3",
+        "m4",
+        "m5",
+        "m5d",
+        "m6g",
+        "m6gd",
+        "m6i",
+        "m6id",
+        "m7i",
+        "c4",
+        "c5",
+        "c5d",
+        "c6g",
+        "c6gn",
+        "c6i",
+        "c6id",
+        "c7g",
+        "c7i",
+        "r5",
+        "r5d",
+        "r6g",
+        "r6gd",
+        "r6i",
+        "r6id",
+        "r7i",
+        "g4dn",
+        "g5",
+        "g6",
+        "g6e",
+        "p2",
+        "p3",
+        "p3dn",
+        "p4d",
+        "p4de",
+        "p5",
+        "p5e",
+        "p5en",
+        "inf1",
+        "inf2",
+        "trn1",
+        "trn1n",
+        "trn2",
+    ]
+)
+SAGEMAKER_SIZES = frozenset(
+    [
+        "medium",
+        "large",
+        "xlarge",
+        "2xlarge",
+        "4xlarge",
+        "8xlarge",
+        "9xlarge",
+        "12xlarge",
+        "16xlarge",
+        "18xlarge",
+        "24xlarge",
+        "32xlarge",
+        "48xlarge",
+    ]
+)
+
+ACCELERATORS = ("nvidia", "neuron", "none")
+CAPACITY_TYPES = ("spot", "on-demand", "spot-then-on-demand")
+
+
+class InputError(ValueError):
+    """A component input is wrong; the message names the input and what to do."""
+
+
+def require(value: str, name: str, hint: str) -> str:
+    if not value or not value.strip():
+        raise InputError(f"input '{name}' is required: {hint}")
+    return value.strip()
+
+
+def s3_uri(value: str, name: str, *, required: bool = True) -> str:
+    """Check `s3://bucket[/key]` (bucket naming rules included)."""
+    if not value:
+        if required:
+            raise InputError(f"input '{name}' is required: give an S3 URI like s3://my-bucket/path")
+        return value
+    match = _S3_RE.match(value)
+    if not match:
+        raise InputError(
+            f"input '{name}' = {value!r} is not an S3 URI: use the form s3://my-bucket/path "
+            "(scheme 's3://', then the bucket name)"
+        )
+    bucket = match.group("bucket")
+    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+        raise InputError(
+            f"input '{name}' = {value!r} has an invalid bucket name {bucket!r}: bucket names are "
+            "3-63 characters of lowercase letters, digits, '.' and '-'"
+        )
+    return value
+
+
+def role_arn(value: str, name: str = "role_arn") -> str:
+    value = require(value, name, "give the SageMaker execution role ARN")
+    if not _ROLE_RE.match(value):
+        raise InputError(
+            f"input '{name}' = {value!r} is not an IAM role ARN: use "
+            "arn:aws:iam::<12-digit account>:role/<role name>"
+        )
+    return value
+
+
+def sagemaker_instance_type(value: str, name: str = "instance_type") -> str:
+    """Check an `ml.<family>.<size>` type against the known SageMaker families and sizes."""
+    value = require(value, name, "give a SageMaker instance type such as ml.m5.xlarge")
+    match = _ML_TYPE_RE.match(value)
+    if match and match["family"] in SAGEMAKER_FAMILIES and match["size"] in SAGEMAKER_SIZES:
+        return value
+    hint = ""
+    if not value.startswith("ml.") and _EC2_TYPE_RE.match(value):
+        hint = f" (SageMaker types start with 'ml.': did you mean 'ml.{value}'?)"
+    else:
+        known = [f"ml.{f}.{s}" for f in sorted(SAGEMAKER_FAMILIES) for s in sorted(SAGEMAKER_SIZES)]
+        close = difflib.get_close_matches(value, known, n=3)
+        if close:
+            hint = f" (did you mean {' or '.join(close)}?)"
+    raise InputError(
+        f"input '{name}' = {value!r} is not a known SageMaker instance type{hint}; "
+        "use ml.<family>.<size>, e.g. ml.m5.xlarge or ml.g5.2xlarge"
+    )
+
+
+def ec2_instance_type(value: str, name: str = "instance_type") -> str:
+    """An EKS node instance type (no `ml.` prefix); empty means "let the operator choose"."""
+    if not value:
+        return value
+    if value.startswith("ml."):
+        raise InputError(
+            f"input '{name}' = {value!r} is a SageMaker type; EKS nodes use EC2 names such as "
+            f"{value[3:]!r}"
+        )
+    if not _EC2_TYPE_RE.match(value):
+        raise InputError(
+            f"input '{name}' = {value!r} is not an EC2 instance type: use <family>.<size>, "
+            "e.g. p5.48xlarge or trn1.32xlarge"
+        )
+    return value
+
+
+def one_of(value: str, name: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InputError(f"input '{name}' = {value!r} must be one of: {', '.join(allowed)}")
+    return value
+
+
+def positive(value: float, name: str, *, allow_zero: bool = False) -> float:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InputError(f"input '{name}' = {value!r} must be {bound}")
+    return value
+
+
+def spot_stopping_condition(
+    spot: bool, max_runtime_seconds: int, max_wait_seconds: int
+) -> dict[str, int]:
+    """SageMaker's `StoppingCondition`; managed spot needs MaxWait >= MaxRuntime."""
+    positive(max_runtime_seconds, "max_runtime_seconds")
+    condition = {"MaxRuntimeInSeconds": int(max_runtime_seconds)}
+    if spot:
+        if max_wait_seconds < max_runtime_seconds:
+            raise InputError(
+                f"input 'max_wait_seconds' = {max_wait_seconds} is below 'max_runtime_seconds' = "
+                f"{max_runtime_seconds}: managed spot training waits for capacity within "
+                "MaxWaitTimeInSeconds, so set max_wait_seconds >= max_runtime_seconds"
+            )
+        condition["MaxWaitTimeInSeconds"] = int(max_wait_seconds)
+    return condition
+
+
+def string_map(values: Mapping[str, object], name: str) -> dict[str, str]:
+    """SageMaker wants str->str (hyperparameters, environment); accept any JSON and stringify."""
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not key:
+            raise InputError(f"input '{name}' has an empty or non-string key {key!r}")
+        if isinstance(value, str):
+            out[key] = value
+        elif isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, int | float):
+            out[key] = str(value)
+        else:
+            out[key] = json.dumps(value, sort_keys=True)
+    return out
