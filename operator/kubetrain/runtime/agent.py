@@ -1,0 +1,124 @@
+"""The checkpoint agent: the operator's requests in, the commits out, through our own Pod.
+
+One agent per pod (the process with LOCAL_RANK 0): the operator annotates every pod of the gang,
+and the all-reduced stop flag carries the request to the other processes of the pod anyway.
+Rank 0 reports each commit on its pod so `status.checkpoint` follows the newest one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime
+from typing import Any, Protocol
+
+from kubetrain.api.constants import (
+    ANNOTATION_CHECKPOINT_COMMITTED,
+    ANNOTATION_CHECKPOINT_REQUEST,
+    REQUEST_REASON_REBALANCE,
+)
+from kubetrain.runtime.podapi import parse_json_annotation
+from kubetrain.runtime.signals import StopFlag, StopLevel
+
+log = logging.getLogger(__name__)
+
+
+class PodLike(Protocol):
+    """The part of PodAPI the agent uses (a fake in unit tests, the real API in integration)."""
+
+    def annotations(self) -> dict[str, str]: ...
+
+    def annotate(self, key: str, value: str) -> None: ...
+
+    def watch_annotations(self, on_change: Any, stop: threading.Event) -> None: ...
+
+
+def parse_deadline(value: object) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def request_level(request: dict[str, Any]) -> StopLevel:
+    """Emergency unless the operator says to keep going (`then: continue`, or a rebalance hint)."""
+    then = request.get("then")
+    if then == "continue" or (then is None and request.get("reason") == REQUEST_REASON_REBALANCE):
+        return StopLevel.SAVE
+    return StopLevel.SAVE_AND_EXIT
+
+
+class CheckpointAgent:
+    def __init__(self, pod: PodLike, flag: StopFlag) -> None:
+        self.pod, self.flag = pod, flag
+        self.seen: set[str] = set()  # request ids acted on
+        self.answered: set[str] = set()  # ids reported committed
+        self.stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Ignore a request this pod already answered (a restarted process), then watch."""
+        try:
+            committed = parse_json_annotation(
+                self.pod.annotations().get(ANNOTATION_CHECKPOINT_COMMITTED)
+            )
+            if committed and committed.get("id"):
+                self.seen.add(str(committed["id"]))
+                self.answered.add(str(committed["id"]))
+        except Exception as exc:  # the API being down must not stop training
+            log.warning("checkpoint agent: reading own pod failed: %s", exc)
+        self._thread = threading.Thread(
+            target=self.pod.watch_annotations,
+            args=(self.on_annotations, self.stop),
+            name="kubetrain-checkpoint-agent",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+
+    def on_annotations(self, annotations: dict[str, str]) -> None:
+        request = parse_json_annotation(annotations.get(ANNOTATION_CHECKPOINT_REQUEST))
+        if not request or not request.get("id"):
+            return
+        request_id = str(request["id"])
+        if request_id in self.seen:
+            return
+        self.seen.add(request_id)
+        reason = str(request.get("reason") or "checkpoint-request")
+        log.info("checkpoint request %s (%s) on own pod", request_id, reason)
+        self.flag.request(
+            request_level(request), reason, request_id, parse_deadline(request.get("deadline"))
+        )
+
+    def pending_request_id(self) -> str | None:
+        """A request on our pod not answered yet: the all-reduce may beat our own watch to it."""
+        try:
+            raw = self.pod.annotations().get(ANNOTATION_CHECKPOINT_REQUEST)
+        except Exception:
+            return None
+        request = parse_json_annotation(raw)
+        if request and request.get("id") and str(request["id"]) not in self.answered:
+            return str(request["id"])
+        return None
+
+    def report_committed(
+        self, *, step: int, manifest: str, kind: str, checkpoint_id: str, request_id: str | None
+    ) -> str:
+        """Patch `checkpoint-committed` on our pod; `id` echoes the request answered, if any.
+
+        A save that answers no request (periodic) reports the checkpoint's own id.
+        """
+        ident = request_id
+        if ident is None and kind == "emergency":
+            ident = self.pending_request_id()
+        ident = ident or checkpoint_id
+        value = json.dumps({"id": ident, "step": step, "manifest": manifest, "kind": kind})
+        self.answered.add(ident)
+        self.seen.add(ident)
+        self.pod.annotate(ANNOTATION_CHECKPOINT_COMMITTED, value)
+        return ident

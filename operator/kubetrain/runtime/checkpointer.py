@@ -1,0 +1,358 @@
+"""`Checkpointer`: the five-line integration a training script uses.
+
+    ckpt = Checkpointer.from_env(every_steps=500)
+    state = {"model": model, "optim": optimizer}
+    start = ckpt.restore(state)
+    for step in range(start, total_steps):
+        train_step(...); ckpt.step(step + 1, state)
+
+Every rank calls `step()` after every optimizer step. It all-reduces the stop flag so all ranks
+decide the same thing at the same step, saves periodically or on a notice, and after an emergency
+save exits with code 83 ("checkpointed and stopped"), which the operator counts as an interruption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from kubetrain.api.constants import (
+    ENV_ATTEMPT,
+    ENV_CHECKPOINT_DIR,
+    ENV_CHECKPOINT_KEEP,
+    ENV_CHECKPOINT_S3_URI,
+    ENV_JOB,
+    ENV_POD_NAME,
+    ENV_POD_NAMESPACE,
+    ENV_RESUME_MANIFEST,
+    EXIT_CHECKPOINTED_AND_STOPPED,
+)
+from kubetrain.runtime.agent import CheckpointAgent
+from kubetrain.runtime.collective import Codec, Collective, PickleCodec, SingleProcess, env_int
+from kubetrain.runtime.manifest import (
+    FileEntry,
+    Kind,
+    Manifest,
+    ManifestError,
+    checkpoint_name,
+    data_dir_of,
+    new_checkpoint_id,
+    parse_name,
+)
+from kubetrain.runtime.posix import PosixTier, fsync_tree
+from kubetrain.runtime.s3 import S3Mirror, S3Tier
+from kubetrain.runtime.signals import StopFlag, StopLevel, install_signal_handlers, seconds_left
+from kubetrain.runtime.store import (
+    Tier,
+    collect_garbage,
+    commit,
+    discover,
+    load_complete,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _torch_in_use() -> bool:
+    """Only look at torch if the script imported it: the core must not pull it in."""
+    return "torch" in sys.modules
+
+
+def make_codec(codec: str | Codec) -> Codec:
+    if not isinstance(codec, str):
+        return codec
+    if codec == "auto":
+        codec = "torch-save" if _torch_in_use() else "pickle"
+    if codec == "pickle":
+        return PickleCodec()
+    if codec in ("torch-save", "dcp"):
+        from kubetrain.runtime.torch_support import DCPCodec, TorchSaveCodec
+
+        return TorchSaveCodec() if codec == "torch-save" else DCPCodec()
+    raise ValueError(f"codec={codec!r}: use 'auto', 'torch-save', 'dcp' or 'pickle'")
+
+
+class Checkpointer:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        job: str = "",
+        attempt: int = 0,
+        s3_uri: str | None = None,
+        keep: int = 3,
+        every_steps: int | None = None,
+        every_seconds: float | None = None,
+        codec: str | Codec = "auto",
+        collective: Collective | None = None,
+        resume_manifest: str | None = None,
+        flag: StopFlag | None = None,
+        agent: CheckpointAgent | None = None,
+        exit_on_emergency: bool = True,
+        mirror_wait_on_exit: float = 60.0,
+        s3_client: Any = None,
+    ) -> None:
+        if keep < 1:
+            raise ValueError(f"keep={keep}: keep at least 1 checkpoint (spec.checkpoint.keep)")
+        if every_steps is not None and every_steps < 1:
+            raise ValueError(f"every_steps={every_steps}: use a positive step count or None")
+        self.local = PosixTier(directory)
+        self.remote = S3Tier(s3_uri, s3_client) if s3_uri else None
+        self.mirror = S3Mirror(self.local, self.remote, keep) if self.remote else None
+        self.job, self.attempt, self.keep = job, attempt, keep
+        self.every_steps, self.every_seconds = every_steps, every_seconds
+        self.codec = make_codec(codec)
+        self._collective = collective
+        self.resume_manifest = resume_manifest
+        self.flag = flag or StopFlag()
+        self.agent = agent
+        self.exit_on_emergency = exit_on_emergency
+        self.mirror_wait_on_exit = mirror_wait_on_exit
+        self.last: Manifest | None = None  # newest checkpoint restored or committed by this run
+        self.last_save_seconds: float | None = None
+        self._last_save_time = time.monotonic()
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        install_signals: bool = True,
+        start_agent: bool = True,
+        **kwargs: Any,
+    ) -> Checkpointer:
+        """Everything from the KUBETRAIN_* contract the operator sets; keyword args override."""
+        env = os.environ
+        directory = kwargs.pop("directory", None) or env.get(ENV_CHECKPOINT_DIR)
+        if not directory:
+            raise ValueError(
+                f"{ENV_CHECKPOINT_DIR} is not set: set spec.checkpoint.dir on the TrainingJob "
+                "(or export it when running outside kubetrain)"
+            )
+        kwargs.setdefault("job", env.get(ENV_JOB, ""))
+        kwargs.setdefault("attempt", env_int(ENV_ATTEMPT, 0))
+        kwargs.setdefault("s3_uri", env.get(ENV_CHECKPOINT_S3_URI) or None)
+        kwargs.setdefault("keep", env_int(ENV_CHECKPOINT_KEEP, 3))
+        kwargs.setdefault("resume_manifest", env.get(ENV_RESUME_MANIFEST) or None)
+        flag = kwargs.pop("flag", None) or StopFlag()
+        if install_signals:
+            install_signal_handlers(flag)
+        agent = kwargs.pop("agent", None)
+        pod, namespace = env.get(ENV_POD_NAME), env.get(ENV_POD_NAMESPACE)
+        if agent is None and start_agent and pod and namespace and env_int("LOCAL_RANK", 0) == 0:
+            agent = start_pod_agent(pod, namespace, flag)
+        return cls(directory, flag=flag, agent=agent, **kwargs)
+
+    # --- collectives, resolved on first use so from_env() may run before init_process_group ----
+    @property
+    def collective(self) -> Collective:
+        if self._collective is None:
+            self._collective = SingleProcess()
+            if _torch_in_use():
+                from kubetrain.runtime.torch_support import TorchCollective, distributed_ready
+
+                if distributed_ready():
+                    self._collective = TorchCollective()
+        return self._collective
+
+    @property
+    def rank(self) -> int:
+        return self.collective.rank
+
+    def should_checkpoint(self) -> bool:
+        """This process's own view (signals, agent); `step()` agrees on it across ranks."""
+        return self.flag.level > StopLevel.NONE
+
+    # --- restore -------------------------------------------------------------------------------
+    def restore(self, state: MutableMapping[str, Any]) -> int:
+        """Load the newest complete checkpoint into `state` in place; return its step (0 if none)."""
+        coll = self.collective
+        chosen = self._choose_and_fetch() if coll.rank == 0 else None
+        name = coll.broadcast_str(chosen.name if chosen else "")
+        if not name:
+            log.info("no complete checkpoint under %s: starting from scratch", self.local.uri())
+            return 0
+        manifest = load_complete(self.local, name)
+        if self.codec.needs_same_world_size and manifest.world_size != coll.world_size:
+            raise ManifestError(
+                f"checkpoint {name} was written by {manifest.world_size} ranks with codec "
+                f"{manifest.codec!r}, this run has {coll.world_size}: keep the same nodes x "
+                "perNode, or save with codec='dcp' which reshards on load"
+            )
+        if manifest.codec != self.codec.name:
+            raise ManifestError(
+                f"checkpoint {name} was written with codec {manifest.codec!r}, this run uses "
+                f"{self.codec.name!r}: pass codec={manifest.codec!r} to the Checkpointer"
+            )
+        self.codec.load(self.local.local_path(manifest.data_dir), state, coll.rank)
+        self.last = manifest
+        log.info("restored %s (step %d)", self.local.uri(manifest.path), manifest.step)
+        return manifest.step
+
+    def _choose_and_fetch(self) -> Manifest | None:
+        """Rank 0: the resume hint if valid and not older than discovery, else the newest found.
+
+        Equal steps prefer the local tier; a checkpoint found only on S3 is downloaded first.
+        """
+        tiers: list[Tier] = [self.local] + ([self.remote] if self.remote else [])
+        best: tuple[Manifest, Tier] | None = None
+        for tier in tiers:
+            found = discover(tier)
+            if found and (best is None or found.step > best[0].step):
+                best = (found, tier)
+        hinted = self._hinted(tiers)
+        if hinted and (best is None or hinted[0].step >= best[0].step):
+            best = hinted
+        if best is None:
+            return None
+        manifest, tier = best
+        if tier is not self.local and isinstance(tier, S3Tier):
+            log.info("fetching %s from %s", manifest.name, tier.uri())
+            tier.download_tree(manifest.data_dir, self.local)
+            try:
+                commit(self.local, manifest)
+            except Exception as exc:  # already there from an earlier fetch: revalidated below
+                log.info("local manifest for %s: %s", manifest.name, exc)
+        return load_complete(self.local, manifest.name)
+
+    def _hinted(self, tiers: list[Tier]) -> tuple[Manifest, Tier] | None:
+        if not self.resume_manifest:
+            return None
+        base = self.resume_manifest.rstrip("/").rsplit("/", 1)[-1]
+        if parse_name(base) is None:
+            log.warning("resume hint %r is not a checkpoint manifest name", self.resume_manifest)
+            return None
+        for tier in tiers:
+            try:
+                return load_complete(tier, base.removesuffix(".json")), tier
+            except ManifestError as exc:
+                log.warning("resume hint %s on %s: %s", base, tier.uri(), exc)
+        return None
+
+    # --- the per-step hook ---------------------------------------------------------------------
+    def step(self, step: int, state: Mapping[str, Any]) -> bool:
+        """Call on every rank after every optimizer step with the number of steps done.
+
+        Saves when `every_steps`/`every_seconds` says so or on a request; after an emergency save
+        it raises SystemExit(83), or returns True (stop now) when exit_on_emergency=False.
+        """
+        coll = self.collective
+        local = self.flag.level
+        if (
+            self.every_seconds is not None
+            and coll.rank == 0
+            and time.monotonic() - self._last_save_time >= self.every_seconds
+        ):
+            local = max(local, StopLevel.SAVE)  # rank 0's clock decides; the all-reduce spreads it
+        agreed = StopLevel(coll.max_int(int(local))) if coll.world_size > 1 else local
+        periodic = self.every_steps is not None and step % self.every_steps == 0
+        if agreed >= StopLevel.SAVE_AND_EXIT:
+            self.save(step, state, kind="emergency")
+            if self.exit_on_emergency:
+                self._exit()
+            return True
+        if agreed == StopLevel.SAVE or periodic:
+            self.save(step, state, kind="periodic")
+            self.flag.clear_save()
+        return False
+
+    def save(self, step: int, state: Mapping[str, Any], kind: Kind = "periodic") -> Manifest:
+        """Collective: every rank writes its files, then rank 0 commits and reports."""
+        coll = self.collective
+        request = self.flag.peek()
+        if self.last is not None and self.last.step == step:
+            manifest = self.last  # nothing new since the last commit: report it, write nothing
+            if coll.rank == 0:
+                self._report(manifest, kind, request.request_id if request else None)
+            coll.barrier()
+            return manifest
+        started = time.monotonic()
+        ckpt_id = coll.broadcast_str(new_checkpoint_id() if coll.rank == 0 else None)
+        name = checkpoint_name(step, ckpt_id)
+        data_dir = data_dir_of(name)
+        if coll.rank == 0:
+            self.local.make_data_dir(data_dir)
+        coll.barrier()
+        self.codec.save(self.local.local_path(data_dir), state, coll.rank)
+        coll.barrier()
+        manifest = Manifest(
+            job=self.job,
+            attempt=self.attempt,
+            step=step,
+            kind=kind,
+            world_size=coll.world_size,
+            files=(),  # rank 0 fills them in; other ranks only need name and step
+            id=ckpt_id,
+            codec=self.codec.name,
+            writer=f"{socket.gethostname()}/{os.getpid()}",
+            parent=self.last.name if self.last else None,
+        )
+        if coll.rank == 0:
+            fsync_tree(self.local.local_path(data_dir))
+            sizes = self.local.sizes_under(data_dir)
+            files = tuple(FileEntry(p, s) for p, s in sorted(sizes.items()))
+            manifest = dataclasses.replace(manifest, files=files)
+            commit(self.local, manifest)
+            collect_garbage(self.local, self.keep)
+            if self.mirror:
+                self.mirror.submit(manifest)
+            self._report(manifest, kind, request.request_id if request else None)
+        if kind == "emergency":
+            coll.barrier()  # nobody exits before the commit: a launcher may kill the rest
+        self.last = manifest
+        self.last_save_seconds = time.monotonic() - started
+        self._last_save_time = time.monotonic()
+        if request is not None and request.deadline is not None:
+            left = seconds_left(request.deadline)
+            if left is not None and left < 0:
+                log.warning(
+                    "checkpoint %s committed %.1fs after the notice's deadline", name, -left
+                )
+        return manifest
+
+    def _report(self, manifest: Manifest, kind: Kind, request_id: str | None) -> None:
+        if self.agent is None:
+            return
+        try:
+            self.agent.report_committed(
+                step=manifest.step,
+                manifest=self.local.uri(manifest.path),
+                kind=kind,
+                checkpoint_id=manifest.id,
+                request_id=request_id,
+            )
+        except Exception as exc:  # the manifest is the truth; a lost report must not stop training
+            log.warning("reporting checkpoint %s on the pod failed: %s", manifest.name, exc)
+
+    def _exit(self) -> None:
+        if self.mirror and self.rank == 0:
+            request = self.flag.peek()
+            left = seconds_left(request.deadline if request else None)
+            budget = (
+                self.mirror_wait_on_exit if left is None else min(self.mirror_wait_on_exit, left)
+            )
+            if budget > 0 and not self.mirror.flush(budget):
+                log.warning("S3 mirror still uploading at exit; the local tier has the checkpoint")
+        self.close()
+        raise SystemExit(EXIT_CHECKPOINTED_AND_STOPPED)
+
+    def close(self) -> None:
+        if self.agent:
+            self.agent.close()
+
+
+def start_pod_agent(pod: str, namespace: str, flag: StopFlag) -> CheckpointAgent | None:
+    try:
+        from kubetrain.runtime.podapi import PodAPI
+
+        agent = CheckpointAgent(PodAPI(pod, namespace), flag)
+    except Exception as exc:  # no client library, no credentials: signals still work
+        log.warning("checkpoint agent disabled (%s); SIGTERM still triggers checkpoints", exc)
+        return None
+    agent.start()
+    return agent

@@ -1,0 +1,130 @@
+"""PyTorch integration: gloo collectives for the stop flag, `torch.save` and DCP codecs.
+
+Imported only when the training script uses torch (the checkpointer picks it when `torch` is
+already in `sys.modules`), so the core keeps working in torch-free containers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from kubetrain.runtime.collective import rank_file, restore_into, snapshot
+from kubetrain.runtime.posix import fsync_dir
+
+
+class TorchCollective:
+    """Collectives on a gloo group: cheap on CPU, and independent of the NCCL training traffic.
+
+    With an NCCL default group a dedicated gloo group is created once, on first use, by every
+    rank at the same step (the checkpointer's first call), as `new_group` requires.
+    """
+
+    def __init__(self) -> None:
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        self.group: Any = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+
+    def max_int(self, value: int) -> int:
+        tensor = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.group)
+        return int(tensor.item())
+
+    def barrier(self) -> None:
+        dist.barrier(group=self.group)
+
+    def broadcast_str(self, value: str | None) -> str:
+        box: list[Any] = [value]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        if not isinstance(box[0], str):
+            raise ValueError("rank 0 must provide the value to broadcast")
+        return box[0]
+
+
+def distributed_ready() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+class TorchSaveCodec:
+    """One `torch.save` file per rank: simple, exact, needs the same world size to resume."""
+
+    name = "torch-save"
+    needs_same_world_size = True
+
+    def save(self, directory: Path, state: Mapping[str, Any], rank: int) -> None:
+        path = rank_file(directory, rank, ".pt")
+        with open(path, "wb") as fh:
+            torch.save(snapshot(state), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def load(self, directory: Path, state: MutableMapping[str, Any], rank: int) -> None:
+        loaded = torch.load(rank_file(directory, rank, ".pt"), weights_only=True)
+        restore_into(state, loaded)
+
+
+class DCPCodec:
+    """`torch.distributed.checkpoint`: every rank writes its shards, loads reshard as needed.
+
+    Pass stateful objects (e.g. `ModelOptimizerState`) or tensors; DCP calls `state_dict()` itself.
+    """
+
+    name = "dcp"
+    needs_same_world_size = False
+
+    def save(self, directory: Path, state: Mapping[str, Any], rank: int) -> None:
+        from torch.distributed.checkpoint.filesystem import FileSystemWriter
+        from torch.distributed.checkpoint.state_dict_saver import save
+
+        writer = FileSystemWriter(str(directory), sync_files=True, overwrite=False)
+        save(dict(state), storage_writer=writer)
+        if rank == 0:
+            fsync_dir(directory)
+
+    def load(self, directory: Path, state: MutableMapping[str, Any], rank: int) -> None:
+        from torch.distributed.checkpoint.state_dict_loader import load
+
+        target = dict(state)
+        load(target, checkpoint_id=str(directory))
+        for key, value in target.items():
+            if not hasattr(state[key], "load_state_dict"):
+                state[key] = value
+
+
+class ModelOptimizerState:
+    """A DCP `Stateful` for a model and its optimizer (DDP/FSDP aware through get_state_dict)."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+        self.model, self.optimizer = model, optimizer
+
+    def state_dict(self) -> dict[str, Any]:
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        optimizers = [self.optimizer] if self.optimizer else []
+        model_sd, optim_sd = get_state_dict(self.model, optimizers)
+        return {"model": model_sd, "optim": optim_sd}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import set_state_dict
+
+        optimizers = [self.optimizer] if self.optimizer else []
+        set_state_dict(
+            self.model,
+            optimizers,
+            model_state_dict=state["model"],
+            optim_state_dict=state["optim"] if self.optimizer else {},
+        )
+
+
+__all__ = [
+    "DCPCodec",
+    "ModelOptimizerState",
+    "TorchCollective",
+    "TorchSaveCodec",
+    "distributed_ready",
+]
