@@ -144,17 +144,17 @@ def test_new_job_creates_attempt_one_in_builder_order() -> None:
     assert plan.status["attempt"] == 1
     assert plan.status["phase"] == "Pending"
     assert plan.status["attemptStartTime"] == rfc3339(NOW)
-    assert plan.status["restarts"] == {"failures": 0, "interruptions": 0}
+    assert plan.status["restarts"] == {"failures": 0, "interruptions": 0, "total": 0}
     assert plan.deletes == ()
     assert reasons(plan) == [("Ready", "Pending")]
     assert plan.requeue_after == 600
 
 
 def test_invalid_spec_fails_with_the_field_and_creates_nothing() -> None:
-    plan = decide(job(), Invalid("nodes", "must be >= 1; set spec.nodes"), Observed([], {}), NOW)
+    plan = decide(job(), Invalid("spec.nodes", "spec.nodes: must be >= 1"), Observed([], {}), NOW)
     assert plan.creates == ()
     assert plan.status["phase"] == "Failed"
-    assert plan.status["message"] == "spec.nodes: must be >= 1; set spec.nodes"
+    assert plan.status["message"] == "spec.nodes: must be >= 1"
     failed = next(c for c in plan.status["conditions"] if c["type"] == "Failed")
     assert (failed["status"], failed["reason"]) == ("True", "InvalidSpec")
     assert [(e.reason, e.warning) for e in plan.events] == [("InvalidSpec", True)]
@@ -202,7 +202,7 @@ def test_one_rank_failing_restarts_the_whole_gang_and_counts_a_failure() -> None
     pods = gang(1, ("Running", "Running", "Failed", "Running"), exit_code=None)
     pods[2] = pod(1, 2, "Failed", node="p5-a2", exit_code=1)
     plan = decide(job(status), target(), Observed(pods, ALL_NODES), NOW)
-    assert plan.status["restarts"] == {"failures": 1, "interruptions": 0}
+    assert plan.status["restarts"] == {"failures": 1, "interruptions": 0, "total": 1}
     assert plan.status["phase"] == "Restarting"
     assert plan.status["restartAfter"] == rfc3339(at(10))
     assert {d.name for d in plan.deletes} == {name(1, r) for r in range(4)}
@@ -250,7 +250,7 @@ def test_exit_83_is_an_interruption_not_a_failure() -> None:
     pods = gang(1)
     pods[1] = pod(1, 1, "Failed", node="p5-a1", exit_code=83)
     plan = decide(job(running_status()), target(), Observed(pods, ALL_NODES), NOW)
-    assert plan.status["restarts"] == {"failures": 0, "interruptions": 1}
+    assert plan.status["restarts"] == {"failures": 0, "interruptions": 1, "total": 1}
     assert reasons(plan) == [("Ready", "NodeLost")]
 
 
@@ -258,7 +258,7 @@ def test_not_ready_node_is_an_interruption_force_deletes_its_pods_and_is_avoided
     b = Builder()
     sick = nodes("p5-a0", "p5-a1", "p5-a2", "p5-a3", not_ready=["p5-a3"])
     plan = decide(job(running_status()), target(b), Observed(gang(1), sick), NOW)
-    assert plan.status["restarts"] == {"failures": 0, "interruptions": 1}
+    assert plan.status["restarts"] == {"failures": 0, "interruptions": 1, "total": 1}
     assert PodDelete(name(1, 3), "u13", force=True) in plan.deletes
     assert PodDelete(name(1, 0), "u10", force=False) in plan.deletes
     [record] = plan.status["interruptions"]
@@ -315,7 +315,7 @@ def test_gang_that_cannot_fit_waits_then_releases_after_startup_timeout() -> Non
     assert plan.status["phase"] == "Restarting"
     assert reasons(plan) == [("Ready", "StartupTimeout")]
     assert len(plan.deletes) == 6
-    assert plan.status["restarts"] == {"failures": 0, "interruptions": 0}
+    assert plan.status["restarts"] == {"failures": 0, "interruptions": 0, "total": 0}
     assert plan.status["restartAfter"] == rfc3339(at(610))
 
 
@@ -346,7 +346,7 @@ def test_suspend_releases_pods_and_resume_starts_a_new_uncounted_attempt() -> No
     resumed = decide(job(plan.status), target(b), Observed([], ALL_NODES), at(5))
     assert resumed.status["phase"] == "Pending"
     assert resumed.status["attempt"] == 2
-    assert resumed.status["restarts"] == {"failures": 0, "interruptions": 0}
+    assert resumed.status["restarts"] == {"failures": 0, "interruptions": 0, "total": 0}
     assert b.calls == [(2, None, ())]
 
 
@@ -421,3 +421,10 @@ def test_views_from_real_bodies() -> None:
     assert node == NodeView(
         "n", True, False, "us-west-2b", ("aws-node-termination-handler/spot-itn",)
     )
+
+
+def test_mpirun_style_success_is_rank_zero_and_releases_the_other_ranks() -> None:
+    pods = gang(1, ("Succeeded", "Running", "Running", "Running"))
+    plan = decide(job(running_status()), target(success_ranks=(0,)), Observed(pods, ALL_NODES), NOW)
+    assert plan.status["phase"] == "Succeeded"
+    assert {d.name for d in plan.deletes} == {name(1, r) for r in (1, 2, 3)}

@@ -21,6 +21,7 @@ from kubetrain.api.constants import (
     REASON_INVALID_SPEC,
     REQUEST_REASON_NODE_LOST,
 )
+from kubetrain.api.models import TrainingJobStatus
 from kubetrain.reconcile import classify as cl
 from kubetrain.reconcile.classify import Outcome, RankState
 from kubetrain.reconcile.observe import PodView, parse_committed
@@ -100,6 +101,11 @@ class _Draft:
     ) -> Plan:
         self.status["phase"] = derive_phase(self.conditions)
         self.status["observedGeneration"] = self.job.generation
+        # Through the API model: what the CRD would prune never gets written, and the computed
+        # printer-column fields (restarts.total, nodesReady) are always in step.
+        self.status = TrainingJobStatus.model_validate(self.status).model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
         headline = get_condition(self.conditions, COND_FAILED)
         if not (headline and headline.get("status") == "True"):
             headline = get_condition(self.conditions, COND_READY)
@@ -163,7 +169,7 @@ def _update_checkpoint(draft: _Draft, pods: Sequence[PodView]) -> None:
             "id": str(best["id"]),
             "step": int(best.get("step") or 0),
             "uri": str(best.get("manifest") or best.get("uri") or ""),
-            "kind": str(best.get("kind") or "periodic"),
+            "kind": "emergency" if best.get("kind") == "emergency" else "periodic",
             "committedAt": draft.now_s,
         }
 
@@ -191,7 +197,9 @@ def _fail(draft: _Draft, reason: str, message: str) -> None:
 
 
 def _invalid(draft: _Draft, invalid: Invalid, observed: Observed) -> Plan:
-    message = f"spec.{invalid.field}: {invalid.message}" if invalid.field else invalid.message
+    message = invalid.message
+    if invalid.field and invalid.field not in message:
+        message = f"{invalid.field}: {message}"
     _fail(draft, REASON_INVALID_SPEC, message)
     draft.status["message"] = message
     return _terminal(draft, None, observed)
@@ -357,8 +365,10 @@ def _observe_attempt(
     ]
     strays = [p for p in pods if not 0 <= p.rank < policy.nodes]
     n = policy.nodes
-    if cl.count(states, Outcome.SUCCEEDED) == n:
-        message = f"attempt {attempt}: all {n} ranks succeeded"
+    need = range(n) if policy.success_ranks is None else policy.success_ranks
+    if all(states[r].outcome is Outcome.SUCCEEDED for r in need if r < n):
+        which = f"all {n} ranks" if len(need) == n else f"rank(s) {', '.join(map(str, need))}"
+        message = f"attempt {attempt}: {which} succeeded"
         draft.cond(COND_SUCCEEDED, True, REASON_SUCCEEDED, message)
         draft.cond(COND_READY, False, REASON_FINISHED, message)
         draft.status.setdefault("completionTime", draft.now_s)

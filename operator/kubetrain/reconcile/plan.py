@@ -48,6 +48,8 @@ class Policy:
     startup_timeout_seconds: int = 900
     suspend: bool = False
     ttl_seconds_after_finished: int | None = None
+    # Ranks whose exit 0 ends the job (mpirun: rank 0 only); None = every rank.
+    success_ranks: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

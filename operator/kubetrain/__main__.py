@@ -1,0 +1,42 @@
+"""`python -m kubetrain` / `kubetrain`: run the operator against the current kubeconfig.
+
+A thin front for `kopf run -m kubetrain.handlers`: all namespaces unless `--namespace` is given,
+and any other kopf option (`--standalone`, `--peering`, `--liveness`, `--verbose`, ...) passes
+through unchanged, so the Deployment and a developer's shell run exactly the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+HANDLERS_MODULE = "kubetrain.handlers"
+
+
+def kopf_args(argv: Sequence[str]) -> list[str]:
+    parser = argparse.ArgumentParser(
+        prog="kubetrain",
+        description="Run the kubetrain operator (kopf) against the current kubeconfig. "
+        "Options not listed here are passed to `kopf run`.",
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable; glob patterns allowed); default: all",
+    )
+    ours, rest = parser.parse_known_args(list(argv))
+    scope = [arg for ns in ours.namespace for arg in ("--namespace", ns)] or ["--all-namespaces"]
+    return ["run", *scope, "-m", HANDLERS_MODULE, *rest]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from kopf.cli import main as kopf_main
+
+    kopf_main.main(args=kopf_args(sys.argv[1:] if argv is None else argv), prog_name="kubetrain")
+
+
+if __name__ == "__main__":
+    main()

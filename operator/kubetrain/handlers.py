@@ -1,0 +1,156 @@
+"""kopf wiring only: indexes, wake-ups and one reconcile daemon per TrainingJob.
+
+Why a daemon: it makes the job's own loop the single writer of its status and children, so pod,
+node and job events never race each other. Events only *wake* the loop (an asyncio.Event), and
+pods/nodes reach it through kopf indexes keyed by (namespace, job) and node name: per-event work
+is O(1) and no handler ever lists the cluster. Production (`python -m kubetrain`) and the tests
+(`KopfRunner([... "-m", "kubetrain.handlers"])`) load this same module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from kubetrain.api.constants import GROUP, LABEL_JOB, PLURAL, VERSION
+from kubetrain.k8s import Kube, load_api_client
+from kubetrain.reconcile.loop import JobMemory, reconcile_once
+from kubetrain.reconcile.observe import NodeView, node_view, pod_view
+
+Key = tuple[str, str]
+WORKER_PODS = {LABEL_JOB: kopf.PRESENT}
+ERROR_BACKOFF_SECONDS = 5.0
+
+
+class Wakeups:
+    """(namespace, job) -> the asyncio.Event its daemon sleeps on."""
+
+    def __init__(self) -> None:
+        self._events: dict[Key, asyncio.Event] = {}
+
+    def register(self, key: Key) -> asyncio.Event:
+        return self._events.setdefault(key, asyncio.Event())
+
+    def forget(self, key: Key) -> None:
+        self._events.pop(key, None)
+
+    def wake(self, key: Key) -> None:
+        event = self._events.get(key)
+        if event is not None:
+            event.set()
+
+
+@kopf.on.startup(id="configure")
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Our bookkeeping lives under our own prefix; status stays exactly what the CRD schema allows.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Events with reasons come from the reconcile itself; kopf posts only its own failures.
+    settings.posting.level = logging.ERROR
+    # Server-side filter: the operator never receives events for pods that are not ours.
+    settings.watching.label_selectors["v1", "pods"] = LABEL_JOB
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    memo.kube = Kube(load_api_client())
+    memo.wakeups = Wakeups()
+    memo.nodes_seen = {}
+
+
+@kopf.index("v1", "pods", id="pods_by_job", labels=WORKER_PODS)
+def pods_by_job(body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+    view = pod_view(body)
+    return {(view.namespace, view.job): view} if view else None
+
+
+@kopf.index("v1", "pods", id="pods_by_node", labels=WORKER_PODS)
+def pods_by_node(body: kopf.Body, **_: Any) -> dict[str, Key] | None:
+    view = pod_view(body)
+    return {view.node: (view.namespace, view.job)} if view and view.node else None
+
+
+@kopf.index("v1", "nodes", id="nodes_by_name")
+def nodes_by_name(body: kopf.Body, **_: Any) -> dict[str, NodeView]:
+    view = node_view(body)
+    return {view.name: view}
+
+
+@kopf.on.event("v1", "pods", id="wake_on_pod", labels=WORKER_PODS)
+def wake_on_pod(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    view = pod_view(body)
+    if view:
+        memo.wakeups.wake((view.namespace, view.job))
+
+
+@kopf.on.event("v1", "nodes", id="wake_on_node")
+def wake_on_node(body: kopf.Body, type: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Wake the jobs with pods on a node whose readiness, schedulability or taints changed."""
+    pods_by_node: kopf.Index[str, Key] = kwargs["pods_by_node"]  # kopf passes indexes by name
+    view = node_view(body)
+    seen: dict[str, NodeView] = memo.nodes_seen
+    if type == "DELETED":
+        seen.pop(view.name, None)
+    elif seen.get(view.name) == view:
+        return  # a heartbeat: nothing a job cares about
+    else:
+        seen[view.name] = view
+    for key in set(pods_by_node.get(view.name, [])):
+        memo.wakeups.wake(key)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, id="wake_on_job")
+def wake_on_job(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    memo.wakeups.wake((namespace or "", name))
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=1.0)
+async def reconcile(
+    name: str,
+    namespace: str | None,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    """The job's single writer: reconcile, then sleep until woken or the next deadline."""
+    pods_by_job: kopf.Index[Key, Any] = kwargs["pods_by_job"]
+    nodes_by_name: kopf.Index[str, NodeView] = kwargs["nodes_by_name"]
+    namespace = namespace or ""  # TrainingJob is namespaced; kopf's signature is generic
+    key = (namespace, name)
+    wake = memo.wakeups.register(key)
+    memory = JobMemory()
+
+    def node_lookup(node: str) -> NodeView | None:
+        views = list(nodes_by_name.get(node, []))
+        return views[0] if views else None
+
+    try:
+        while not stopped:
+            wake.clear()
+            try:
+                delay = await reconcile_once(
+                    memo.kube,
+                    namespace,
+                    name,
+                    list(pods_by_job.get(key, [])),
+                    node_lookup,
+                    memory,
+                    logger,
+                )
+            except Exception as exc:  # retried: API hiccups, conflicts, a builder bug
+                logger.exception(
+                    "reconcile failed, retrying in %ss: %s", ERROR_BACKOFF_SECONDS, exc
+                )
+                delay = ERROR_BACKOFF_SECONDS
+            if delay is None:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=max(delay, 0.05))
+    finally:
+        memo.wakeups.forget(key)

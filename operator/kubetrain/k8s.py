@@ -1,0 +1,222 @@
+"""The one door to the Kubernetes API. Everything else in the operator is data in, data out.
+
+Built on the official client's low-level `ApiClient.call_api` with plain dicts: manifests from the
+builders go out exactly as built, with no generated-model round trip that could drop fields.
+The client is synchronous; every call runs in a worker thread so the kopf event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any, Final
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from kubetrain.api.constants import GROUP, KIND, PLURAL, VERSION
+
+FIELD_MANAGER: Final = "kubetrain-operator"
+EVENT_SOURCE: Final = "kubetrain-operator"
+
+# kind -> (plural, namespaced) for every kind the builders may emit.
+_KINDS: Final[dict[str, tuple[str, bool]]] = {
+    "Pod": ("pods", True),
+    "Service": ("services", True),
+    "ServiceAccount": ("serviceaccounts", True),
+    "PersistentVolumeClaim": ("persistentvolumeclaims", True),
+    "PersistentVolume": ("persistentvolumes", False),
+    "ConfigMap": ("configmaps", True),
+    "Secret": ("secrets", True),
+    "Role": ("roles", True),
+    "RoleBinding": ("rolebindings", True),
+    "Event": ("events", True),
+    KIND: (PLURAL, True),
+}
+
+
+class KubeError(RuntimeError):
+    """An API call failed in a way the caller cannot treat as success (kopf will retry)."""
+
+    def __init__(self, verb: str, path: str, status: int, reason: str) -> None:
+        super().__init__(f"{verb} {path}: HTTP {status} {reason}")
+        self.status = status
+
+
+def load_api_client() -> client.ApiClient:
+    """In-cluster credentials when running as a pod, else the current kubeconfig ($KUBECONFIG)."""
+    configuration = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
+    try:
+        plural, namespaced = _KINDS[kind]
+    except KeyError:
+        raise ValueError(f"kubetrain.k8s does not know how to create kind {kind!r}") from None
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    if namespaced:
+        if not namespace:
+            raise ValueError(f"{kind} needs metadata.namespace")
+        return f"{base}/namespaces/{namespace}/{plural}"
+    return f"{base}/{plural}"
+
+
+def _job_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
+class Kube:
+    """Async facade over one ApiClient; methods return plain dicts and treat 404/409 explicitly."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+        self._instance = socket.gethostname()
+
+    def _call(
+        self,
+        verb: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        try:
+            return self._api.call_api(
+                path,
+                verb,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                response_type="object",
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=True,
+                _request_timeout=30,
+            )
+        except ApiException as exc:
+            raise KubeError(verb, path, int(exc.status or 0), str(exc.reason)) from exc
+
+    async def _acall(self, verb: str, path: str, body: Any = None, **kw: Any) -> Any:
+        return await asyncio.to_thread(self._call, verb, path, body, **kw)
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The job as the API server has it now (never a cached view), or None when gone."""
+        try:
+            result: dict[str, Any] = await self._acall("GET", _job_path(namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    async def patch_job_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """JSON-merge-patch `.status` through the status subresource (None deletes a key)."""
+        result: dict[str, Any] = await self._acall(
+            "PATCH",
+            _job_path(namespace, name) + "/status",
+            {"status": dict(patch)},
+            query=[("fieldManager", FIELD_MANAGER)],
+            content_type="application/merge-patch+json",
+        )
+        return result
+
+    async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete the job (children follow by owner references); False when already gone."""
+        body = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
+        return await self._delete(_job_path(namespace, name), body)
+
+    async def create(self, obj: Mapping[str, Any]) -> bool:
+        """Create `obj`; True when created, False when it already exists (names are deterministic)."""
+        meta = obj.get("metadata") or {}
+        path = collection_path(str(obj["apiVersion"]), str(obj["kind"]), meta.get("namespace"))
+        try:
+            await self._acall("POST", path, dict(obj), query=[("fieldManager", FIELD_MANAGER)])
+        except KubeError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete_pod(self, namespace: str, name: str, uid: str, *, force: bool) -> bool:
+        """Delete one pod of ours; `force` = grace period 0 (the kubelet is gone or stuck).
+
+        The uid precondition makes a stale request unable to delete a same-named pod of a later
+        creation. Returns False when the pod is already gone.
+        """
+        body: dict[str, Any] = {"preconditions": {"uid": uid}} if uid else {}
+        if force:
+            body["gracePeriodSeconds"] = 0
+        return await self._delete(f"/api/v1/namespaces/{namespace}/pods/{name}", body)
+
+    async def _delete(self, path: str, body: Mapping[str, Any]) -> bool:
+        try:
+            await self._acall("DELETE", path, dict(body))
+        except KubeError as exc:
+            if exc.status in (404, 409):  # gone, or uid precondition failed (a newer object)
+                return False
+            raise
+        return True
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> bool:
+        """Merge annotations onto a pod (checkpoint requests, issue #4); False when gone."""
+        try:
+            await self._acall(
+                "PATCH",
+                f"/api/v1/namespaces/{namespace}/pods/{name}",
+                {"metadata": {"annotations": dict(annotations)}},
+                query=[("fieldManager", FIELD_MANAGER)],
+                content_type="application/merge-patch+json",
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def post_event(
+        self,
+        job: Mapping[str, Any],
+        *,
+        reason: str,
+        message: str,
+        warning: bool = False,
+        now: dt.datetime | None = None,
+    ) -> None:
+        """A core/v1 Event on the job, shown by `kubectl describe tj` and `kubectl get events`."""
+        meta = job.get("metadata") or {}
+        namespace = str(meta.get("namespace"))
+        stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta.get("name"),
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": EVENT_SOURCE},
+            "reportingComponent": EVENT_SOURCE,
+            "reportingInstance": self._instance,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        await self._acall("POST", f"/api/v1/namespaces/{namespace}/events", event)

@@ -1,0 +1,65 @@
+"""Carry out a Plan through the API door, in the order that keeps every crash point safe.
+
+Creates first (deterministic names: a retry finds them), then the status write (the decision is
+recorded before anything is torn down, so a failure is never counted twice), then deletes, then
+Events (only for transitions that were actually written).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from kubetrain.k8s import Kube, KubeError
+from kubetrain.reconcile.plan import Plan
+from kubetrain.status import status_patch
+
+# Test hook: the process exits hard after this many creates, to prove that an operator killed in
+# the middle of creating a gang converges to exactly one set of pods after a restart.
+FAILPOINT_ENV = "KUBETRAIN_FAILPOINT_EXIT_AFTER_CREATES"
+_creates_done = 0
+
+
+def _failpoint() -> None:
+    global _creates_done
+    _creates_done += 1
+    limit = os.environ.get(FAILPOINT_ENV)
+    if limit and _creates_done >= int(limit):
+        os._exit(86)
+
+
+async def act(
+    kube: Kube,
+    job: Mapping[str, Any],
+    plan: Plan,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    meta = job.get("metadata") or {}
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    for obj in plan.creates:
+        created = await kube.create(obj)
+        if created:
+            _failpoint()
+            logger.debug("created %s %s", obj.get("kind"), obj["metadata"]["name"])
+    if plan.status_changed:
+        await kube.patch_job_status(
+            namespace, name, status_patch(job.get("status") or {}, plan.status)
+        )
+    for delete in plan.deletes:
+        if await kube.delete_pod(namespace, delete.name, delete.uid, force=delete.force):
+            logger.info("deleted pod %s%s", delete.name, " (forced)" if delete.force else "")
+    if plan.status_changed:
+        for event in plan.events:
+            log = logger.warning if event.warning else logger.info
+            log("%s=%s %s: %s", event.type, event.status, event.reason, event.message)
+            try:
+                await kube.post_event(
+                    job, reason=event.reason, message=event.message, warning=event.warning
+                )
+            except KubeError as exc:  # an Event is never worth failing the reconcile for
+                logger.warning("could not post event %s: %s", event.reason, exc)
+    if plan.delete_job:
+        logger.info("ttlSecondsAfterFinished passed: deleting the job")
+        await kube.delete_job(namespace, name, str(meta.get("uid", "")))

@@ -1,0 +1,52 @@
+"""From a TrainingJob body to what decide needs: a Target to run, or the reason it cannot run.
+
+The only place that knows both the API models and the builders' call shapes, so a change in
+either touches one small function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubetrain.api.errors import InvalidSpec
+from kubetrain.api.models import TrainingJobSpec
+from kubetrain.build import JobRef, build_attempt, completion_ranks, pod_name, resolve
+from kubetrain.reconcile.plan import Invalid, Policy, Target
+
+
+def job_ref(body: Mapping[str, Any]) -> JobRef:
+    meta = body.get("metadata") or {}
+    return JobRef(name=str(meta["name"]), namespace=str(meta["namespace"]), uid=str(meta["uid"]))
+
+
+def to_target(body: Mapping[str, Any]) -> Target | Invalid:
+    """Parse and resolve the spec once; semantic errors become `Invalid` (never an exception)."""
+    ref = job_ref(body)
+    try:
+        spec = TrainingJobSpec.parse(body.get("spec") or {})
+        resolved = resolve(spec)
+        pod_name(ref.name, 1, max(spec.nodes - 1, 0))  # names must fit before anything is built
+    except InvalidSpec as exc:
+        return Invalid(exc.field, exc.message)
+    except ValueError as exc:
+        return Invalid("metadata.name", f"metadata.name: {exc}; use a shorter TrainingJob name")
+    fp = spec.failure_policy
+    policy = Policy(
+        nodes=spec.nodes,
+        max_restarts=fp.max_restarts,
+        max_interruptions=fp.max_interruptions,
+        backoff_seconds=fp.backoff_seconds,
+        startup_timeout_seconds=spec.startup_timeout_seconds,
+        suspend=spec.suspend,
+        ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
+        success_ranks=tuple(completion_ranks(resolved)),
+    )
+
+    def build(attempt: int, resume: str | None, avoid: Sequence[str]) -> list[dict[str, Any]]:
+        return build_attempt(ref, resolved, attempt, resume_manifest=resume, avoid_nodes=avoid)
+
+    def name(attempt: int, rank: int) -> str:
+        return pod_name(ref.name, attempt, rank)
+
+    return Target(policy=policy, build=build, pod_name=name)
