@@ -1,0 +1,1 @@
+"""Example pipelines built from kubetrain_kfp components (compiled YAML in compiled/)."""
