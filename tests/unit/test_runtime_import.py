@@ -10,9 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support import wait_for
 
 from kubetrain.api.constants import EXIT_CHECKPOINTED_AND_STOPPED
+from support import wait_for
 
 OPERATOR = Path(__file__).resolve().parents[2] / "operator"
 

@@ -17,6 +17,8 @@ import torch.distributed as dist
 from kubetrain.runtime.collective import rank_file, restore_into, snapshot
 from kubetrain.runtime.posix import fsync_dir
 
+BROADCAST_BYTES = 255  # checkpoint names are ~30 bytes
+
 
 class TorchCollective:
     """Collectives on a gloo group: cheap on CPU, and independent of the NCCL training traffic.
@@ -39,11 +41,19 @@ class TorchCollective:
         dist.barrier(group=self.group)
 
     def broadcast_str(self, value: str | None) -> str:
-        box: list[Any] = [value]
-        dist.broadcast_object_list(box, src=0, group=self.group)
-        if not isinstance(box[0], str):
-            raise ValueError("rank 0 must provide the value to broadcast")
-        return box[0]
+        """Via a fixed-size byte tensor: no pickling, and no numpy (broadcast_object_list needs it)."""
+        buf = torch.zeros(BROADCAST_BYTES + 1, dtype=torch.uint8)
+        if self.rank == 0:
+            if value is None:
+                raise ValueError("rank 0 must provide the value to broadcast")
+            data = value.encode()
+            if len(data) > BROADCAST_BYTES:
+                raise ValueError(f"{value!r} is longer than {BROADCAST_BYTES} bytes")
+            buf[0] = len(data)
+            buf[1 : len(data) + 1] = torch.tensor(list(data), dtype=torch.uint8)
+        dist.broadcast(buf, src=0, group=self.group)
+        size = int(buf[0].item())
+        return bytes(buf[1 : size + 1].tolist()).decode()
 
 
 def distributed_ready() -> bool:

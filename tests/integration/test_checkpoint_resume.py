@@ -1,0 +1,153 @@
+"""Exact continuation: 2 ranks over gloo, interrupted and resumed, bitwise equal to a clean run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kubetrain.api.constants import EXIT_CHECKPOINTED_AND_STOPPED
+from kubetrain.runtime import PosixTier, discover
+from support import free_port, wait_for
+
+pytestmark = pytest.mark.torch
+torch = pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).with_name("train_toy.py")
+STEPS = 60
+WORLD = 2
+
+
+@dataclass
+class Run:
+    procs: list[subprocess.Popen[bytes]]
+    progress: Path
+    result: Path
+
+    def steps_done(self) -> int:
+        try:
+            return int(self.progress.read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def wait(self, timeout: float = 120) -> list[int]:
+        return [p.wait(timeout=timeout) for p in self.procs]
+
+    def output(self) -> str:
+        return "\n".join(
+            (p.stdout.read() or b"").decode(errors="replace") for p in self.procs if p.stdout
+        )
+
+
+def launch(tmp: Path, ckpt_dir: Path, tag: str, *extra: str) -> Run:
+    port = str(free_port())
+    progress, result = tmp / f"{tag}.progress", tmp / f"{tag}.json"
+    procs = []
+    for rank in range(WORLD):
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "tests")]),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(WORLD),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+            "KUBETRAIN_CHECKPOINT_DIR": str(ckpt_dir),
+            "KUBETRAIN_JOB": "toy",
+            "OMP_NUM_THREADS": "1",
+        }
+        cmd = [sys.executable, str(SCRIPT), "--steps", str(STEPS), "--progress", str(progress)]
+        procs.append(
+            subprocess.Popen(
+                [*cmd, "--result", str(result), *extra],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    return Run(procs, progress, result)
+
+
+def final_params(run: Run) -> dict[str, torch.Tensor]:
+    doc = json.loads(run.result.read_text())
+    return dict(torch.load(doc["params"], weights_only=True))
+
+
+def start_step(run: Run) -> int:
+    return int(json.loads(run.result.read_text())["start"])
+
+
+def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype
+        assert torch.equal(a[key].view(torch.uint8), b[key].view(torch.uint8)), key
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    tmp = tmp_path_factory.mktemp("reference")
+    run = launch(tmp, tmp / "ckpt", "ref")
+    assert run.wait() == [0, 0], run.output()
+    assert start_step(run) == 0
+    return final_params(run)
+
+
+@pytest.mark.parametrize("codec", ["torch-save", "dcp"])
+def test_sigterm_to_one_rank_then_resume_is_exact(
+    tmp_path: Path, reference: dict[str, torch.Tensor], codec: str
+) -> None:
+    stop_at = random.randint(5, STEPS - 10)
+    ckpt_dir = tmp_path / "ckpt"
+    first = launch(tmp_path, ckpt_dir, "first", "--codec", codec, "--step-delay", "0.05")
+    wait_for(lambda: first.steps_done() >= stop_at, timeout=90, what=f"step {stop_at}")
+    # Only rank 1's "node" gets the notice: the all-reduced flag must stop rank 0 too.
+    first.procs[1].send_signal(signal.SIGTERM)
+    codes = first.wait()
+    assert codes == [EXIT_CHECKPOINTED_AND_STOPPED] * WORLD, first.output()
+    saved = discover(PosixTier(ckpt_dir))
+    assert saved is not None and saved.kind == "emergency" and saved.codec == codec
+    assert stop_at <= saved.step < STEPS
+    assert saved.step == first.steps_done()  # saved at the step it stopped: no work lost
+    if codec == "dcp":
+        assert any(f.path.endswith("/.metadata") for f in saved.files)
+
+    second = launch(tmp_path, ckpt_dir, "second", "--codec", codec)
+    assert second.wait() == [0, 0], second.output()
+    assert start_step(second) == saved.step
+    assert_bitwise_equal(final_params(second), reference)
+
+
+def test_kill_without_notice_loses_only_steps_since_periodic(
+    tmp_path: Path, reference: dict[str, torch.Tensor]
+) -> None:
+    every = 7
+    kill_at = random.randint(every + 1, STEPS - 10)
+    ckpt_dir = tmp_path / "ckpt"
+    first = launch(tmp_path, ckpt_dir, "first", "--every", str(every), "--step-delay", "0.05")
+    wait_for(lambda: first.steps_done() >= kill_at, timeout=90, what=f"step {kill_at}")
+    for proc in first.procs:
+        proc.kill()  # the node vanished: no SIGTERM, no emergency save
+    assert first.wait() == [-signal.SIGKILL] * WORLD
+    reached = first.steps_done()
+    committed = discover(PosixTier(ckpt_dir))
+    assert committed is not None and committed.kind == "periodic"
+    assert committed.step % every == 0 and committed.step <= reached
+
+    second = launch(tmp_path, ckpt_dir, "second", "--every", str(every))
+    assert second.wait() == [0, 0], second.output()
+    resumed = start_step(second)
+    assert resumed == committed.step
+    lost = reached - resumed
+    # The steps lost are exactly those since the newest committed checkpoint: less than one
+    # period, plus one when the kill landed while that period's save was being written.
+    assert 0 <= lost <= every, (reached, resumed)
+    assert_bitwise_equal(final_params(second), reference)

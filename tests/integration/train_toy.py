@@ -1,0 +1,89 @@
+"""A deterministic toy training run on CPU, one process per rank over gloo (launched by tests).
+
+Every batch is a pure function of (step, rank), threads are pinned to one, so an interrupted and
+resumed run must end bitwise equal to an uninterrupted one if the checkpoint is exact.
+
+Env: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT and the KUBETRAIN_* contract.
+Rank 0 writes the number of finished steps to --progress after each step and, at the end,
+{"start": <restored step>, "params": <path>} to --result with the final parameters saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+
+from kubetrain.runtime import Checkpointer  # noqa: E402
+from kubetrain.runtime.torch_support import ModelOptimizerState  # noqa: E402
+
+
+def batch(step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1_000_003 * step + rank)
+    x = torch.randn(16, 8, generator=gen)
+    return x, x.sum(dim=1, keepdim=True).sin()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.rename(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--codec", default="torch-save")
+    parser.add_argument("--every", type=int, default=None)
+    parser.add_argument("--step-delay", type=float, default=0.0, help="simulated compute per step")
+    parser.add_argument("--progress", type=Path, required=True)
+    parser.add_argument("--result", type=Path, required=True)
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
+    ddp = DistributedDataParallel(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    state: dict[str, object]
+    if args.codec == "dcp":
+        state = {"app": ModelOptimizerState(model, optimizer)}
+    else:
+        state = {"model": model, "optim": optimizer}
+
+    ckpt = Checkpointer.from_env(codec=args.codec, every_steps=args.every)
+    start = ckpt.restore(state)
+    for step in range(start, args.steps):
+        x, y = batch(step, rank)
+        loss = torch.nn.functional.mse_loss(ddp(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if rank == 0:
+            write_atomic(args.progress, str(step + 1))
+        if args.step_delay:
+            time.sleep(args.step_delay)
+        ckpt.step(step + 1, state)
+
+    if rank == 0:
+        params = args.result.with_suffix(".pt")
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, params)
+        write_atomic(args.result, json.dumps({"start": start, "params": str(params)}))
+    dist.barrier()
+    dist.destroy_process_group()
+    os._exit(0)  # skip slow interpreter teardown of torch
+
+
+if __name__ == "__main__":
+    main()
