@@ -207,6 +207,11 @@ def string_map(values: Mapping[str, object], name: str) -> dict[str, str]:
             out[key] = value
         elif isinstance(value, bool):
             out[key] = "true" if value else "false"
+        elif isinstance(value, float) and value.is_integer():
+            # KFP passes dict inputs through protobuf Struct, which turns 6 into 6.0; an
+            # algorithm parsing "max_depth=6.0" as an int would fail, so integral floats print
+            # as ints.
+            out[key] = str(int(value))
         elif isinstance(value, int | float):
             out[key] = str(value)
         else:

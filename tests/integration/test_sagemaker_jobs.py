@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -24,7 +25,9 @@ def now_ms() -> int:
 
 
 def target(**kw: Any) -> sm.Target:
-    return sm.Target(run_id=str(uuid.uuid4()), task_name=kw.pop("task", "train"), poll_seconds=POLL, **kw)
+    return sm.Target(
+        run_id=str(uuid.uuid4()), task_name=kw.pop("task", "train"), poll_seconds=POLL, **kw
+    )
 
 
 def train_kwargs(**kw: Any) -> dict[str, Any]:
@@ -85,10 +88,8 @@ def test_waits_for_running_job_and_streams_logs(
 
     logs = boto3.client("logs")
     group = "/aws/sagemaker/TrainingJobs"
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_group(logGroupName=group)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
     with fake.hold_in_progress(monkeypatch, "training"):
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
@@ -124,7 +125,11 @@ def test_failed_job_fails_with_its_reason(aws_env: str, monkeypatch: pytest.Monk
             AlgorithmSpecification={"TrainingImage": fake.IMAGE, "TrainingInputMode": "File"},
             RoleArn=fake.ROLE,
             OutputDataConfig={"S3OutputPath": "s3://bucket/models"},
-            ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 5},
+            ResourceConfig={
+                "InstanceType": "ml.m5.xlarge",
+                "InstanceCount": 1,
+                "VolumeSizeInGB": 5,
+            },
             StoppingCondition={"MaxRuntimeInSeconds": 60},
         )
     fake.set_status("training", name, "Failed", failure_reason="AlgorithmError: CUDA OOM")
@@ -182,9 +187,12 @@ def test_model_then_transform(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> 
     model = sm.create_model(
         mt, image=fake.IMAGE, role_arn=fake.ROLE, model_data_uri="s3://bucket/m/model.tar.gz"
     )
-    assert sm.create_model(
-        mt, image=fake.IMAGE, role_arn=fake.ROLE, model_data_uri="s3://bucket/m/model.tar.gz"
-    ).job_name == model.job_name
+    assert (
+        sm.create_model(
+            mt, image=fake.IMAGE, role_arn=fake.ROLE, model_data_uri="s3://bucket/m/model.tar.gz"
+        ).job_name
+        == model.job_name
+    )
     assert creates["create_model"] == 1
     with pytest.raises(JobFailed, match="already exists with ModelDataUrl"):
         sm.create_model(

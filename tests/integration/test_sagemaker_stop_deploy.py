@@ -10,10 +10,10 @@ import uuid
 
 import moto_sagemaker as fake
 import pytest
-from support import wait_for
 
 from kubetrain_kfp import sagemaker as sm
 from kubetrain_kfp.constants import EXIT_TERMINATED
+from support import wait_for
 
 _SCRIPTS = {
     "processing": """
@@ -80,18 +80,24 @@ def test_deploy_creates_reattaches_and_updates(
         for i in (1, 2)
     ]
     endpoint = f"ep-{run_id[:8]}"
-    first = sm.deploy(t, model_name=models[0], instance_type="ml.g4dn.xlarge", endpoint_name=endpoint)
+    first = sm.deploy(
+        t, model_name=models[0], instance_type="ml.g4dn.xlarge", endpoint_name=endpoint
+    )
     backend = fake.backend()
     assert first.job_name == endpoint
     assert backend.endpoints[endpoint].endpoint_status == "InService"
     config = first.metadata["endpoint_config_name"]
     assert backend.endpoint_configs[config].production_variants[0]["ModelName"] == models[0]
 
-    again = sm.deploy(t, model_name=models[0], instance_type="ml.g4dn.xlarge", endpoint_name=endpoint)
+    again = sm.deploy(
+        t, model_name=models[0], instance_type="ml.g4dn.xlarge", endpoint_name=endpoint
+    )
     assert again.metadata == first.metadata
     assert creates["create_endpoint"] == 1 and creates["create_endpoint_config"] == 1
 
-    updated = sm.deploy(t, model_name=models[1], instance_type="ml.g4dn.xlarge", endpoint_name=endpoint)
+    updated = sm.deploy(
+        t, model_name=models[1], instance_type="ml.g4dn.xlarge", endpoint_name=endpoint
+    )
     new_config = updated.metadata["endpoint_config_name"]
     assert new_config != config
     assert backend.endpoints[endpoint].endpoint_config_name == new_config

@@ -155,3 +155,15 @@ def test_launcher_rejects_bad_inputs(kwargs: dict[str, Any], message: str) -> No
     base: dict[str, Any] = {"image": IMAGE, "command": ["python", "train.py"]}
     with pytest.raises(v.InputError, match=re.escape(message)):
         build_spec(**{**base, **kwargs})
+
+
+def test_hyperparameters_are_stringified_the_way_algorithms_parse_them() -> None:
+    # KFP delivers dict inputs through protobuf Struct: 6 arrives as 6.0.
+    values = {"max_depth": 6.0, "eta": 0.2, "early": True, "layers": [64, 32], "name": "x"}
+    assert v.string_map(values, "hyperparameters") == {
+        "max_depth": "6",
+        "eta": "0.2",
+        "early": "true",
+        "layers": "[64, 32]",
+        "name": "x",
+    }
