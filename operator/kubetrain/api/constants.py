@@ -75,3 +75,8 @@ REASON_INVALID_SPEC: Final = "InvalidSpec"
 # --- Runtime contract, continued (added by the runtime) --------------------------------------------
 # How many committed checkpoints the runtime keeps per tier (spec.checkpoint.keep); default 3.
 ENV_CHECKPOINT_KEEP: Final = "KUBETRAIN_CHECKPOINT_KEEP"
+
+# --- Labels, continued (added by the API/builders) -------------------------------------------------
+# On the cluster-scoped FSx PersistentVolume, which cannot carry a namespaced owner reference: with
+# LABEL_JOB it selects the PV to delete when the job goes (kubetrain.build.fsx_selector).
+LABEL_JOB_NAMESPACE: Final = PREFIX + "job-namespace"

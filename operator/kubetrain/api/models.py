@@ -1,0 +1,884 @@
+"""The TrainingJob API (kubetrain.dev/v1alpha1): the single source of the CRD schema.
+
+Validation happens twice with the same messages: CEL rules in the CRD reject bad objects at
+`kubectl apply` (`_cel` entries below, copied into `crds/trainingjob.yaml` by `api/crd.py`), and
+the pydantic validators here re-check them when the operator parses a spec (objects created before
+a CRD upgrade, or through paths that skip the CRD). Checks that need instance facts (EFA on an
+instance without EFA, ...) live in `kubetrain.build.resolve`, because the CRD cannot know them.
+
+Every message names the full field path and the fix; the table in
+`tests/unit/golden/invalid_specs.yaml` holds both layers to that.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, NoReturn
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    computed_field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from kubetrain.api.errors import InvalidSpec
+from kubetrain.api.quantity import is_quantity
+
+__all__ = [
+    "Accelerator",
+    "Capacity",
+    "Checkpoint",
+    "CheckpointStatus",
+    "Condition",
+    "Efa",
+    "EnvVar",
+    "FailurePolicy",
+    "Fsx",
+    "Interruption",
+    "InvalidSpec",
+    "NodeCounts",
+    "Resources",
+    "RestartCounts",
+    "Storage",
+    "TrainingJobSpec",
+    "TrainingJobStatus",
+    "printer_fields",
+    "validate_job_name",
+]
+
+# --- limits that keep generated names inside Kubernetes' 63-character labels --------------------
+# Pod names are "<job>-<attempt>-<rank>" and double as DNS hostnames, so they must be DNS labels:
+# a 52-character job name leaves room for "-<attempt up to 99999>-<rank up to 4095>".
+MAX_JOB_NAME = 52
+MAX_NODES = 4096
+MAX_ACCELERATORS_PER_NODE = 64
+MAX_EFA_INTERFACES = 32
+MAX_RESTARTS = 10000
+MAX_STRING = 4096  # bounds CEL cost estimation on free-form strings
+MAX_ENV = 256
+MAX_ARGS = 1024
+JOB_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+# Env names the operator owns: the distributed env and the runtime contract. A user value would
+# silently desynchronise ranks, so the CRD rejects them.
+RESERVED_ENV = (
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_WORLD_SIZE",
+    "NODE_RANK",
+    "NNODES",
+    "NPROC_PER_NODE",
+)
+RESERVED_ENV_PREFIXES = ("KUBETRAIN_", "PET_")
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+FSX_ID_PATTERN = r"^fs-[0-9a-f]{8,17}$"
+ZONE_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$"
+AWS_OFI_NCCL_VERSION_PATTERN = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"
+
+
+def _rule(rule: str, message: str, **extra: str) -> dict[str, str]:
+    return {"rule": rule, "message": message, **extra}
+
+
+def _cel(*rules: dict[str, str]) -> dict[str, Any]:
+    """JSON-schema extra that carries CEL rules into the generated CRD."""
+    return {"x-kubernetes-validations": list(rules)}
+
+
+def _fail(field: str, message: str) -> NoReturn:
+    """Raise from inside a validator with the exact field path (pydantic only knows the model's)."""
+    raise PydanticCustomError(
+        "kubetrain_invalid", "{message}", {"field": field, "message": message}
+    )
+
+
+class _Model(BaseModel):
+    """Frozen, camelCase on the wire, snake_case in Python; unknown spec fields are errors."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        populate_by_name=True,
+        alias_generator=to_camel,
+        extra="forbid",
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+
+# Quantities accept `8` as well as "8" (as Kubernetes' own resource fields do) and normalise to str.
+# The CRD generator turns the str|int union into `x-kubernetes-int-or-string`.
+Quantity = str | int
+
+
+def _quantity(field: str, value: str | int | None, fix: str) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    if (isinstance(value, int) and value < 0) or not is_quantity(text):
+        _fail(field, f"{field} must be a Kubernetes quantity such as {fix}; got {text!r}")
+    return text
+
+
+# --- spec ----------------------------------------------------------------------------------------
+MSG_KIND_NONE_PER_NODE = (
+    "spec.accelerator.perNode must be 0 or unset when spec.accelerator.kind is none: "
+    "set kind to nvidia or neuron, or remove perNode"
+)
+MSG_PER_NODE_ZERO = (
+    "spec.accelerator.perNode must be at least 1 for kind nvidia or neuron: "
+    "set perNode, or set kind to none for a CPU-only job"
+)
+MSG_PER_NODE_RANGE = f"spec.accelerator.perNode must be between 0 and {MAX_ACCELERATORS_PER_NODE}: set it to the accelerators each pod uses"
+MSG_INSTANCE_TYPE = "spec.accelerator.instanceType must be an EC2 instance type such as p5.48xlarge (lowercase, no spaces)"
+
+
+class Accelerator(_Model):
+    """What each pod runs on. `instanceType` drives every default through the instance profiles."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            _rule(
+                "self.kind != 'none' || !has(self.perNode) || self.perNode == 0",
+                MSG_KIND_NONE_PER_NODE,
+            ),
+            _rule(
+                "self.kind == 'none' || !has(self.perNode) || self.perNode >= 1",
+                MSG_PER_NODE_ZERO,
+            ),
+        )
+    )
+
+    kind: Literal["nvidia", "neuron", "none"] = Field(
+        description="Accelerator family: nvidia (nvidia.com/gpu), neuron (aws.amazon.com/neuron, Trainium) or none."
+    )
+    instance_type: str | None = Field(
+        default=None,
+        max_length=64,
+        description="EC2 instance type the pods run on (node.kubernetes.io/instance-type). Known types "
+        "default perNode, EFA, cpu, memory and /dev/shm; other types need those set explicitly.",
+        json_schema_extra=_cel(
+            _rule("self.matches('^(ml[.])?[a-z0-9-]+[.][a-z0-9-]+$')", MSG_INSTANCE_TYPE)
+        ),
+    )
+    per_node: int | None = Field(
+        default=None,
+        description="Accelerator devices per pod (GPUs, or Trainium devices). Default: all of the instance's.",
+        json_schema_extra=_cel(
+            _rule(f"self >= 0 && self <= {MAX_ACCELERATORS_PER_NODE}", MSG_PER_NODE_RANGE)
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Accelerator:
+        if self.instance_type is not None and not re.match(
+            r"^(ml[.])?[a-z0-9-]+[.][a-z0-9-]+$", self.instance_type
+        ):
+            _fail("spec.accelerator.instanceType", MSG_INSTANCE_TYPE)
+        if self.per_node is not None:
+            if not 0 <= self.per_node <= MAX_ACCELERATORS_PER_NODE:
+                _fail("spec.accelerator.perNode", MSG_PER_NODE_RANGE)
+            if self.kind == "none" and self.per_node > 0:
+                _fail("spec.accelerator.perNode", MSG_KIND_NONE_PER_NODE)
+            if self.kind != "none" and self.per_node == 0:
+                _fail("spec.accelerator.perNode", MSG_PER_NODE_ZERO)
+        return self
+
+
+MSG_EFA = (
+    f'spec.efa.interfaces must be "auto" or a number from 0 to {MAX_EFA_INTERFACES}: '
+    "use auto for the instance's EFA count, or 0 to turn EFA off"
+)
+MSG_OFI_VERSION = "spec.efa.awsOfiNcclVersion must look like 1.7.3: set the aws-ofi-nccl version in your image, or remove it"
+
+
+class Efa(_Model):
+    """Elastic Fabric Adapter devices per pod, and the network-stack version the env is tuned for."""
+
+    interfaces: Literal["auto"] | int = Field(
+        default="auto",
+        description='"auto": the instance\'s EFA count when the job spans nodes, 0 for one node; 0: off; N: exactly N.',
+        json_schema_extra=_cel(
+            _rule(
+                f"type(self) == string ? self == 'auto' : (self >= 0 && self <= {MAX_EFA_INTERFACES})",
+                MSG_EFA,
+            )
+        ),
+    )
+    aws_ofi_nccl_version: str | None = Field(
+        default=None,
+        max_length=32,
+        description="aws-ofi-nccl version in the image, when older than 1.7: adds the legacy FI_*/NCCL_* "
+        "settings it needs (FI_EFA_USE_DEVICE_RDMA, FI_PROVIDER, NCCL_PROTO). Unset: a current stack.",
+        json_schema_extra=_cel(
+            _rule(f"self.matches('{AWS_OFI_NCCL_VERSION_PATTERN}')", MSG_OFI_VERSION)
+        ),
+    )
+
+    @field_validator("interfaces", mode="before")
+    @classmethod
+    def _interfaces(cls, value: object) -> object:
+        if value == "auto":
+            return value
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 0 <= value <= MAX_EFA_INTERFACES
+        ):
+            _fail("spec.efa.interfaces", MSG_EFA + f"; got {value!r}")
+        return value
+
+    @field_validator("aws_ofi_nccl_version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(AWS_OFI_NCCL_VERSION_PATTERN, value):
+            _fail("spec.efa.awsOfiNcclVersion", MSG_OFI_VERSION)
+        return value
+
+
+MSG_CPU = "spec.resources.cpu must be a Kubernetes quantity such as 8 or 7500m: set the CPU request per pod"
+MSG_MEMORY = "spec.resources.memory must be a Kubernetes quantity such as 64Gi: set the memory request per pod"
+
+
+class Resources(_Model):
+    """CPU and memory requested per pod; defaults leave room for the node's daemons."""
+
+    cpu: Quantity | None = Field(
+        default=None,
+        description="CPU request per pod. Default: the instance's vCPUs minus ~6% for system daemons.",
+        json_schema_extra=_cel(_rule("type(self) == int ? self >= 1 : isQuantity(self)", MSG_CPU)),
+    )
+    memory: Quantity | None = Field(
+        default=None,
+        description="Memory request and limit per pod (includes /dev/shm). Default: ~90% of the instance's.",
+        json_schema_extra=_cel(
+            _rule("type(self) == int ? self >= 1 : isQuantity(self)", MSG_MEMORY)
+        ),
+    )
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str | int | None) -> str | None:
+        if isinstance(value, int) and value < 1:
+            _fail("spec.resources.cpu", MSG_CPU + f"; got {value!r}")
+        return _quantity("spec.resources.cpu", value, "8 or 7500m")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | int | None) -> str | None:
+        if isinstance(value, int) and value < 1:
+            _fail("spec.resources.memory", MSG_MEMORY + f"; got {value!r}")
+        return _quantity("spec.resources.memory", value, "64Gi")
+
+
+MSG_FSX_ONE_OF = (
+    "spec.storage.fsx needs exactly one of claimName (an existing PVC) or fileSystemId "
+    "(with dnsName and mountName): set one, remove the other"
+)
+MSG_FSX_STATIC = (
+    "spec.storage.fsx.fileSystemId needs dnsName and mountName (from `aws fsx describe-file-systems`): "
+    "set spec.storage.fsx.dnsName and spec.storage.fsx.mountName"
+)
+MSG_FSX_ID = "spec.storage.fsx.fileSystemId must look like fs-0123456789abcdef0: copy it from the FSx console"
+MSG_MOUNT_PATH = "spec.storage.fsx.mountPath must be an absolute path such as /fsx"
+MSG_FSX_CAPACITY = "spec.storage.fsx.capacity must be a Kubernetes quantity such as 1200Gi"
+
+
+class Fsx(_Model):
+    """An FSx for Lustre file system: an existing claim, or a static PV/PVC from the file system's ids."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            _rule("has(self.claimName) != has(self.fileSystemId)", MSG_FSX_ONE_OF),
+            _rule(
+                "!has(self.fileSystemId) || (has(self.dnsName) && has(self.mountName))",
+                MSG_FSX_STATIC,
+            ),
+        )
+    )
+
+    claim_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="An existing ReadWriteMany PVC in the job's namespace.",
+    )
+    file_system_id: str | None = Field(
+        default=None,
+        max_length=32,
+        description="FSx for Lustre file system id; the operator creates a static PV and PVC for it.",
+        json_schema_extra=_cel(_rule(f"self.matches('{FSX_ID_PATTERN}')", MSG_FSX_ID)),
+    )
+    dns_name: str | None = Field(
+        default=None, max_length=253, description="The file system's DNS name."
+    )
+    mount_name: str | None = Field(
+        default=None, max_length=64, description="The file system's mount name."
+    )
+    capacity: str = Field(
+        default="1200Gi",
+        max_length=32,
+        description="Capacity written on the static PV (informational for Lustre).",
+        json_schema_extra=_cel(_rule("isQuantity(self)", MSG_FSX_CAPACITY)),
+    )
+    mount_path: str = Field(
+        default="/fsx",
+        max_length=MAX_STRING,
+        description="Where the file system is mounted in every pod.",
+        json_schema_extra=_cel(_rule("self.startsWith('/')", MSG_MOUNT_PATH)),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Fsx:
+        if (self.claim_name is None) == (self.file_system_id is None):
+            _fail("spec.storage.fsx", MSG_FSX_ONE_OF)
+        if self.file_system_id is not None:
+            if not re.match(FSX_ID_PATTERN, self.file_system_id):
+                _fail("spec.storage.fsx.fileSystemId", MSG_FSX_ID)
+            if self.dns_name is None or self.mount_name is None:
+                _fail("spec.storage.fsx.fileSystemId", MSG_FSX_STATIC)
+        if not self.mount_path.startswith("/"):
+            _fail("spec.storage.fsx.mountPath", MSG_MOUNT_PATH)
+        if not is_quantity(self.capacity):
+            _fail("spec.storage.fsx.capacity", MSG_FSX_CAPACITY)
+        return self
+
+
+MSG_SHM = (
+    "spec.storage.sharedMemory must be a Kubernetes quantity such as 64Gi: set the /dev/shm size"
+)
+
+
+class Storage(_Model):
+    fsx: Fsx | None = Field(default=None, description="FSx for Lustre, shared by every pod.")
+    shared_memory: Quantity | None = Field(
+        default=None,
+        description="Size of /dev/shm (a memory emptyDir, counted in the pod's memory). "
+        "Default: 1/8 of the memory request, at most 64Gi.",
+        json_schema_extra=_cel(_rule("type(self) == int ? self >= 1 : isQuantity(self)", MSG_SHM)),
+    )
+
+    @field_validator("shared_memory")
+    @classmethod
+    def _shm(cls, value: str | int | None) -> str | None:
+        if isinstance(value, int) and value < 1:
+            _fail("spec.storage.sharedMemory", MSG_SHM + f"; got {value!r}")
+        return _quantity("spec.storage.sharedMemory", value, "64Gi")
+
+
+MSG_CKPT_DIR = "spec.checkpoint.dir must be an absolute path such as /fsx/checkpoints/my-job"
+MSG_S3_URI = (
+    "spec.checkpoint.s3Uri must look like s3://bucket/prefix: fix the bucket name or remove s3Uri"
+)
+MSG_KEEP = "spec.checkpoint.keep must be at least 1: keep 1 or more committed checkpoints"
+MSG_PERIODIC = "spec.checkpoint.periodicSteps must be at least 1: set how many steps apart periodic checkpoints are, or remove it"
+
+
+class Checkpoint(_Model):
+    """Where checkpoints go; the runtime library reads these through the KUBETRAIN_* env."""
+
+    dir: str | None = Field(
+        default=None,
+        max_length=MAX_STRING,
+        description="POSIX checkpoint directory (FSx or local NVMe). Default with FSx: <mountPath>/checkpoints/<job>.",
+        json_schema_extra=_cel(_rule("self.startsWith('/')", MSG_CKPT_DIR)),
+    )
+    s3_uri: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Optional S3 mirror and backstop (s3://bucket/prefix).",
+        json_schema_extra=_cel(_rule(f"self.matches('{S3_URI_PATTERN}')", MSG_S3_URI)),
+    )
+    keep: int = Field(
+        default=3,
+        description="Committed checkpoints kept per tier.",
+        json_schema_extra=_cel(_rule("self >= 1", MSG_KEEP)),
+    )
+    periodic_steps: int | None = Field(
+        default=None,
+        description="Steps between periodic checkpoints; unset: the training code decides.",
+        json_schema_extra=_cel(_rule("self >= 1", MSG_PERIODIC)),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Checkpoint:
+        if self.dir is not None and not self.dir.startswith("/"):
+            _fail("spec.checkpoint.dir", MSG_CKPT_DIR)
+        if self.s3_uri is not None and not re.match(S3_URI_PATTERN, self.s3_uri):
+            _fail("spec.checkpoint.s3Uri", MSG_S3_URI)
+        if self.keep < 1:
+            _fail("spec.checkpoint.keep", MSG_KEEP)
+        if self.periodic_steps is not None and self.periodic_steps < 1:
+            _fail("spec.checkpoint.periodicSteps", MSG_PERIODIC)
+        return self
+
+
+MSG_ZONE = "spec.capacity.zone must be an availability zone name such as us-west-2b (not a zone id like usw2-az2)"
+
+
+class Capacity(_Model):
+    type: Literal["any", "spot", "on-demand", "spot-then-on-demand"] = Field(
+        default="any",
+        description="Purchase option: spot, on-demand (includes reserved capacity), spot-then-on-demand "
+        "(prefer spot, accept on-demand) or any (no constraint). Matches both the Karpenter and the "
+        "EKS managed node group labels.",
+    )
+    zone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Availability zone for every pod (e.g. the FSx file system's). Unset: each attempt "
+        "picks one zone for all of its pods.",
+        json_schema_extra=_cel(_rule(f"self.matches('{ZONE_PATTERN}')", MSG_ZONE)),
+    )
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(ZONE_PATTERN, value):
+            _fail("spec.capacity.zone", MSG_ZONE)
+        return value
+
+
+def _msg_non_negative(field: str, what: str) -> str:
+    return f"spec.failurePolicy.{field} must be between 0 and {MAX_RESTARTS}: set how many {what} the job may use"
+
+
+MSG_MAX_RESTARTS = _msg_non_negative("maxRestarts", "gang restarts after a training failure")
+MSG_MAX_INTERRUPTIONS = _msg_non_negative(
+    "maxInterruptions", "resumes after spot or node interruptions"
+)
+MSG_BACKOFF = "spec.failurePolicy.backoffSeconds must be between 0 and 86400: set the wait before a new attempt"
+
+
+class FailurePolicy(_Model):
+    """Separate budgets: a buggy script should not burn spot resumes, and spot should not fail a job."""
+
+    max_restarts: int = Field(
+        default=3,
+        description="Gang restarts after user failures (a rank exiting non-zero).",
+        json_schema_extra=_cel(_rule(f"self >= 0 && self <= {MAX_RESTARTS}", MSG_MAX_RESTARTS)),
+    )
+    max_interruptions: int = Field(
+        default=20,
+        description="Resumes after infrastructure events (spot reclaim, node loss), counted separately.",
+        json_schema_extra=_cel(
+            _rule(f"self >= 0 && self <= {MAX_RESTARTS}", MSG_MAX_INTERRUPTIONS)
+        ),
+    )
+    backoff_seconds: int = Field(
+        default=30,
+        description="Wait before the next attempt after a failure.",
+        json_schema_extra=_cel(_rule("self >= 0 && self <= 86400", MSG_BACKOFF)),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> FailurePolicy:
+        if not 0 <= self.max_restarts <= MAX_RESTARTS:
+            _fail("spec.failurePolicy.maxRestarts", MSG_MAX_RESTARTS)
+        if not 0 <= self.max_interruptions <= MAX_RESTARTS:
+            _fail("spec.failurePolicy.maxInterruptions", MSG_MAX_INTERRUPTIONS)
+        if not 0 <= self.backoff_seconds <= 86400:
+            _fail("spec.failurePolicy.backoffSeconds", MSG_BACKOFF)
+        return self
+
+
+MSG_ENV_NAME = (
+    "spec.env[].name must be a valid environment variable name (letters, digits, '_', '-', '.')"
+)
+MSG_ENV_RESERVED = (
+    "spec.env[].name must not be one the operator sets (KUBETRAIN_*, PET_*, MASTER_ADDR, MASTER_PORT, "
+    "WORLD_SIZE, RANK, LOCAL_WORLD_SIZE, NODE_RANK, NNODES, NPROC_PER_NODE): remove it; use "
+    "spec.nodes and spec.accelerator instead"
+)
+MSG_ENV_FORK_SAFE = (
+    "spec.env[].name RDMAV_FORK_SAFE breaks EFA with PyTorch data loaders: remove it "
+    "(FI_EFA_FORK_SAFE=1 is the libfabric setting, needed only on kernels older than 5.15)"
+)
+MSG_ENV_VALUE = "spec.env[] entries set value or valueFrom, not both: remove one"
+
+_RESERVED_CEL = (
+    "!(self.name in ["
+    + ", ".join(f"'{n}'" for n in RESERVED_ENV)
+    + "]) && "
+    + " && ".join(f"!self.name.startsWith('{p}')" for p in RESERVED_ENV_PREFIXES)
+)
+
+
+class EnvVar(_Model):
+    """A container env var (value or valueFrom), added to the worker container after the operator's."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            _rule(_RESERVED_CEL, MSG_ENV_RESERVED),
+            _rule("self.name != 'RDMAV_FORK_SAFE'", MSG_ENV_FORK_SAFE),
+            _rule("!(has(self.value) && has(self.valueFrom))", MSG_ENV_VALUE),
+        )
+    )
+
+    name: str = Field(
+        max_length=256,
+        json_schema_extra=_cel(_rule(f"self.matches('{ENV_NAME_PATTERN}')", MSG_ENV_NAME)),
+    )
+    value: str | None = Field(default=None, max_length=32768)
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        description="As in a container's env (secretKeyRef, configMapKeyRef, fieldRef, ...).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> EnvVar:
+        if not re.match(ENV_NAME_PATTERN, self.name):
+            _fail("spec.env[].name", MSG_ENV_NAME + f"; got {self.name!r}")
+        if self.name in RESERVED_ENV or self.name.startswith(RESERVED_ENV_PREFIXES):
+            _fail("spec.env[].name", MSG_ENV_RESERVED + f"; got {self.name!r}")
+        if self.name == "RDMAV_FORK_SAFE":
+            _fail("spec.env[].name", MSG_ENV_FORK_SAFE)
+        if self.value is not None and self.value_from is not None:
+            _fail("spec.env[]", MSG_ENV_VALUE)
+        return self
+
+
+MSG_IMAGE = "spec.image must not be empty: set the training container image, e.g. <account>.dkr.ecr.<region>.amazonaws.com/train:1.4"
+MSG_COMMAND = (
+    "spec.command must not be empty: set the training entry point, e.g. [python, train.py]"
+)
+MSG_NODES = f"spec.nodes must be between 1 and {MAX_NODES}: set it to the number of worker pods (one per instance)"
+MSG_STARTUP = (
+    "spec.startupTimeoutSeconds must be between 30 and 86400: set how long a gang may take to start"
+)
+MSG_TTL = (
+    "spec.ttlSecondsAfterFinished must be 0 or more: set it, or remove it to keep finished jobs"
+)
+MSG_GRACE = "spec.terminationGracePeriodSeconds must be between 0 and 3600: set how long pods get after SIGTERM"
+MSG_DEADLINE = "spec.checkpointDeadlineSeconds must be between 10 and 3600: set how long an emergency checkpoint may take"
+MSG_DEADLINE_GRACE = (
+    "spec.checkpointDeadlineSeconds must not exceed spec.terminationGracePeriodSeconds: pods would be "
+    "killed before the checkpoint deadline; lower the deadline or raise the grace period"
+)
+MSG_POD_TEMPLATE_RESTART = (
+    "spec.podTemplate.spec.restartPolicy must be Never (or unset): restarts belong to the operator, "
+    "which restarts the whole gang; use spec.failurePolicy.maxRestarts"
+)
+MSG_METADATA_NAME = (
+    f"metadata.name must be a DNS label of at most {MAX_JOB_NAME} characters (lowercase letters, digits "
+    "and '-', starting with a letter) so pod names <name>-<attempt>-<rank> stay valid hostnames: "
+    "choose a shorter name"
+)
+
+
+class TrainingJobSpec(_Model):
+    """`spec` of a TrainingJob: one all-or-nothing gang of worker pods per attempt."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            _rule(
+                "!has(self.checkpointDeadlineSeconds) || !has(self.terminationGracePeriodSeconds) "
+                "|| self.checkpointDeadlineSeconds <= self.terminationGracePeriodSeconds",
+                MSG_DEADLINE_GRACE,
+                fieldPath=".checkpointDeadlineSeconds",
+            ),
+        )
+    )
+    image: str = Field(
+        max_length=MAX_STRING,
+        description="Training container image.",
+        json_schema_extra=_cel(_rule("size(self) > 0", MSG_IMAGE)),
+    )
+    command: list[Annotated[str, Field(max_length=MAX_STRING)]] = Field(
+        max_length=MAX_ARGS,
+        description="Entry point, e.g. [python, train.py]; the launcher wraps it (torchrun: a leading "
+        "python is dropped, `-m module` kept, other executables run with --no-python).",
+        json_schema_extra=_cel(_rule("size(self) > 0", MSG_COMMAND)),
+    )
+    args: list[Annotated[str, Field(max_length=MAX_STRING)]] = Field(
+        default_factory=list, max_length=MAX_ARGS, description="Arguments after the command."
+    )
+    launcher: Literal["torchrun", "mpirun", "none"] = Field(
+        default="torchrun",
+        description="torchrun: one torchrun per pod with static rendezvous on rank 0 and --max-restarts 0; "
+        "mpirun: rank 0 runs mpirun over the gang (ranks > 0 run sshd; the image provides it); "
+        "none: the command runs once per pod as is.",
+    )
+    nodes: int = Field(
+        default=1,
+        description="Worker pods in the gang (one per instance); all start together or none does.",
+        json_schema_extra=_cel(_rule(f"self >= 1 && self <= {MAX_NODES}", MSG_NODES)),
+    )
+    accelerator: Accelerator = Field(
+        default_factory=lambda: Accelerator(kind="none"),
+        json_schema_extra={"default": {"kind": "none"}},
+    )
+    efa: Efa = Field(default_factory=Efa, json_schema_extra={"default": {}})
+    resources: Resources = Field(default_factory=Resources, json_schema_extra={"default": {}})
+    storage: Storage = Field(default_factory=Storage, json_schema_extra={"default": {}})
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint, json_schema_extra={"default": {}})
+    capacity: Capacity = Field(default_factory=Capacity, json_schema_extra={"default": {}})
+    failure_policy: FailurePolicy = Field(
+        default_factory=FailurePolicy, json_schema_extra={"default": {}}
+    )
+    startup_timeout_seconds: int = Field(
+        default=900,
+        description="A gang not fully running by then releases its capacity and retries.",
+        json_schema_extra=_cel(_rule("self >= 30 && self <= 86400", MSG_STARTUP)),
+    )
+    suspend: bool = Field(
+        default=False, description="true: delete the pods (after a checkpoint) and wait."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        description="Delete the finished job this long after it succeeded or failed; unset: keep it.",
+        json_schema_extra=_cel(_rule("self >= 0", MSG_TTL)),
+    )
+    env: list[EnvVar] = Field(default_factory=list, max_length=MAX_ENV)
+    pod_template: dict[str, Any] | None = Field(
+        default=None,
+        description="Escape hatch merged onto each generated pod last ({metadata, spec}): labels, "
+        "annotations, volumes, sidecars, nodeSelector, priorityClassName, ...",
+    )
+    termination_grace_period_seconds: int = Field(
+        default=115,
+        description="Pod grace period; long enough for an emergency checkpoint inside the two-minute spot notice.",
+        json_schema_extra=_cel(_rule("self >= 0 && self <= 3600", MSG_GRACE)),
+    )
+    checkpoint_deadline_seconds: int = Field(
+        default=90,
+        description="How long after an interruption is detected the gang has to commit an emergency "
+        "checkpoint (the deadline in the checkpoint request); at most the grace period.",
+        json_schema_extra=_cel(_rule("self >= 10 && self <= 3600", MSG_DEADLINE)),
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not value.strip():
+            _fail("spec.image", MSG_IMAGE)
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str]) -> list[str]:
+        if not value:
+            _fail("spec.command", MSG_COMMAND)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingJobSpec:
+        checks = (
+            (1 <= self.nodes <= MAX_NODES, "spec.nodes", MSG_NODES),
+            (
+                30 <= self.startup_timeout_seconds <= 86400,
+                "spec.startupTimeoutSeconds",
+                MSG_STARTUP,
+            ),
+            (
+                self.ttl_seconds_after_finished is None or self.ttl_seconds_after_finished >= 0,
+                "spec.ttlSecondsAfterFinished",
+                MSG_TTL,
+            ),
+            (
+                0 <= self.termination_grace_period_seconds <= 3600,
+                "spec.terminationGracePeriodSeconds",
+                MSG_GRACE,
+            ),
+            (
+                10 <= self.checkpoint_deadline_seconds <= 3600,
+                "spec.checkpointDeadlineSeconds",
+                MSG_DEADLINE,
+            ),
+            (
+                self.checkpoint_deadline_seconds <= self.termination_grace_period_seconds,
+                "spec.checkpointDeadlineSeconds",
+                MSG_DEADLINE_GRACE,
+            ),
+        )
+        for ok, field, message in checks:
+            if not ok:
+                _fail(field, message)
+        spec = (self.pod_template or {}).get("spec") or {}
+        if isinstance(spec, Mapping) and spec.get("restartPolicy", "Never") != "Never":
+            _fail("spec.podTemplate.spec.restartPolicy", MSG_POD_TEMPLATE_RESTART)
+        return self
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> TrainingJobSpec:
+        """Parse `spec` as stored by the API server; every problem becomes one `InvalidSpec`."""
+        try:
+            return cls.model_validate(dict(raw))
+        except ValidationError as exc:
+            raise _to_invalid_spec(exc) from None
+
+
+def _to_invalid_spec(exc: ValidationError) -> InvalidSpec:
+    """The first error, with a field path users can find in their YAML and a hint of the fix."""
+    err = exc.errors(include_url=False)[0]
+    ctx = err.get("ctx") or {}
+    if err["type"] == "kubetrain_invalid":
+        field, message = str(ctx["field"]), str(ctx["message"])
+        index = next((part for part in err["loc"] if isinstance(part, int)), None)
+        if index is not None and "[]" in field:
+            # Name the list item: "spec.env[3].name" is findable in a long env list.
+            message = message.replace(field, field.replace("[]", f"[{index}]", 1), 1)
+            field = field.replace("[]", f"[{index}]", 1)
+        return InvalidSpec(field, message)
+    path = "spec"
+    for part in err["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    # Unions report the failing branch as a trailing loc element ("int", "literal['auto']", ...).
+    path = re.sub(r"\.(str|int|bool|literal\[[^\]]*\]|list\[.*|dict\[.*)$", "", path)
+    kind = err["type"]
+    if kind == "missing":
+        return InvalidSpec(path, f"{path} is required: add it to the TrainingJob")
+    if kind == "extra_forbidden":
+        return InvalidSpec(
+            path, f"{path} is not a TrainingJob field: remove it or fix its spelling"
+        )
+    return InvalidSpec(path, f"{path}: {err['msg']} (got {err.get('input')!r}): fix the value")
+
+
+def validate_job_name(name: str) -> None:
+    """The CRD's metadata.name rule, for callers that build names outside the API server."""
+    if len(name) > MAX_JOB_NAME or not re.match(JOB_NAME_PATTERN, name):
+        raise InvalidSpec("metadata.name", MSG_METADATA_NAME + f"; got {name!r}")
+
+
+ROOT_VALIDATIONS = [
+    _rule(
+        f"size(self.metadata.name) <= {MAX_JOB_NAME} && self.metadata.name.matches('{JOB_NAME_PATTERN}')",
+        # No fieldPath: metadata declares no properties in the schema, so the API server would
+        # reject the path; the message names the field instead.
+        MSG_METADATA_NAME,
+    )
+]
+
+# --- status --------------------------------------------------------------------------------------
+
+
+class _Status(BaseModel):
+    """Status parts: lenient on read (ignore fields an older operator wrote), frozen, camelCase."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        populate_by_name=True,
+        alias_generator=to_camel,
+        extra="ignore",
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+
+RFC3339 = Field(default=None, json_schema_extra={"format": "date-time"})
+
+
+class Condition(_Status):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = RFC3339
+    observed_generation: int | None = None
+
+
+class NodeCounts(_Status):
+    ready: int = 0
+    total: int = 0
+
+
+class RestartCounts(_Status):
+    failures: int = 0
+    interruptions: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total(self) -> int:
+        """Shown in the Restarts printer column (JSONPath cannot add)."""
+        return self.failures + self.interruptions
+
+
+class CheckpointStatus(_Status):
+    id: str | None = None
+    step: int
+    uri: str
+    kind: Literal["periodic", "emergency"]
+    committed_at: str | None = RFC3339
+
+
+class Interruption(_Status):
+    node: str
+    source: str | None = None
+    reason: str | None = None
+    detected_at: str | None = RFC3339
+    requested_at: str | None = RFC3339
+    deadline: str | None = RFC3339
+    committed_at: str | None = RFC3339
+    checkpoint_step: int | None = None
+    lost_steps: int | None = None
+    resumed_at: str | None = RFC3339
+    attempt: int | None = None
+
+
+MAX_INTERRUPTIONS_KEPT = 20
+
+
+class TrainingJobStatus(_Status):
+    """What the operator writes under `status` (by alias). The CRD prunes any other field."""
+
+    phase: (
+        Literal[
+            "Pending",
+            "Starting",
+            "Running",
+            "Checkpointing",
+            "Restarting",
+            "Succeeded",
+            "Failed",
+            "Suspended",
+        ]
+        | None
+    ) = None
+    observed_generation: int | None = None
+    attempt: int = Field(default=0, description="Current attempt; 0 before the first.")
+    conditions: list[Condition] = Field(default_factory=list, max_length=32)
+    nodes: NodeCounts = Field(default_factory=NodeCounts)
+    restarts: RestartCounts = Field(default_factory=RestartCounts)
+    checkpoint: CheckpointStatus | None = None
+    interruptions: list[Interruption] = Field(
+        default_factory=list, max_length=MAX_INTERRUPTIONS_KEPT
+    )
+    start_time: str | None = RFC3339
+    completion_time: str | None = RFC3339
+    attempt_start_time: str | None = RFC3339
+    restart_after: str | None = RFC3339
+    zone: str | None = None
+    resume_manifest: str | None = None
+    message: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def nodes_ready(self) -> str:
+        """ "ready/total" for the Ready printer column (JSONPath cannot format)."""
+        return f"{self.nodes.ready}/{self.nodes.total}"
+
+
+def printer_fields(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The derived status fields the printer columns read (`nodesReady`, `restarts.total`).
+
+    For writers that build status as a camelCase dict instead of dumping `TrainingJobStatus` (which
+    computes them): merge this into every status write so `kubectl get tj` stays current.
+    """
+    nodes = status.get("nodes") or {}
+    restarts = dict(status.get("restarts") or {})
+    restarts["total"] = int(restarts.get("failures", 0)) + int(restarts.get("interruptions", 0))
+    return {
+        "nodesReady": f"{int(nodes.get('ready', 0))}/{int(nodes.get('total', 0))}",
+        "restarts": restarts,
+    }
