@@ -1,0 +1,46 @@
+"""Pure builders: (spec, attempt, profile) -> complete manifests.
+
+No I/O, no clock, no uuid, no kopf or Kubernetes client: the same inputs always give the same
+dicts, which is what makes retried reconciles safe and lets tests compare whole objects.
+"""
+
+from kubetrain.build.launcher import completion_ranks
+from kubetrain.build.names import (
+    JobRef,
+    fsx_claim_name,
+    fsx_volume_name,
+    owner_reference,
+    pod_name,
+    service_name,
+    worker_role,
+    worker_service_account,
+)
+from kubetrain.build.objects import (
+    build_attempt,
+    build_fsx_static,
+    build_pod,
+    build_rbac,
+    build_service,
+    fsx_selector,
+)
+from kubetrain.build.resolve import Resolved, resolve
+
+__all__ = [
+    "JobRef",
+    "Resolved",
+    "build_attempt",
+    "build_fsx_static",
+    "build_pod",
+    "build_rbac",
+    "build_service",
+    "completion_ranks",
+    "fsx_claim_name",
+    "fsx_selector",
+    "fsx_volume_name",
+    "owner_reference",
+    "pod_name",
+    "resolve",
+    "service_name",
+    "worker_role",
+    "worker_service_account",
+]
