@@ -46,9 +46,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# Regenerate every generated file (CRD, compiled KFP YAML, kustomize output).
+# Regenerate every generated file (CRD, compiled KFP YAML, ...); `make verify` checks for drift.
 generate: $(STAMP)
-	$(PY) hack/generate.py
+	PYTHON=$(PY) hack/generate.sh
+
+verify: $(STAMP)
+	PYTHON=$(PY) hack/generate.sh --check
 
 bench: $(STAMP) cluster-build
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m hack.bench

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Regenerate every generated file, or with --check fail when a committed one has drifted.
+# Each generator is the single source of its files; tests run the same checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+rc=0
+for gen in hack/gen_*.py; do
+  "$PY" "$gen" "$@" || rc=1
+done
+exit "$rc"
