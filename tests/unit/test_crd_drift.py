@@ -72,6 +72,8 @@ def test_every_rule_message_names_a_field() -> None:
     assert len(rules) >= 25
     for rule in rules:
         assert rule["message"].startswith(("spec.", "metadata.")), rule
+        # CEL string literals reject "\\." escapes; patterns use [.] instead.
+        assert "\\" not in rule["rule"], rule
         assert ":" in rule["message"] or "must" in rule["message"], rule
 
 

@@ -83,7 +83,7 @@ ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
 FSX_ID_PATTERN = r"^fs-[0-9a-f]{8,17}$"
 ZONE_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$"
-AWS_OFI_NCCL_VERSION_PATTERN = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"
+AWS_OFI_NCCL_VERSION_PATTERN = r"^[0-9]+[.][0-9]+([.][0-9]+)?$"
 
 
 def _rule(rule: str, message: str, **extra: str) -> dict[str, str]:
