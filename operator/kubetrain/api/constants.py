@@ -80,3 +80,9 @@ ENV_CHECKPOINT_KEEP: Final = "KUBETRAIN_CHECKPOINT_KEEP"
 # On the cluster-scoped FSx PersistentVolume, which cannot carry a namespaced owner reference: with
 # LABEL_JOB it selects the PV to delete when the job goes (kubetrain.build.fsx_selector).
 LABEL_JOB_NAMESPACE: Final = PREFIX + "job-namespace"
+
+# --- Node annotations set by the optional node agent (kubetrain.nodeagent) --------------------------
+# The IMDS notice JSON verbatim, next to TAINT_KUBETRAIN_SPOT_ITN / TAINT_KUBETRAIN_REBALANCE:
+# spot: {"action": "terminate|stop|hibernate", "time": "<RFC3339>"}; rebalance: {"noticeTime": ...}
+ANNOTATION_NODE_SPOT_NOTICE: Final = PREFIX + "spot-notice"
+ANNOTATION_NODE_REBALANCE_NOTICE: Final = PREFIX + "rebalance-notice"
