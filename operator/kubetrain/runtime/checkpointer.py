@@ -298,10 +298,11 @@ class Checkpointer:
             files = tuple(FileEntry(p, s) for p, s in sorted(sizes.items()))
             manifest = dataclasses.replace(manifest, files=files)
             commit(self.local, manifest)
-            collect_garbage(self.local, self.keep)
             if self.mirror:
                 self.mirror.submit(manifest)
             self._report(manifest, kind, request.request_id if request else None)
+            if kind == "periodic":  # an emergency save spends no time on GC; the next run does
+                collect_garbage(self.local, self.keep)
         if kind == "emergency":
             coll.barrier()  # nobody exits before the commit: a launcher may kill the rest
         self.last = manifest

@@ -12,8 +12,6 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from kubetrain.runtime.posix import write_durably
-
 
 class Collective(Protocol):
     rank: int
@@ -91,7 +89,10 @@ class PickleCodec:
     needs_same_world_size = True
 
     def save(self, directory: Path, state: Mapping[str, Any], rank: int) -> None:
-        write_durably(rank_file(directory, rank, ".pkl"), pickle.dumps(snapshot(state)))
+        with open(rank_file(directory, rank, ".pkl"), "wb") as fh:
+            pickle.dump(snapshot(state), fh, protocol=pickle.HIGHEST_PROTOCOL)  # streamed: no copy
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def load(self, directory: Path, state: MutableMapping[str, Any], rank: int) -> None:
         # Checkpoints are written by this job into its own storage: trusted input.

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Checkpoint save throughput as a fraction of the same disk's raw sequential write speed.
+
+Raw: one file written in 8 MiB chunks, then fsync. Checkpoint: `Checkpointer.save` of a state of
+the same size (fresh data dir, per-file fsync, directory fsyncs, manifest commit, GC), per codec.
+Rounds are interleaved; each number is the median of --repeats rounds. Writes hack/bench/results/checkpoint_throughput.json
+and prints it.
+
+    .venv/bin/python hack/bench/checkpoint_throughput.py [--dir /fsx/tmp] [--size-mib 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "operator"))
+warnings.filterwarnings("ignore")
+
+from kubetrain.runtime import Checkpointer  # noqa: E402
+
+CHUNK = 8 << 20
+
+
+def raw_write_seconds(directory: Path, payload: bytes) -> float:
+    path = directory / "raw.bin"
+    view = memoryview(payload)
+    started = time.perf_counter()
+    with open(path, "wb", buffering=0) as fh:
+        for offset in range(0, len(view), CHUNK):
+            fh.write(view[offset : offset + CHUNK])
+        os.fsync(fh.fileno())
+    elapsed = time.perf_counter() - started
+    path.unlink()
+    return elapsed
+
+
+def make_state(codec: str, size: int) -> dict[str, Any]:
+    if codec == "pickle":
+        # Several "layers" of random bytes: incompressible, like trained weights.
+        return {f"layer{i}": os.urandom(size // 8) for i in range(8)}
+    import torch
+
+    n = size // 4 // 8
+    return {f"layer{i}": torch.rand(n) for i in range(8)}
+
+
+def checkpoint_seconds(directory: Path, codec: str, state: dict[str, Any], step: int) -> float:
+    ckpt = Checkpointer(directory, job="bench", keep=1, codec=codec)
+    started = time.perf_counter()
+    ckpt.save(step, state)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=None, help="directory on the disk to measure")
+    parser.add_argument("--size-mib", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--codecs", default="pickle,torch-save,dcp")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "hack/bench/results/checkpoint_throughput.json"
+    )
+    args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
+    size = args.size_mib << 20
+    base = Path(tempfile.mkdtemp(prefix="kubetrain-bench-", dir=args.dir))
+    try:
+        # Interleaved (raw, then each codec) per round, so load changes on a shared machine hit
+        # both sides alike; ratios are per round, then the median is taken.
+        payload = os.urandom(size)  # incompressible, like trained weights
+        codecs = args.codecs.split(",")
+        states = {codec: make_state(codec, size) for codec in codecs}
+        raws: list[float] = []
+        runs: dict[str, list[float]] = {codec: [] for codec in codecs}
+        for step in range(1, args.repeats + 1):
+            raws.append(raw_write_seconds(base, payload))
+            for codec in codecs:
+                runs[codec].append(checkpoint_seconds(base / codec, codec, states[codec], step))
+        raw = statistics.median(raws)
+        raw_mib_s = args.size_mib / raw
+        results = []
+        for codec in codecs:
+            ratios = [r / c for r, c in zip(raws, runs[codec], strict=True)]
+            seconds = statistics.median(runs[codec])
+            results.append(
+                {
+                    "codec": codec,
+                    "seconds": round(seconds, 3),
+                    "mib_per_s": round(args.size_mib / seconds, 1),
+                    "ratio_to_raw": round(statistics.median(ratios), 3),
+                    "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
+                }
+            )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    report = {
+        "what": "Checkpointer.save (fresh data dir, fsync, manifest commit) vs raw sequential write",
+        "command": "python hack/bench/checkpoint_throughput.py " + " ".join(sys.argv[1:]),
+        "size_mib": args.size_mib,
+        "repeats": args.repeats,
+        "disk_dir": str(args.dir or tempfile.gettempdir()),
+        "raw_write": {"seconds": round(raw, 3), "mib_per_s": round(raw_mib_s, 1)},
+        "results": results,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "loadavg_1m_at_start": round(load_at_start, 2),
+        },
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
