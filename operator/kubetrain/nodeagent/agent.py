@@ -45,7 +45,7 @@ class Backoff:
     def delay(self) -> float:
         if self.failures == 0:
             return self.base
-        return float(min(self.cap, max(self.base, 1.0) * 2 ** min(self.failures, 16)))
+        return float(min(self.cap, self.base * 2 ** min(self.failures, 16)))
 
 
 @dataclass
