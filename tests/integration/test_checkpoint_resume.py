@@ -71,6 +71,7 @@ def launch(tmp: Path, ckpt_dir: Path, tag: str, *extra: str) -> Run:
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # like torchrun: one process group per worker
             )
         )
     return Run(procs, progress, result)
@@ -101,16 +102,29 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tenso
     return final_params(run)
 
 
-@pytest.mark.parametrize("codec", ["torch-save", "dcp"])
+@pytest.mark.parametrize(
+    ("codec", "workers"),
+    [
+        # torchrun-style: SIGTERM to rank 1's whole process group, DataLoader workers included.
+        ("torch-save", 1),
+        ("dcp", 0),
+    ],
+)
 def test_sigterm_to_one_rank_then_resume_is_exact(
-    tmp_path: Path, reference: dict[str, torch.Tensor], codec: str
+    tmp_path: Path, reference: dict[str, torch.Tensor], codec: str, workers: int
 ) -> None:
     stop_at = random.randint(5, STEPS - 10)
     ckpt_dir = tmp_path / "ckpt"
-    first = launch(tmp_path, ckpt_dir, "first", "--codec", codec, "--step-delay", "0.05")
+    first = launch(
+        tmp_path, ckpt_dir, "first",
+        "--codec", codec, "--step-delay", "0.05", "--workers", str(workers),
+    )  # fmt: skip
     wait_for(lambda: first.steps_done() >= stop_at, timeout=90, what=f"step {stop_at}")
     # Only rank 1's "node" gets the notice: the all-reduced flag must stop rank 0 too.
-    first.procs[1].send_signal(signal.SIGTERM)
+    if workers:
+        os.killpg(first.procs[1].pid, signal.SIGTERM)
+    else:
+        first.procs[1].send_signal(signal.SIGTERM)
     codes = first.wait()
     assert codes == [EXIT_CHECKPOINTED_AND_STOPPED] * WORLD, first.output()
     saved = discover(PosixTier(ckpt_dir))

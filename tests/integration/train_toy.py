@@ -23,7 +23,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
-from kubetrain.runtime import Checkpointer  # noqa: E402
+from kubetrain.runtime import Checkpointer, ignore_stop_signals  # noqa: E402
 from kubetrain.runtime.torch_support import ModelOptimizerState  # noqa: E402
 
 
@@ -31,6 +31,19 @@ def batch(step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(1_000_003 * step + rank)
     x = torch.randn(16, 8, generator=gen)
     return x, x.sum(dim=1, keepdim=True).sin()
+
+
+class Batches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Steps start..stop-1 of this rank's data, so DataLoader workers can serve them."""
+
+    def __init__(self, start: int, stop: int, rank: int) -> None:
+        self.start, self.stop, self.rank = start, stop, rank
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch(self.start + index, self.rank)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -45,6 +58,7 @@ def main() -> None:
     parser.add_argument("--codec", default="torch-save")
     parser.add_argument("--every", type=int, default=None)
     parser.add_argument("--step-delay", type=float, default=0.0, help="simulated compute per step")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--progress", type=Path, required=True)
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args()
@@ -64,8 +78,13 @@ def main() -> None:
 
     ckpt = Checkpointer.from_env(codec=args.codec, every_steps=args.every)
     start = ckpt.restore(state)
-    for step in range(start, args.steps):
-        x, y = batch(step, rank)
+    loader = torch.utils.data.DataLoader(
+        Batches(start, args.steps, rank),
+        batch_size=None,
+        num_workers=args.workers,
+        worker_init_fn=ignore_stop_signals if args.workers else None,
+    )
+    for step, (x, y) in enumerate(loader, start=start):
         loss = torch.nn.functional.mse_loss(ddp(x), y)
         optimizer.zero_grad()
         loss.backward()
