@@ -126,7 +126,8 @@ def test_restore_from_s3_into_an_empty_local_tier(tmp_path: Path, bucket: str) -
     first = Checkpointer(tmp_path / "node-a", s3_uri=uri, every_steps=3)
     for step in range(1, 8):
         first.step(step, state(step))
-    assert first.mirror is not None and first.mirror.flush(30)
+    first.close()  # what runs at exit: waits (bounded) for the mirror
+    assert first.mirror is not None and first.mirror.errors == []
 
     loaded: dict[str, Any] = {"weights": None, "step": None}
     second = Checkpointer(tmp_path / "node-b", s3_uri=uri)  # a new node: nothing local

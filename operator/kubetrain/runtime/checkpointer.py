@@ -13,6 +13,7 @@ save exits with code 83 ("checkpointed and stopped"), which the operator counts 
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import os
@@ -146,7 +147,9 @@ class Checkpointer:
         pod, namespace = env.get(ENV_POD_NAME), env.get(ENV_POD_NAMESPACE)
         if agent is None and start_agent and pod and namespace and env_int("LOCAL_RANK", 0) == 0:
             agent = start_pod_agent(pod, namespace, flag)
-        return cls(directory, flag=flag, agent=agent, **kwargs)
+        ckpt = cls(directory, flag=flag, agent=agent, **kwargs)
+        atexit.register(ckpt.close)  # the last periodic save reaches S3 before a normal exit
+        return ckpt
 
     # --- collectives, resolved on first use so from_env() may run before init_process_group ----
     @property
@@ -331,20 +334,21 @@ class Checkpointer:
             log.warning("reporting checkpoint %s on the pod failed: %s", manifest.name, exc)
 
     def _exit(self) -> None:
-        if self.mirror and self.rank == 0:
-            request = self.flag.peek()
-            left = seconds_left(request.deadline if request else None)
-            budget = (
-                self.mirror_wait_on_exit if left is None else min(self.mirror_wait_on_exit, left)
-            )
-            if budget > 0 and not self.mirror.flush(budget):
-                log.warning("S3 mirror still uploading at exit; the local tier has the checkpoint")
         self.close()
         raise SystemExit(EXIT_CHECKPOINTED_AND_STOPPED)
 
     def close(self) -> None:
+        """Stop the agent and give the S3 mirror a bounded time (and the notice's deadline) to
+        finish; the local tier already holds every committed checkpoint. Runs at exit too."""
         if self.agent:
             self.agent.close()
+        if self.mirror and self._collective is not None and self.rank == 0:
+            request = self.flag.peek()
+            left = seconds_left(request.deadline if request else None)
+            wait = self.mirror_wait_on_exit
+            budget = wait if left is None else min(wait, left)
+            if budget > 0 and not self.mirror.flush(budget):
+                log.warning("S3 mirror still uploading at exit; the local tier has the checkpoint")
 
 
 def start_pod_agent(pod: str, namespace: str, flag: StopFlag) -> CheckpointAgent | None:
