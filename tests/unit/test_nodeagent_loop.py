@@ -282,6 +282,17 @@ def test_failures_are_retried_not_lost() -> None:
     assert nodes.taint(c.TAINT_KUBETRAIN_REBALANCE) is not None
 
 
+def test_restamped_rebalance_is_not_repatched() -> None:
+    imds, nodes = ScriptedImds(), Nodes()
+    agent = _agent(imds, nodes)
+    for second in range(10, 15):  # IMDS (AEMM) stamps noticeTime with the request time
+        imds.answers[notices.REBALANCE_PATH] = f'{{"noticeTime": "2026-11-22T05:30:{second}Z"}}'
+        agent.poll_once()
+        _agent(imds, nodes).poll_once()  # nor after a restart
+    assert len(nodes.patches) == 1
+    assert nodes.taint(c.TAINT_KUBETRAIN_REBALANCE)["value"] == "2026-11-22T05-30-10Z"  # type: ignore[index]
+
+
 def test_malformed_notice_does_not_hide_the_other() -> None:
     imds, nodes = ScriptedImds(), Nodes()
     imds.answers[notices.SPOT_INSTANCE_ACTION_PATH] = "<html>oops</html>"

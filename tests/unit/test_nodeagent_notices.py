@@ -36,6 +36,7 @@ def test_parse_instance_action(body: str, action: str, time: str) -> None:
         body=json.dumps({"action": action, "time": time}, sort_keys=True, separators=(",", ":")),
         action=action,
     )
+    assert notice.key == ("spot", time, action)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +72,7 @@ def test_parse_rebalance(body: str, result: str | type[Exception]) -> None:
         assert notice.taint_key == c.TAINT_KUBETRAIN_REBALANCE
         assert notice.annotation_key == c.ANNOTATION_NODE_REBALANCE_NOTICE
         assert json.loads(notice.body) == {"noticeTime": result}
+        assert notice.key == ("rebalance", None, None)  # a restamped noticeTime is not new
     else:
         with pytest.raises(result, match="recommendations/rebalance: "):
             notices.parse_rebalance(body)
@@ -173,3 +175,24 @@ def test_rebalance_patch_leaves_spot_taint() -> None:
             ]
         },
     }
+
+
+REB = notices.parse_rebalance('{"noticeTime": "2026-11-22T05:30:00Z"}')
+REB_TAINT = {
+    "key": c.TAINT_KUBETRAIN_REBALANCE,
+    "value": "2026-11-22T05-29-00Z",
+    "effect": "NoSchedule",
+}
+REB_ANN = {c.ANNOTATION_NODE_REBALANCE_NOTICE: '{"noticeTime":"2026-11-22T05:29:00Z"}'}
+
+
+@pytest.mark.parametrize(
+    ("node", "patched"),
+    [
+        pytest.param(_node(taints=[REB_TAINT], annotations=REB_ANN), False, id="earlier-stands"),
+        pytest.param(_node(taints=[REB_TAINT]), True, id="annotation-missing"),
+        pytest.param(_node(annotations=REB_ANN), True, id="taint-missing"),
+    ],
+)
+def test_rebalance_recorded_once(node: dict[str, Any], patched: bool) -> None:
+    assert (notices.node_patch(node, REB) is not None) is patched

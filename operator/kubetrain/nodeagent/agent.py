@@ -54,7 +54,7 @@ class NodeAgent:
     nodes: NodeApi
     node_name: str
     interval: float = 1.0
-    recorded: set[tuple[str, str, str | None]] = field(default_factory=set)
+    recorded: set[tuple[str, str | None, str | None]] = field(default_factory=set)
     patches: int = 0  # Node patches sent (for logs and tests)
 
     def poll_once(self) -> list[Notice]:

@@ -44,9 +44,16 @@ class Notice:
     time: str  # RFC 3339: the interruption time (spot) or the notice time (rebalance)
     body: str
     action: str | None = None  # spot only: terminate | stop | hibernate
+    # Spot: a notice with another action or time replaces the recorded one (it is what will
+    # happen). Rebalance: the first recommendation stands; IMDS implementations that restamp
+    # noticeTime on every read (AEMM does, with its defaults) must not cause a patch per poll.
+    replaces_recorded: bool = True
 
     @property
-    def key(self) -> tuple[str, str, str | None]:
+    def key(self) -> tuple[str, str | None, str | None]:
+        """Notices with the same key are the same notice: patched once."""
+        if not self.replaces_recorded:
+            return (self.kind, None, None)
         return (self.kind, self.time, self.action)
 
     @property
@@ -103,6 +110,7 @@ def parse_rebalance(body: str) -> Notice:
         annotation_key=c.ANNOTATION_NODE_REBALANCE_NOTICE,
         time=_parse_time(doc.get("noticeTime"), "noticeTime", path),
         body=json.dumps(doc, sort_keys=True, separators=(",", ":")),
+        replaces_recorded=False,
     )
 
 
@@ -125,6 +133,8 @@ def node_patch(node: dict[str, Any], notice: Notice) -> dict[str, Any] | None:
     ours = {"key": notice.taint_key, "value": notice.taint_value, "effect": TAINT_EFFECT}
     annotations = metadata.get("annotations") or {}
     present = [t for t in taints if t.get("key") == notice.taint_key]
+    if not notice.replaces_recorded and present and notice.annotation_key in annotations:
+        return None
     if (
         annotations.get(notice.annotation_key) == notice.body
         and len(present) == 1
