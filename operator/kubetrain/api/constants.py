@@ -30,6 +30,9 @@ LABEL_ROLE: Final = PREFIX + "role"  # "worker" on pods
 ANNOTATION_CHECKPOINT_REQUEST: Final = PREFIX + "checkpoint-request"
 # Rank 0 -> operator: {"id": "...", "step": 123, "manifest": "<uri>", "kind": "periodic|emergency"}
 ANNOTATION_CHECKPOINT_COMMITTED: Final = PREFIX + "checkpoint-committed"
+# Rank 0 of a resumed attempt -> operator: {"step": 40, "previousStep": 47, "lostSteps": 7,
+# "manifest": "<uri>"}: how far the interrupted attempt had got past the checkpoint it resumed from.
+ANNOTATION_RESUMED: Final = PREFIX + "resumed"
 
 # Reasons carried in a checkpoint request.
 REQUEST_REASON_SPOT: Final = "spot-interruption"

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from kubetrain.api.constants import (
     ANNOTATION_CHECKPOINT_COMMITTED,
     ANNOTATION_CHECKPOINT_REQUEST,
+    ANNOTATION_RESUMED,
     REQUEST_REASON_REBALANCE,
 )
 from kubetrain.runtime.podapi import parse_json_annotation
@@ -105,6 +106,18 @@ class CheckpointAgent:
         if request and request.get("id") and str(request["id"]) not in self.answered:
             return str(request["id"])
         return None
+
+    def report_resumed(self, *, step: int, previous_step: int | None, manifest: str) -> None:
+        """Patch `resumed` on our pod: the step restored and how many steps the previous attempt
+        had done past it (lost work), so the operator can put the number on its timeline."""
+        lost = None if previous_step is None else max(0, previous_step - step)
+        value = {
+            "step": step,
+            "previousStep": previous_step,
+            "lostSteps": lost,
+            "manifest": manifest,
+        }
+        self.pod.annotate(ANNOTATION_RESUMED, json.dumps(value))
 
     def report_committed(
         self, *, step: int, manifest: str, kind: str, checkpoint_id: str, request_id: str | None

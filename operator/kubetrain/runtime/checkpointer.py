@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -175,10 +176,13 @@ class Checkpointer:
     def restore(self, state: MutableMapping[str, Any]) -> int:
         """Load the newest complete checkpoint into `state` in place; return its step (0 if none)."""
         coll = self.collective
+        previous = self._read_progress() if coll.rank == 0 else None
         chosen = self._choose_and_fetch() if coll.rank == 0 else None
         name = coll.broadcast_str(chosen.name if chosen else "")
         if not name:
             log.info("no complete checkpoint under %s: starting from scratch", self.local.uri())
+            if coll.rank == 0 and previous:
+                self._report_resumed(0, previous, "")
             return 0
         manifest = load_complete(self.local, name)
         if self.codec.needs_same_world_size and manifest.world_size != coll.world_size:
@@ -195,7 +199,40 @@ class Checkpointer:
         self.codec.load(self.local.local_path(manifest.data_dir), state, coll.rank)
         self.last = manifest
         log.info("restored %s (step %d)", self.local.uri(manifest.path), manifest.step)
+        if coll.rank == 0 and previous is not None:
+            self._report_resumed(manifest.step, previous, self.local.uri(manifest.path))
         return manifest.step
+
+    # --- progress: how far a run got, so a resumed run can tell what was lost ----------------
+    PROGRESS_FILE = "progress.json"
+
+    def _read_progress(self) -> int | None:
+        try:
+            raw = json.loads(self.local.local_path(self.PROGRESS_FILE).read_text())
+            return int(raw["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _write_progress(self, step: int) -> None:
+        """Rank 0 records the steps done, every step: advisory, so an atomic replace without
+        fsync (a crash may lose the last value, making the lost-step count a lower bound)."""
+        path = self.local.local_path(self.PROGRESS_FILE)
+        tmp = path.with_name(f".{self.PROGRESS_FILE}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"step": step, "attempt": self.attempt}))
+            os.replace(tmp, path)
+        except OSError as exc:  # never let bookkeeping stop training
+            log.debug("recording progress: %s", exc)
+
+    def _report_resumed(self, step: int, previous: int, manifest: str) -> None:
+        log.info("resumed at step %d; the previous run had reached step %d", step, previous)
+        if self.agent is None:
+            return
+        try:
+            self.agent.report_resumed(step=step, previous_step=previous, manifest=manifest)
+        except Exception as exc:  # reporting is best effort
+            log.warning("reporting the resume on the pod failed: %s", exc)
 
     def _choose_and_fetch(self) -> Manifest | None:
         """Rank 0: the resume hint if valid and not older than discovery, else the newest found.
@@ -245,6 +282,8 @@ class Checkpointer:
         it raises SystemExit(83), or returns True (stop now) when exit_on_emergency=False.
         """
         coll = self.collective
+        if coll.rank == 0:
+            self._write_progress(step)
         local = self.flag.level
         if (
             self.every_seconds is not None

@@ -69,6 +69,10 @@ class PodAPI:
                         w.stop()
                         break
                     obj = event["object"]
+                    if event["type"] == "BOOKMARK":  # arrives as a plain dict, not a V1Pod
+                        raw = event.get("raw_object") or obj
+                        resource_version = raw["metadata"]["resourceVersion"]
+                        continue
                     resource_version = obj.metadata.resource_version
                     if event["type"] in ("ADDED", "MODIFIED"):
                         on_change(dict(obj.metadata.annotations or {}))

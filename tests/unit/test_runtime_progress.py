@@ -1,0 +1,65 @@
+"""A resumed run reports how many steps the interrupted run had done past its checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubetrain.api.constants import ANNOTATION_RESUMED
+from kubetrain.runtime import Checkpointer
+from kubetrain.runtime.agent import CheckpointAgent
+from kubetrain.runtime.signals import StopFlag
+
+
+class Pod:
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def annotations(self) -> dict[str, str]:
+        return dict(self.data)
+
+    def annotate(self, key: str, value: str) -> None:
+        self.data[key] = value
+
+    def watch_annotations(self, on_change: Any, stop: Any) -> None:
+        on_change(self.annotations())
+
+
+def train(ckpt: Checkpointer, state: dict[str, Any], start: int, stop: int) -> None:
+    for step in range(start, stop):
+        state["total"] += step
+        ckpt.step(step + 1, state)
+
+
+@pytest.mark.parametrize(
+    ("died_at", "every", "expected"),
+    [
+        (47, 20, {"step": 40, "previousStep": 47, "lostSteps": 7}),
+        (40, 20, {"step": 40, "previousStep": 40, "lostSteps": 0}),
+        (13, 20, {"step": 0, "previousStep": 13, "lostSteps": 13}),
+    ],
+)
+def test_resume_reports_lost_steps(
+    tmp_path: Path, died_at: int, every: int, expected: dict[str, int]
+) -> None:
+    first = Checkpointer(tmp_path, every_steps=every, codec="pickle")
+    train(first, {"total": 0}, 0, died_at)  # then the node vanishes: no save, no goodbye
+
+    pod = Pod()
+    second = Checkpointer(
+        tmp_path, every_steps=every, codec="pickle", agent=CheckpointAgent(pod, StopFlag())
+    )
+    state = {"total": 0}
+    assert second.restore(state) == expected["step"]
+    report = json.loads(pod.data[ANNOTATION_RESUMED])
+    assert {k: report[k] for k in expected} == expected
+
+
+def test_a_first_run_reports_nothing(tmp_path: Path) -> None:
+    pod = Pod()
+    ckpt = Checkpointer(tmp_path, codec="pickle", agent=CheckpointAgent(pod, StopFlag()))
+    assert ckpt.restore({"total": 0}) == 0
+    assert ANNOTATION_RESUMED not in pod.data
