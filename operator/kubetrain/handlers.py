@@ -16,8 +16,8 @@ from typing import Any
 
 import kopf
 
-from kubetrain.api.constants import GROUP, LABEL_JOB, PLURAL, VERSION
-from kubetrain.k8s import Kube, load_api_client
+from kubetrain.api.constants import GROUP, LABEL_JOB, LABEL_JOB_NAMESPACE, PLURAL, VERSION
+from kubetrain.k8s import Kube, KubeError, load_api_client
 from kubetrain.reconcile.loop import JobMemory, reconcile_once
 from kubetrain.reconcile.observe import NodeView, node_view, pod_view
 
@@ -44,8 +44,17 @@ class Wakeups:
             event.set()
 
 
+@kopf.on.login(id="login")
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster token, else $KUBECONFIG read at start (the client library's default is frozen
+    at import time, which breaks an operator started in-process after KUBECONFIG is set)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup(id="configure")
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
     # Our bookkeeping lives under our own prefix; status stays exactly what the CRD schema allows.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -61,6 +70,19 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.kube = Kube(load_api_client())
     memo.wakeups = Wakeups()
     memo.nodes_seen = {}
+    if not settings.peering.standalone and settings.peering.clusterwide:
+        try:
+            await memo.kube.ensure_cluster_peering(settings.peering.name)
+        except KubeError as exc:  # the CRD is missing: kopf itself reports what to install
+            logger.warning("cannot create ClusterKopfPeering %r: %s", settings.peering.name, exc)
+
+
+@kopf.on.delete(
+    GROUP, VERSION, PLURAL, id="release_fsx_volume", optional=True, retries=5, backoff=5
+)
+async def release_fsx_volume(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """The static FSx PV is cluster-scoped, so owner references cannot collect it: we do."""
+    await memo.kube.delete_volumes(f"{LABEL_JOB}={name},{LABEL_JOB_NAMESPACE}={namespace}")
 
 
 @kopf.index("v1", "pods", id="pods_by_job", labels=WORKER_PODS)

@@ -35,6 +35,7 @@ _KINDS: Final[dict[str, tuple[str, bool]]] = {
     "RoleBinding": ("rolebindings", True),
     "Event": ("events", True),
     KIND: (PLURAL, True),
+    "ClusterKopfPeering": ("clusterkopfpeerings", False),
 }
 
 
@@ -52,7 +53,10 @@ def load_api_client() -> client.ApiClient:
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config(client_configuration=configuration)
     else:
-        config.load_kube_config(client_configuration=configuration)
+        # Read $KUBECONFIG now: the client's default is frozen when the module is first imported.
+        config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
+        )
     return client.ApiClient(configuration)
 
 
@@ -183,6 +187,21 @@ class Kube:
                 return False
             raise
         return True
+
+    async def delete_volumes(self, label_selector: str) -> None:
+        """Delete cluster-scoped PVs we created for a job (reclaim Retain: data is untouched)."""
+        await self._acall(
+            "DELETE", "/api/v1/persistentvolumes", {}, query=[("labelSelector", label_selector)]
+        )
+
+    async def ensure_cluster_peering(self, name: str) -> bool:
+        """Create kopf's ClusterKopfPeering object so replicas of the operator coordinate.
+
+        Shipping it in the kustomization would race its own CRD on the first `kubectl apply -k`.
+        """
+        return await self.create(
+            {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+        )
 
     async def post_event(
         self,

@@ -1,0 +1,286 @@
+"""The operator against the real local control plane: gangs start, finish, fail, restart and wait.
+
+The operator runs in-process with kopf's KopfRunner on the production module, one per test and
+scoped to the test's namespace, so tests never see each other's jobs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import pytest
+from kopf.testing import KopfRunner
+from operator_harness import (
+    apply,
+    condition,
+    dump,
+    install_crd,
+    job_manifest,
+    live_pods,
+    pods,
+    reasons,
+    running_pods,
+    status,
+    wait_phase,
+)
+
+from cluster import Cluster
+from support import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def pods_in(cluster: Cluster, namespace: str) -> list[dict[str, object]]:
+    items: list[dict[str, object]] = cluster.get("pods", "-n", namespace)["items"]
+    return items
+
+
+@pytest.fixture
+def spare_nodes(cluster: Cluster) -> list[str]:
+    """A third p5 node in each zone, so a gang of 2 still fits in its zone after losing one node
+    (the pools have 2 per zone); restore_nodes() removes them after the test."""
+    names = []
+    for model in ("p5-spot-a0", "p5-spot-b0"):
+        node = copy.deepcopy(cluster.node_spec(model))
+        name = model[:-1] + "9"
+        node["metadata"]["name"] = name
+        node["metadata"]["labels"]["kubernetes.io/hostname"] = name
+        cluster.add_node(node)
+        names.append(name)
+    for name in names:
+        cluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
+    return names
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: Cluster) -> None:
+    install_crd(cluster)
+
+
+@pytest.fixture
+def operator(
+    cluster: Cluster, namespace: str, crd: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[KopfRunner]:
+    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
+    with KopfRunner(args, timeout=60) as runner:
+        try:
+            yield runner
+        finally:
+            # Delete jobs while the operator runs so its finalizer is released, then stop it.
+            cluster.kubectl(
+                "delete", "trainingjobs", "--all", "-n", namespace, "--timeout=60s", check=False
+            )
+    assert runner.exception is None, runner.output[-4000:]
+
+
+def test_gang_lands_in_one_zone_runs_and_succeeds(
+    cluster: Cluster, namespace: str, operator: KopfRunner
+) -> None:
+    apply(cluster, namespace, job_manifest("happy", nodes=2))
+    try:
+        items = running_pods(cluster, namespace, "happy", attempt=1, n=2)
+        st = wait_phase(cluster, namespace, "happy", "Running")
+    except AssertionError:
+        print(dump(cluster, namespace))
+        raise
+    nodes = {p["spec"]["nodeName"] for p in items}
+    zones = {
+        cluster.get("node", n)["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in nodes
+    }
+    types = {
+        cluster.get("node", n)["metadata"]["labels"]["node.kubernetes.io/instance-type"]
+        for n in nodes
+    }
+    assert len(nodes) == 2 and len(zones) == 1 and types == {"p5.48xlarge"}
+    assert st["nodes"] == {"ready": 2, "total": 2}
+    assert st["zone"] in zones
+    assert condition(st, "Ready")["status"] == "True"
+    for p in items:
+        cluster.set_pod_outcome(namespace, p["metadata"]["name"], "Succeeded")
+    st = wait_phase(cluster, namespace, "happy", "Succeeded")
+    assert st["completionTime"] and st["attempt"] == 1
+    assert {"Pending", "AllRanksRunning", "AllRanksSucceeded"} <= set(
+        reasons(cluster, namespace, "happy")
+    )
+
+
+def test_unrunnable_spec_fails_invalid_spec_with_event_and_no_pods(
+    cluster: Cluster, namespace: str, operator: KopfRunner
+) -> None:
+    # Schema-valid, but no such instance type in the profiles: only the operator can say no.
+    manifest = job_manifest("bad", accelerator={"kind": "nvidia", "instanceType": "p99.mega"})
+    apply(cluster, namespace, manifest)
+    st = wait_phase(cluster, namespace, "bad", "Failed")
+    failed = condition(st, "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert "spec.accelerator" in failed["message"]
+    wait_for(lambda: "InvalidSpec" in reasons(cluster, namespace, "bad"), timeout=20, what="event")
+    assert pods(cluster, namespace, "bad") == []
+
+
+def test_one_rank_failing_restarts_the_gang_until_the_budget_is_spent(
+    cluster: Cluster, namespace: str, operator: KopfRunner
+) -> None:
+    apply(
+        cluster,
+        namespace,
+        job_manifest("flaky", nodes=2, failurePolicy={"maxRestarts": 1, "backoffSeconds": 0}),
+    )
+    first = running_pods(cluster, namespace, "flaky", attempt=1, n=2)
+    cluster.set_pod_outcome(namespace, first[1]["metadata"]["name"], "Failed", exit_code=3)
+    # Attempt 2 starts only after every pod of attempt 1 is gone.
+    second = running_pods(cluster, namespace, "flaky", attempt=2, n=2)
+    assert live_pods(cluster, namespace, "flaky", attempt=1) == []
+    st = wait_phase(cluster, namespace, "flaky", "Running")
+    assert st["attempt"] == 2
+    assert st["restarts"]["failures"] == 1 and st["restarts"]["interruptions"] == 0
+    assert "RankFailed" in reasons(cluster, namespace, "flaky")
+    cluster.set_pod_outcome(namespace, second[0]["metadata"]["name"], "Failed", exit_code=3)
+    st = wait_phase(cluster, namespace, "flaky", "Failed")
+    assert condition(st, "Failed")["reason"] == "BackoffLimitExceeded"
+    assert "exit code 3" in condition(st, "Failed")["message"]
+    wait_for(
+        lambda: (
+            live_pods(cluster, namespace, "flaky", attempt=2) == []
+            or all(
+                p["status"].get("phase") in ("Failed", "Succeeded")
+                for p in live_pods(cluster, namespace, "flaky", attempt=2)
+            )
+        ),
+        timeout=30,
+        what="attempt 2 released",
+    )
+    assert not any(
+        p["metadata"]["labels"]["kubetrain.dev/attempt"] == "3"
+        for p in pods(cluster, namespace, "flaky")
+    )
+
+
+def test_gang_that_cannot_fit_never_runs_releases_after_timeout_and_retries(
+    cluster: Cluster, namespace: str, operator: KopfRunner
+) -> None:
+    # 6 x p5 when only 4 exist: some pods stay Pending.
+    apply(
+        cluster,
+        namespace,
+        job_manifest("big", nodes=6, startupTimeoutSeconds=30, capacity={"type": "spot"}),
+    )
+    wait_for(
+        lambda: (
+            condition(status(cluster, namespace, "big"), "Ready").get("reason") == "Unschedulable"
+        ),
+        timeout=30,
+        what="Unschedulable",
+    )
+    st = status(cluster, namespace, "big")
+    assert st["phase"] == "Pending"
+    # After the startup timeout every pod of attempt 1 is released and attempt 2 is created.
+    wait_for(
+        lambda: status(cluster, namespace, "big").get("attempt", 0) >= 2,
+        timeout=60,
+        what="attempt 2",
+    )
+    assert live_pods(cluster, namespace, "big", attempt=1) == [] or all(
+        p["metadata"].get("deletionTimestamp") for p in pods(cluster, namespace, "big", attempt=1)
+    )
+    assert "StartupTimeout" in reasons(cluster, namespace, "big")
+    msg = next(
+        e["message"]
+        for e in (cluster.get("events", "-n", namespace)["items"])
+        if e["reason"] == "StartupTimeout"
+    )
+    assert "startupTimeoutSeconds=30" in msg and "released" in msg
+    st = status(cluster, namespace, "big")
+    assert st["restarts"] == {"failures": 0, "interruptions": 0, "total": 0}
+    assert st["phase"] != "Running"
+
+
+def test_node_not_ready_under_a_running_job_restarts_it_as_an_interruption(
+    cluster: Cluster, namespace: str, operator: KopfRunner, spare_nodes: list[str]
+) -> None:
+    apply(cluster, namespace, job_manifest("spotty", nodes=2))
+    first = running_pods(cluster, namespace, "spotty", attempt=1, n=2)
+    wait_phase(cluster, namespace, "spotty", "Running")
+    lost = first[0]["spec"]["nodeName"]
+    cluster.make_node_not_ready(lost)
+    wait_for(
+        lambda: status(cluster, namespace, "spotty").get("attempt") == 2,
+        timeout=60,
+        what="attempt 2",
+    )
+    second = running_pods(cluster, namespace, "spotty", attempt=2, n=2)
+    assert lost not in {p["spec"]["nodeName"] for p in second}
+    st = wait_phase(cluster, namespace, "spotty", "Running")
+    assert st["restarts"]["interruptions"] == 1 and st["restarts"]["failures"] == 0
+    record = st["interruptions"][0]
+    assert record["node"] == lost and record["source"] == "node-not-ready" and record["resumedAt"]
+    assert "NodeLost" in reasons(cluster, namespace, "spotty")
+
+
+def test_node_deleted_under_a_running_job_restarts_it_as_an_interruption(
+    cluster: Cluster, namespace: str, operator: KopfRunner, spare_nodes: list[str]
+) -> None:
+    apply(cluster, namespace, job_manifest("gone", nodes=2))
+    first = running_pods(cluster, namespace, "gone", attempt=1, n=2)
+    wait_phase(cluster, namespace, "gone", "Running")
+    lost = first[1]["spec"]["nodeName"]
+    cluster.delete_node(lost)
+    second = running_pods(cluster, namespace, "gone", attempt=2, n=2)
+    assert lost not in {p["spec"]["nodeName"] for p in second}
+    st = wait_phase(cluster, namespace, "gone", "Running")
+    assert st["restarts"]["interruptions"] == 1
+    assert st["interruptions"][0]["source"] in ("node-deleted", "node-not-ready", "pod-deleted")
+
+
+def test_suspend_releases_pods_and_resume_starts_a_new_attempt(
+    cluster: Cluster, namespace: str, operator: KopfRunner
+) -> None:
+    apply(cluster, namespace, job_manifest("nap", nodes=2))
+    running_pods(cluster, namespace, "nap", attempt=1, n=2)
+    cluster.kubectl(
+        "patch",
+        "trainingjob",
+        "nap",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"suspend":true}}',
+    )
+    wait_phase(cluster, namespace, "nap", "Suspended")
+    wait_for(lambda: pods(cluster, namespace, "nap") == [], timeout=30, what="pods released")
+    cluster.kubectl(
+        "patch",
+        "trainingjob",
+        "nap",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"suspend":false}}',
+    )
+    running_pods(cluster, namespace, "nap", attempt=2, n=2)
+    st = wait_phase(cluster, namespace, "nap", "Running")
+    assert st["restarts"]["total"] == 0
+    assert {"Suspended", "Resumed"} <= set(reasons(cluster, namespace, "nap"))
+
+
+def test_ttl_after_finished_deletes_the_job_and_its_pods(
+    cluster: Cluster, namespace: str, operator: KopfRunner
+) -> None:
+    apply(cluster, namespace, job_manifest("brief", nodes=1, ttlSecondsAfterFinished=2))
+    [only] = running_pods(cluster, namespace, "brief", attempt=1, n=1)
+    cluster.set_pod_outcome(namespace, only["metadata"]["name"], "Succeeded")
+    wait_for(
+        lambda: (
+            cluster.kubectl("get", "trainingjob", "brief", "-n", namespace, check=False).returncode
+            != 0
+        ),
+        timeout=60,
+        what="job deleted by TTL",
+    )
+    wait_for(
+        lambda: pods(cluster, namespace, "brief") == [], timeout=60, what="pods garbage-collected"
+    )

@@ -1,0 +1,93 @@
+"""The operator killed in the middle of creating a gang, then restarted: exactly one set of pods.
+
+Runs the real entry point (`python -m kubetrain`) as a subprocess; a failpoint makes the first
+process exit hard (os._exit, no cleanup) right after it created rank 0 of a 2-pod gang.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from operator_harness import (
+    apply,
+    install_crd,
+    job_manifest,
+    pods,
+    running_pods,
+    status,
+    wait_phase,
+)
+
+from cluster import Cluster
+from kubetrain.reconcile.act import FAILPOINT_ENV
+from support import wait_for
+
+pytestmark = pytest.mark.cluster
+NODES = 2  # the pools hold 2 p5 nodes per zone and a gang lives in one zone
+CREATES_BEFORE_RANK0 = 4  # ServiceAccount, Role, RoleBinding, Service (no FSx in this job)
+
+
+def start_operator(cluster: Cluster, namespace: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kubetrain", "--standalone", "--namespace", namespace],
+        env={**cluster.env(), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.fixture
+def procs(cluster: Cluster, namespace: str) -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    cluster.kubectl(
+        "delete", "trainingjobs", "--all", "-n", namespace, "--timeout=60s", check=False
+    )
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    wait_for(
+        lambda: cluster.get("pods", "-n", namespace)["items"] == [], timeout=60, what="pods gone"
+    )
+
+
+def test_operator_killed_mid_creation_converges_to_one_gang(
+    cluster: Cluster, namespace: str, procs: list[subprocess.Popen[str]]
+) -> None:
+    install_crd(cluster)
+    apply(cluster, namespace, job_manifest("resilient", nodes=NODES))
+    first = start_operator(cluster, namespace, **{FAILPOINT_ENV: str(CREATES_BEFORE_RANK0 + 1)})
+    procs.append(first)
+    try:
+        first.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        first.kill()
+        pytest.fail(
+            "operator did not hit the failpoint:\n" + (first.stdout.read() if first.stdout else "")
+        )
+    assert first.returncode == 86, first.stdout.read() if first.stdout else ""
+    # The crash left a partial gang and no status for it.
+    partial = pods(cluster, namespace, "resilient")
+    assert [p["metadata"]["name"] for p in partial] == ["resilient-1-0"]
+    assert status(cluster, namespace, "resilient").get("attempt", 0) == 0
+
+    second = start_operator(cluster, namespace)
+    procs.append(second)
+    running_pods(cluster, namespace, "resilient", attempt=1, n=NODES)
+    st = wait_phase(cluster, namespace, "resilient", "Running")
+    assert st["attempt"] == 1
+    assert st["restarts"] == {"failures": 0, "interruptions": 0, "total": 0}
+    names = sorted(p["metadata"]["name"] for p in pods(cluster, namespace, "resilient"))
+    assert names == [f"resilient-1-{r}" for r in range(NODES)]
+    # The pod created before the crash is the same object, not a replacement.
+    assert partial[0]["metadata"]["uid"] in {
+        p["metadata"]["uid"] for p in pods(cluster, namespace, "resilient")
+    }
