@@ -39,7 +39,11 @@ OURS = (c.TAINT_KUBETRAIN_SPOT_ITN, c.TAINT_KUBETRAIN_REBALANCE)
 @pytest.fixture(scope="module")
 def aemm_bin() -> Path:
     """The pinned AEMM binary, built by hack/tools.sh when missing (idempotent, ~20 s once)."""
-    subprocess.run([str(ROOT / "hack" / "tools.sh")], check=True, capture_output=True)
+    built = subprocess.run([str(ROOT / "hack" / "tools.sh")], capture_output=True, text=True)
+    if built.returncode != 0:
+        pytest.fail(
+            f"hack/tools.sh failed (needs Go >= 1.23 and the module proxy):\n{built.stderr}"
+        )
     tools = subprocess.run(
         [str(ROOT / "hack" / "tools.sh"), "--print"], check=True, capture_output=True, text=True
     )
