@@ -35,6 +35,7 @@ def eks_train_sagemaker_deploy(
     processing_instance_type: str = "ml.m5.xlarge",
     endpoint_instance_type: str = "ml.inf2.xlarge",
     endpoint_name: str = "",
+    training_spec: dict = {},  # noqa: B006 - full TrainingJob spec under the inputs (podTemplate, ...)
     namespace: str = "",
     kubeconfig: str = "",
     poll_interval_seconds: float = 30.0,
@@ -61,6 +62,7 @@ def eks_train_sagemaker_deploy(
             checkpoint_s3_uri=checkpoint_s3_uri,
             export_uri=model_export_uri,
             train_data=prep.outputs["output"],
+            spec=training_spec,
             namespace=namespace,
             kubeconfig=kubeconfig,
             run_id=RUN_ID,
