@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo test test-unit lint typecheck generate verify cluster-build cluster-up cluster-down bench clean
+.PHONY: all venv demo test test-unit lint typecheck generate verify cluster-build cluster-up cluster-down tools bench clean
 
 all: test
 
@@ -22,6 +22,10 @@ venv: $(STAMP)
 cluster-build:
 	hack/cluster.sh build
 
+# Pinned Go tools the tests use (amazon-ec2-metadata-mock), built into .cache/tools.
+tools:
+	hack/tools.sh
+
 cluster-up: $(STAMP) cluster-build
 	hack/cluster.sh up
 
@@ -33,7 +37,7 @@ demo: $(STAMP) cluster-build
 
 # Unit tests need nothing but the venv; integration and e2e tests start the local control plane
 # themselves (tests/conftest.py) and stop it at the end.
-test: $(STAMP) cluster-build
+test: $(STAMP) cluster-build tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" hack/test.sh
 
 test-unit: $(STAMP)
