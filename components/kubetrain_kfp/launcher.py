@@ -28,6 +28,8 @@ from kubetrain_kfp.validate import InputError
 
 log = logging.getLogger(__name__)
 
+# Consecutive failed reads of the job before the launcher gives up (a long API outage).
+MAX_CONSECUTIVE_ERRORS = 10
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -128,11 +130,21 @@ def run(
 ) -> Outcome:
     """Create or reattach, wait for a terminal phase, return the outputs (or raise its failure)."""
     namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    create_or_attach(api, manifest)
-    timeline, start = Timeline(), time.monotonic()
+    timeline, start, errors = Timeline(), time.monotonic(), 0
+    # The handler is in place before the create: a SIGTERM right after it still deletes the job.
     with terminate_with(lambda: delete(api, namespace, name)):
+        create_or_attach(api, manifest)
         while True:
-            obj = _get(api, namespace, name)
+            try:
+                obj = _get(api, namespace, name)
+                errors = 0
+            except Exception as exc:  # API server restart, network blip: keep following
+                errors += 1
+                if errors > MAX_CONSECUTIVE_ERRORS:
+                    raise
+                log.warning("reading TrainingJob %s failed (%d in a row): %s", name, errors, exc)
+                time.sleep(poll_seconds)
+                continue
             if obj is None:
                 raise TrainingJobFailed(
                     f"TrainingJob {namespace}/{name} was deleted while the launcher waited for it"

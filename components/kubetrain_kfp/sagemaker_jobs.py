@@ -149,13 +149,14 @@ def run_job(
 
     Raises JobFailed (Failed/Stopped) or JobTimeout; SIGTERM stops the job and exits with 143.
     """
-    create_or_attach(client, kind, name, request)
     tailer = (
         LogTailer(logs_client, kind.log_group, name) if logs_client and kind.log_group else None
     )
     start = time.monotonic()
     status, seen = "", 0
+    # The handler is in place before the create: a SIGTERM right after it still stops the job.
     with terminate_with(lambda: stop(client, kind, name, stop_wait_seconds, poll_seconds)):
+        create_or_attach(client, kind, name, request)
         while True:
             desc = describe(client, kind, name)
             if desc is None:

@@ -128,3 +128,19 @@ def test_deploy_fails_with_endpoint_failure_reason(
             model_name=model,
             instance_type="ml.p3.2xlarge",
         )
+
+
+def test_timeout_stops_the_job(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = sm.Target(run_id=str(uuid.uuid4()), task_name="prep", poll_seconds=0.2, timeout_seconds=1)
+    with (
+        fake.hold_in_progress(monkeypatch, "processing"),
+        pytest.raises(sm.JobTimeout, match="timeout_seconds=1"),
+    ):
+        sm.process(
+            t,
+            image=fake.IMAGE,
+            role_arn=fake.ROLE,
+            instance_type="ml.m5.xlarge",
+            output_s3_uri="s3://bucket/out",
+        )
+    assert fake.status("processing", t.name("process")) == "Stopped"
