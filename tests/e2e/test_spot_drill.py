@@ -1,0 +1,213 @@
+"""Spot interruption drills, end to end: a real operator, a real API server, real training processes.
+
+A 2-node TrainingJob on simulated p5 spot nodes runs tests/e2e/toy_train.py in local processes (the
+stand-in kubelet). A node then receives a spot notice, the way AWS Node Termination Handler or
+Karpenter mark it, or disappears without notice. The whole gang must checkpoint at one step, come
+back on other nodes from that checkpoint and finish with parameters bitwise equal to a run that
+was never interrupted; status.interruptions must tell the story.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kopf.testing import KopfRunner
+from local_kubelet import LocalKubelet
+from operator_harness import apply, install_crd, job_manifest, pods, status
+
+from cluster import Cluster
+from kubetrain.api.constants import (
+    ANNOTATION_CHECKPOINT_REQUEST,
+    ENV_RESUME_MANIFEST,
+    REQUEST_REASON_SPOT,
+    TAINT_KARPENTER_DISRUPTED,
+    TAINT_NTH_SPOT_ITN,
+)
+from support import free_port, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.torch]
+TOY = Path(__file__).with_name("toy_train.py")
+STEPS = 120
+TOY_ENV = {"TOY_STEPS": str(STEPS), "TOY_STEP_SECONDS": "0.1", "TOY_EVERY": "20"}
+
+
+@pytest.fixture(scope="module")
+def reference_digest(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Parameters of the same 2-rank training, never interrupted, outside Kubernetes."""
+    workdir = tmp_path_factory.mktemp("reference")
+    port = str(free_port())
+    procs = []
+    for rank in range(2):
+        env = dict(
+            os.environ,
+            NODE_RANK=str(rank),
+            NNODES="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+            KUBETRAIN_CHECKPOINT_DIR=str(workdir / "ckpt"),
+            KUBETRAIN_POD_NAME=f"ref-{rank}",
+            **TOY_ENV,
+            TOY_STEP_SECONDS="0",
+        )
+        env.pop("KUBETRAIN_POD_NAMESPACE", None)  # no pod to watch: no agent
+        procs.append(subprocess.Popen([sys.executable, str(TOY)], env=env, cwd=workdir))
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    return str(json.loads((workdir / "results" / "ref-0.json").read_text())["params"])
+
+
+@pytest.fixture
+def operator(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    install_crd(cluster)
+    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
+    with KopfRunner(args, timeout=60) as runner:
+        try:
+            yield
+        finally:
+            cluster.kubectl(
+                "delete", "trainingjobs", "--all", "-n", namespace, "--timeout=60s", check=False
+            )
+    assert runner.exception is None, runner.output[-4000:]
+
+
+def drill_job(name: str) -> dict[str, Any]:
+    return job_manifest(
+        name,
+        nodes=2,
+        launcher="none",
+        accelerator={"kind": "nvidia", "instanceType": "p5.48xlarge"},
+        capacity={"type": "spot"},
+        checkpoint={"dir": f"/fsx/checkpoints/{name}", "keep": 3},
+        failurePolicy={"maxRestarts": 0, "maxInterruptions": 3, "backoffSeconds": 0},
+    )
+
+
+def progress(workdir: Path, pod: str) -> int:
+    path = workdir / "progress" / pod
+    return int(path.read_text() or 0) if path.exists() else 0
+
+
+def running_attempt(cluster: Cluster, ns: str, job: str, attempt: int) -> list[dict[str, Any]]:
+    def ready() -> list[dict[str, Any]] | None:
+        items = pods(cluster, ns, job, attempt=attempt)
+        ok = len(items) == 2 and all(p["status"].get("phase") == "Running" for p in items)
+        return items if ok else None
+
+    return wait_for(ready, timeout=90, what=f"attempt {attempt} running")
+
+
+def env_of(pod: dict[str, Any], name: str) -> str | None:
+    for var in pod["spec"]["containers"][0].get("env", []):
+        if var["name"] == name:
+            return var.get("value")
+    return None
+
+
+def finish(cluster: Cluster, ns: str, job: str, kubelet: LocalKubelet) -> dict[str, Any]:
+    st = wait_for(
+        lambda: (s := status(cluster, ns, job)).get("phase") in ("Succeeded", "Failed") and s,
+        timeout=180,
+        what=f"{job} finished",
+    )
+    assert st["phase"] == "Succeeded", (st, kubelet.log_of(f"{job}-2-0")[-3000:])
+    assert not kubelet.errors, kubelet.errors
+    return st
+
+
+@pytest.mark.parametrize(
+    ("taint", "value"),
+    [(TAINT_NTH_SPOT_ITN, "spot-itn-event-1"), (TAINT_KARPENTER_DISRUPTED, "")],
+    ids=["node-termination-handler", "karpenter"],
+)
+def test_spot_notice_checkpoints_the_gang_and_resumes_exactly(
+    cluster: Cluster,
+    namespace: str,
+    operator: None,
+    tmp_path: Path,
+    reference_digest: str,
+    taint: str,
+    value: str,
+) -> None:
+    job = "drill"
+    apply(cluster, namespace, drill_job(job))
+    with LocalKubelet(cluster, namespace, job, TOY, tmp_path, extra_env=TOY_ENV) as kubelet:
+        first = running_attempt(cluster, namespace, job, 1)
+        wait_for(lambda: progress(tmp_path, f"{job}-1-0") >= 30, timeout=60, what="step 30")
+        victim = first[1]["spec"]["nodeName"]
+        cluster.taint_node(victim, taint, value)
+
+        # 1. The request reaches every pod of the gang.
+        def requested() -> list[dict[str, Any]] | None:
+            anns = [
+                (p["metadata"].get("annotations") or {}).get(ANNOTATION_CHECKPOINT_REQUEST)
+                for p in pods(cluster, namespace, job, attempt=1)
+            ]
+            return [json.loads(a) for a in anns] if len(anns) == 2 and all(anns) else None
+
+        requests = wait_for(requested, timeout=30, what="checkpoint request on every pod")
+        assert requests[0] == requests[1]
+        assert requests[0]["reason"] == REQUEST_REASON_SPOT and requests[0]["deadline"]
+
+        # 2. The gang comes back as attempt 2, away from the node, resuming from the commit.
+        second = running_attempt(cluster, namespace, job, 2)
+        assert victim not in {p["spec"]["nodeName"] for p in second}
+        st = status(cluster, namespace, job)
+        assert st["checkpoint"]["kind"] == "emergency"
+        assert env_of(second[0], ENV_RESUME_MANIFEST) == st["checkpoint"]["uri"]
+
+        st = finish(cluster, namespace, job, kubelet)
+
+    # 3. Exact continuation and an honest timeline.
+    result = json.loads((tmp_path / "results" / f"{job}-2-0.json").read_text())
+    assert result["params"] == reference_digest
+    assert result["started_at_step"] == st["checkpoint"]["step"]
+    assert st["restarts"] == {"failures": 0, "interruptions": 1} | {
+        k: v for k, v in st["restarts"].items() if k not in ("failures", "interruptions")
+    }
+    (event,) = st["interruptions"]
+    assert event["node"] == victim and taint in event["source"]
+    assert event["checkpointStep"] == st["checkpoint"]["step"]
+    assert event["lostSteps"] in (0, 1)
+    assert event["detectedAt"] <= event["requestedAt"] <= event["committedAt"] <= event["resumedAt"]
+
+
+def test_node_lost_without_notice_resumes_from_the_last_periodic_checkpoint(
+    cluster: Cluster, namespace: str, operator: None, tmp_path: Path, reference_digest: str
+) -> None:
+    job = "lost"
+    apply(cluster, namespace, drill_job(job))
+    with LocalKubelet(cluster, namespace, job, TOY, tmp_path, extra_env=TOY_ENV) as kubelet:
+        first = running_attempt(cluster, namespace, job, 1)
+        # Past the periodic checkpoint at step 40 and it is reported in status.
+        wait_for(
+            lambda: (status(cluster, namespace, job).get("checkpoint") or {}).get("step") == 40,
+            timeout=60,
+            what="periodic checkpoint 40 in status",
+        )
+        wait_for(lambda: progress(tmp_path, f"{job}-1-0") >= 45, timeout=60, what="step 45")
+        victim = first[1]["spec"]["nodeName"]
+        kubelet.kill_node(victim)  # the instance is gone: no SIGTERM, no checkpoint
+        died_at = progress(tmp_path, f"{job}-1-1")
+        cluster.delete_node(victim)
+
+        second = running_attempt(cluster, namespace, job, 2)
+        assert victim not in {p["spec"]["nodeName"] for p in second}
+        st = status(cluster, namespace, job)
+        assert st["checkpoint"]["step"] == 40 and st["checkpoint"]["kind"] == "periodic"
+        st = finish(cluster, namespace, job, kubelet)
+
+    result = json.loads((tmp_path / "results" / f"{job}-2-0.json").read_text())
+    assert result["params"] == reference_digest
+    assert result["started_at_step"] == 40
+    (event,) = st["interruptions"]
+    assert event["node"] == victim
+    assert event["checkpointStep"] == 40
+    # The steps since the periodic checkpoint are lost, and the timeline says how many.
+    assert event["lostSteps"] == died_at - 40
