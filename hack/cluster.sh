@@ -111,6 +111,7 @@ down() {
 up() {
   build
   if healthy; then
+    apply_nodes  # the pool file may have changed since this cluster started
     log "already up (KUBECONFIG=$RUN/kubeconfig)"
     return 0
   fi
@@ -177,10 +178,14 @@ KCFG
   wait_until 60 kube-controller-manager curl -kfsS "https://127.0.0.1:$KCM/healthz"
   wait_until 60 kube-scheduler curl -kfsS "https://127.0.0.1:$SCHED/healthz"
 
-  KUBECONFIG="$RUN/kubeconfig" "$PY" "$SRC/nodes.py" apply --kubectl "$BIN/kubectl"
-  wait_until 60 kwok kc wait --for=condition=Ready node --all --timeout=2s
+  apply_nodes
   wait_until 60 kube-controller-manager kc get serviceaccount default -n default
   log "up in $((SECONDS - t0))s: $(kc get nodes --no-headers | wc -l) nodes; KUBECONFIG=$RUN/kubeconfig"
+}
+
+apply_nodes() {
+  KUBECONFIG="$RUN/kubeconfig" "$PY" "$SRC/nodes.py" apply --kubectl "$BIN/kubectl"
+  wait_until 60 kwok kc wait --for=condition=Ready node --all --timeout=2s
 }
 
 status() {

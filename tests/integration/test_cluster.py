@@ -56,13 +56,13 @@ def test_api_server_is_healthy_and_versioned(cluster: Cluster) -> None:
     version = json.loads(cluster.kubectl("get", "--raw", "/version").stdout)
     assert version["gitVersion"] == "v1.36.3"
     nodes = cluster.get("nodes")["items"]
-    assert len(nodes) == 12
+    assert len(nodes) == 16
     ready = [
         n["metadata"]["name"]
         for n in nodes
         if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
     ]
-    assert len(ready) == 12
+    assert len(ready) == 16
 
 
 def test_nodes_look_like_eks(cluster: Cluster) -> None:

@@ -12,7 +12,7 @@ from cluster import nodepools
 def test_pools_have_the_promised_sizes_and_spread_over_two_zones() -> None:
     nodes = nodepools.render()
     types = Counter(n["metadata"]["labels"]["node.kubernetes.io/instance-type"] for n in nodes)
-    assert types == {"p5.48xlarge": 4, "p4d.24xlarge": 2, "trn1.32xlarge": 4, "g5.12xlarge": 2}
+    assert types == {"p5.48xlarge": 8, "p4d.24xlarge": 2, "trn1.32xlarge": 4, "g5.12xlarge": 2}
     for itype in types:
         zones = Counter(
             n["metadata"]["labels"]["topology.kubernetes.io/zone"]
