@@ -410,6 +410,31 @@ def sagemaker_batch_transform(
     return NamedTuple("Outputs", [("job_name", str)])(result.job_name)
 
 
+@_component
+def cleanup_run(
+    run_id: str,
+    sagemaker: bool = True,
+    kubernetes: bool = True,
+    namespace: str = "",
+    kubeconfig: str = "",
+    region: str = "",
+    endpoint_url: str = "",
+) -> NamedTuple("Outputs", [("stopped", list)]):
+    """Exit-handler backstop: stop SageMaker jobs / delete TrainingJobs this run left running."""
+    from typing import NamedTuple
+
+    from kubetrain_kfp import aws, launcher, outputs, reaper
+
+    outputs.setup_logging()
+    stopped = []
+    if sagemaker:
+        stopped += reaper.reap_sagemaker(aws.client("sagemaker", region, endpoint_url), run_id)
+    if kubernetes:
+        api = launcher.custom_objects_api(kubeconfig)
+        stopped += reaper.reap_trainingjobs(api, launcher.default_namespace(namespace), run_id)
+    return NamedTuple("Outputs", [("stopped", list)])(stopped)
+
+
 ALL = {
     "eks_training_job": eks_training_job,
     "sagemaker_training": sagemaker_training,
@@ -418,4 +443,5 @@ ALL = {
     "sagemaker_create_model": sagemaker_create_model,
     "sagemaker_deploy": sagemaker_deploy,
     "sagemaker_batch_transform": sagemaker_batch_transform,
+    "cleanup_run": cleanup_run,
 }

@@ -72,7 +72,7 @@ def test_processing_eks_training_endpoint(
     )
     tag = uuid.uuid4().hex[:8]
     export = f"s3://models-{tag}/llama/model.tar.gz"
-    run = eks_train_sagemaker_deploy(
+    eks_train_sagemaker_deploy(
         role_arn=ROLE,
         raw_data_uri=f"s3://data-{tag}/raw",
         prepared_data_uri=f"s3://data-{tag}/prepared",
@@ -89,8 +89,6 @@ def test_processing_eks_training_endpoint(
         kubeconfig=cluster.kubeconfig,
         poll_interval_seconds=0.5,
     )
-    assert run.output == f"llama-{tag}"
-
     # The endpoint exists in moto and serves the model trained on EKS.
     sm: Any = sagemaker_backends[DEFAULT_ACCOUNT_ID]["us-west-2"]
     endpoint = sm.endpoints[f"llama-{tag}"]
@@ -107,10 +105,8 @@ def test_processing_eks_training_endpoint(
     assert job["metadata"]["labels"][LABEL_KFP_RUN]
     assert {"name": "TRAIN_DATA_URI", "value": f"s3://data-{tag}/prepared"} in job["spec"]["env"]
     assert job["spec"]["accelerator"] == {"kind": "neuron", "instanceType": "trn1.32xlarge"}
-    processing = [
-        j
-        for j in sm.processing_jobs.values()
-        if j.processing_output_config["Outputs"][0]["S3Output"]["S3Uri"]
-        == f"s3://data-{tag}/prepared"
+    prepared = f"s3://data-{tag}/prepared"
+    outputs = [
+        (j.processing_output_config or {}).get("Outputs") or [] for j in sm.processing_jobs.values()
     ]
-    assert len(processing) == 1
+    assert sum(any(o["S3Output"]["S3Uri"] == prepared for o in out) for out in outputs) == 1

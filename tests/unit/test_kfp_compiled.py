@@ -35,15 +35,20 @@ def test_sdk_version_line_is_the_only_thing_ignored() -> None:
     assert gen.comparable("image: a\n") != gen.comparable("image: b\n")
 
 
-def _tasks(name: str) -> dict[str, Any]:
+def _spec(name: str) -> dict[str, Any]:
     path = ROOT / "components/kubetrain_kfp/pipelines/compiled" / name
-    spec = yaml.safe_load(path.read_text())
-    tasks: dict[str, Any] = spec["root"]["dag"]["tasks"]
+    spec: dict[str, Any] = yaml.safe_load(path.read_text())
+    return spec
+
+
+def _tasks(name: str) -> dict[str, Any]:
+    tasks: dict[str, Any] = _spec(name)["root"]["dag"]["tasks"]
     return tasks
 
 
 def test_pipeline_a_passes_artifacts_step_to_step() -> None:
-    tasks = _tasks("eks_train_sagemaker_deploy.yaml")
+    spec = _spec("eks_train_sagemaker_deploy.yaml")
+    tasks = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
     train = tasks["eks-training-job"]["inputs"]
     assert train["artifacts"]["train_data"]["taskOutputArtifact"] == {
         "outputArtifactKey": "output",
@@ -55,6 +60,14 @@ def test_pipeline_a_passes_artifacts_step_to_step() -> None:
     assert model["taskOutputArtifact"]["producerTask"] == "eks-training-job"
     deploy = tasks["sagemaker-deploy"]["inputs"]["parameters"]["model_name"]
     assert deploy["taskOutputParameter"]["producerTask"] == "sagemaker-create-model"
+
+
+def test_pipeline_a_reaps_the_run_whatever_happens() -> None:
+    reaper = _tasks("eks_train_sagemaker_deploy.yaml")["cleanup-run"]
+    assert reaper["dependentTasks"] == ["exit-handler-1"]
+    assert reaper["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    run_id = reaper["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"]
+    assert run_id == "{{$.pipeline_job_uuid}}"
 
 
 def test_pipeline_b_is_spot_training_then_transform() -> None:
