@@ -28,16 +28,16 @@ def _spec(**fields: Any) -> TrainingJobSpec:
 @pytest.mark.parametrize(
     ("instance", "kind", "nodes", "per_node", "procs", "efa", "cpu", "memory", "shm", "hugepages"),
     [
-        ("p5.48xlarge", "nvidia", 2, 8, 8, 32, "180", "1837Gi", "64Gi", "5120Mi"),
-        ("p5en.48xlarge", "nvidia", 2, 8, 8, 16, "180", "1837Gi", "64Gi", "5120Mi"),
-        ("p4d.24xlarge", "nvidia", 4, 8, 8, 4, "90", "1030Gi", "64Gi", "5120Mi"),
+        ("p5.48xlarge", "nvidia", 2, 8, 8, 32, "180", "1837Gi", "64Gi", "5Gi"),
+        ("p5en.48xlarge", "nvidia", 2, 8, 8, 16, "180", "1837Gi", "64Gi", "5Gi"),
+        ("p4d.24xlarge", "nvidia", 4, 8, 8, 4, "90", "1030Gi", "64Gi", "5Gi"),
         ("p3.2xlarge", "nvidia", 2, 1, 1, 0, "7", "53Gi", "6Gi", None),
         ("g5.12xlarge", "nvidia", 1, 4, 4, 0, "45", "171Gi", "21Gi", None),
         ("g4dn.xlarge", "nvidia", 1, 1, 1, 0, "3", "13Gi", "1Gi", None),
-        ("g5.8xlarge", "nvidia", 2, 1, 1, 1, "30", "109Gi", "13Gi", "5120Mi"),
-        ("trn1.32xlarge", "neuron", 2, 16, 32, 8, "120", "454Gi", "56Gi", "5120Mi"),
+        ("g5.8xlarge", "nvidia", 2, 1, 1, 1, "30", "109Gi", "13Gi", "5Gi"),
+        ("trn1.32xlarge", "neuron", 2, 16, 32, 8, "120", "454Gi", "56Gi", "5Gi"),
         ("trn1.2xlarge", "neuron", 1, 1, 2, 0, "7", "27Gi", "3Gi", None),
-        ("trn2.48xlarge", "neuron", 2, 16, 64, 16, "180", "1837Gi", "64Gi", "5120Mi"),
+        ("trn2.48xlarge", "neuron", 2, 16, 64, 16, "180", "1837Gi", "64Gi", "5Gi"),
     ],
 )
 def test_defaults_per_profile(

@@ -20,11 +20,15 @@ _SHM_CUDA_MEMCPY_FAMILIES = frozenset({"g5", "g6"})
 
 
 def _var(name: str, value: object) -> dict[str, Any]:
-    return {"name": name, "value": str(value)}
+    # An empty value is written as no value, the form the API server stores, so a built pod and
+    # the same pod read back compare equal.
+    text = str(value)
+    return {"name": name, "value": text} if text else {"name": name}
 
 
 def _field(name: str, path: str) -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+    # apiVersion is what the API server defaults it to; written out for the same reason.
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
 
 
 def master_addr(job: JobRef, attempt: int) -> str:

@@ -18,7 +18,7 @@ from kubetrain.profiles import InstanceProfile, lookup
 
 # With EFA, libfabric wants 2 MiB hugepages; 5120Mi is what the AWS samples and the HyperPod
 # operator request, and what the EKS/Bottlerocket EFA setup reserves.
-EFA_HUGEPAGES = "5120Mi"
+EFA_HUGEPAGES = "5Gi"  # = 5120Mi, in the canonical form the API server stores
 EFA_HUGEPAGES_GIB = 5
 MAX_DEFAULT_SHM_GIB = 64
 
