@@ -7,19 +7,12 @@ resolves the deterministic name before its first AWS call.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import re
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from kubetrain_kfp import aws, naming
 from kubetrain_kfp import sagemaker_requests as req
-from kubetrain_kfp import validate as v
+from kubetrain_kfp.sagemaker_common import JobResult, Target, jsonable
+from kubetrain_kfp.sagemaker_deploy import create_model, deploy
 from kubetrain_kfp.sagemaker_jobs import (
     PROCESSING,
     TRAINING,
@@ -29,74 +22,21 @@ from kubetrain_kfp.sagemaker_jobs import (
     JobTimeout,
     run_job,
 )
-from kubetrain_kfp.termination import terminate_with
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "JobFailed",
+    "JobResult",
+    "JobTimeout",
+    "Target",
+    "create_model",
+    "deploy",
+    "process",
+    "train",
+    "transform",
+    "tune",
+]
 
 TUNING_NAME_MAX = 32
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where and how to talk to SageMaker, and how this task is named."""
-
-    run_id: str
-    task_name: str
-    job_name: str = ""  # explicit override of the deterministic name
-    region: str = ""
-    endpoint_url: str = ""
-    poll_seconds: float = 30.0
-    timeout_seconds: float = 0.0
-
-    def name(self, prefix: str, max_len: int = naming.SAGEMAKER_MAX) -> str:
-        if self.job_name:
-            if len(self.job_name) > max_len or not _name_ok(self.job_name):
-                raise v.InputError(
-                    f"input 'job_name' = {self.job_name!r} is not a valid SageMaker name: up to "
-                    f"{max_len} letters, digits and '-', starting with a letter or digit"
-                )
-            return self.job_name
-        return naming.sagemaker_name(prefix, self.run_id, self.task_name, max_len)
-
-    def check(self) -> None:
-        v.positive(self.poll_seconds, "poll_interval_seconds")
-        v.positive(self.timeout_seconds, "timeout_seconds", allow_zero=True)
-
-    def sagemaker(self) -> Any:
-        return aws.client("sagemaker", self.region, self.endpoint_url)
-
-    def logs(self) -> Any:
-        return aws.client("logs", self.region, self.endpoint_url)
-
-    def tags(self) -> list[dict[str, str]]:
-        return req.tags(self.run_id, self.task_name)
-
-
-def _name_ok(name: str) -> bool:
-
-    return re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name) is not None
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What a job component returns: names, the primary output URI, metrics and metadata."""
-
-    job_name: str
-    job_arn: str
-    output_uri: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def _jsonable(value: Any) -> Any:
-    """Datetimes from boto3 become ISO strings: every output must be plain JSON."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(x) for k, x in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(x) for x in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
 
 
 def training_metrics(desc: Mapping[str, Any]) -> dict[str, float]:
@@ -170,7 +110,7 @@ def train(
         job_arn=str(desc.get("TrainingJobArn", "")),
         output_uri=str(desc.get("ModelArtifacts", {}).get("S3ModelArtifacts", "")),
         metrics=training_metrics(desc),
-        metadata=_jsonable(
+        metadata=jsonable(
             {
                 "training_job_name": name,
                 "training_job_arn": desc.get("TrainingJobArn", ""),
@@ -305,7 +245,7 @@ def tune(
         job_arn=str(desc.get("HyperParameterTuningJobArn", "")),
         output_uri=model_uri,
         metrics=metrics,
-        metadata=_jsonable(
+        metadata=jsonable(
             {
                 "tuning_job_name": name,
                 "best_training_job_name": best_name,
@@ -361,119 +301,3 @@ def transform(
         output_uri=str((desc.get("TransformOutput") or {}).get("S3OutputPath", output_s3_uri)),
         metadata={"transform_job_name": name, "model_name": model_name},
     )
-
-
-def create_model(
-    target: Target,
-    *,
-    image: str,
-    role_arn: str,
-    model_data_uri: str,
-    environment: Mapping[str, object] | None = None,
-) -> JobResult:
-    """A SageMaker Model; reused when this task already created it (models are immutable)."""
-    name = target.name("model")
-    request = req.model_request(
-        image=image, role_arn=role_arn, model_data_uri=model_data_uri, environment=environment or {}
-    )
-    client = target.sagemaker()
-    try:
-        existing: dict[str, Any] | None = client.describe_model(ModelName=name)
-    except ClientError as exc:
-        if not aws.is_not_found(exc):
-            raise
-        existing = None
-    if existing is None:
-        created = client.create_model(ModelName=name, Tags=target.tags(), **request)
-        arn = str(created.get("ModelArn", ""))
-        log.info("created model %s from %s", name, model_data_uri)
-    else:
-        have = (existing.get("PrimaryContainer") or {}).get("ModelDataUrl")
-        if have and have != model_data_uri:
-            raise JobFailed(
-                f"model {name} already exists with ModelDataUrl {have!r}, not {model_data_uri!r}: "
-                "set 'model_name' to a new name"
-            )
-        arn = str(existing.get("ModelArn", ""))
-        log.info("reusing existing model %s", name)
-    return JobResult(job_name=name, job_arn=arn, output_uri=model_data_uri)
-
-
-def _describe_endpoint(client: Any, name: str) -> dict[str, Any] | None:
-    try:
-        result: dict[str, Any] = client.describe_endpoint(EndpointName=name)
-        return result
-    except ClientError as exc:
-        if aws.is_not_found(exc):
-            return None
-        raise
-
-
-def deploy(
-    target: Target,
-    *,
-    model_name: str,
-    instance_type: str,
-    instance_count: int = 1,
-    endpoint_name: str = "",
-) -> JobResult:
-    """Create or update an endpoint to serve `model_name`, and wait until it is InService.
-
-    The endpoint config is named by a hash of its content: the same request reattaches, a new
-    model or instance type makes a new config and an `update_endpoint` (real blue/green update).
-    """
-    target.check()
-    variants = req.production_variants(
-        model_name=model_name, instance_type=instance_type, instance_count=instance_count
-    )
-    if endpoint_name:
-        target = dataclasses.replace(target, job_name=endpoint_name)
-    name = target.name("endpoint")
-    config_name = f"{name[:46]}-{naming.spec_hash(variants)}"
-    client = target.sagemaker()
-    try:
-        client.describe_endpoint_config(EndpointConfigName=config_name)
-    except ClientError as exc:
-        if not aws.is_not_found(exc):
-            raise
-        client.create_endpoint_config(
-            EndpointConfigName=config_name, ProductionVariants=variants, Tags=target.tags()
-        )
-        log.info("created endpoint config %s", config_name)
-    current = _describe_endpoint(client, name)
-    if current is None:
-        client.create_endpoint(
-            EndpointName=name, EndpointConfigName=config_name, Tags=target.tags()
-        )
-        log.info("creating endpoint %s with config %s", name, config_name)
-    elif current.get("EndpointConfigName") != config_name:
-        client.update_endpoint(EndpointName=name, EndpointConfigName=config_name)
-        log.info("updating endpoint %s to config %s", name, config_name)
-    else:
-        log.info("endpoint %s already uses config %s; waiting for it", name, config_name)
-    desc = _wait_in_service(client, name, target)
-    return JobResult(
-        job_name=name,
-        job_arn=str(desc.get("EndpointArn", "")),
-        output_uri="",
-        metadata={"endpoint_name": name, "endpoint_config_name": config_name},
-    )
-
-
-def _wait_in_service(client: Any, name: str, target: Target) -> dict[str, Any]:
-    start, status = time.monotonic(), ""
-    # Endpoint creation cannot be cancelled half-way; on SIGTERM just exit (the endpoint stays).
-    with terminate_with(lambda: log.warning("endpoint %s is left as it is", name)):
-        while True:
-            desc = _describe_endpoint(client, name) or {}
-            if desc.get("EndpointStatus") != status:
-                status = str(desc.get("EndpointStatus"))
-                log.info("endpoint %s: %s", name, status)
-            if status == "InService":
-                return desc
-            if status == "Failed":
-                reason = desc.get("FailureReason") or "no FailureReason reported"
-                raise JobFailed(f"endpoint {name} failed: {reason}")
-            if target.timeout_seconds and time.monotonic() - start > target.timeout_seconds:
-                raise JobTimeout(f"endpoint {name} not InService within timeout_seconds")
-            time.sleep(target.poll_seconds)
