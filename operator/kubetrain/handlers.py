@@ -152,6 +152,9 @@ async def reconcile(
         views = list(nodes_by_name.get(node, []))
         return views[0] if views else None
 
+    def all_nodes() -> list[NodeView]:
+        return [view for name in list(nodes_by_name) for view in nodes_by_name.get(name, [])]
+
     try:
         while not stopped:
             wake.clear()
@@ -164,6 +167,7 @@ async def reconcile(
                     node_lookup,
                     memory,
                     logger,
+                    all_nodes=all_nodes,
                 )
             except Exception as exc:  # retried: API hiccups, conflicts, a builder bug
                 logger.exception(

@@ -46,9 +46,25 @@ REASON_SUCCEEDED: Final = "AllRanksSucceeded"
 REASON_BACKOFF_LIMIT: Final = "BackoffLimitExceeded"
 REASON_INTERRUPTION_LIMIT: Final = "InterruptionLimitExceeded"
 REASON_FINISHED: Final = "Finished"
+# Ready=False while a gang restarts after an interruption with notice (spot, drain, cordon).
+REASON_INTERRUPTED: Final = "Interrupted"
+# Reasons of the Checkpointing condition: True while the gang answers a checkpoint request.
+REASON_CHECKPOINT_REQUESTED: Final = "CheckpointRequested"
+REASON_CHECKPOINT_COMMITTED: Final = "CheckpointCommitted"
+REASON_CHECKPOINT_DEADLINE_MISSED: Final = "CheckpointDeadlineMissed"
+REASON_CHECKPOINT_ABANDONED: Final = "CheckpointAbandoned"  # the gang broke before committing
+# Event-only reasons (no condition of their own): the interruption timeline in `kubectl describe`.
+REASON_INTERRUPTION_DETECTED: Final = "InterruptionDetected"
+REASON_RESUMED_FROM_CHECKPOINT: Final = "ResumedFromCheckpoint"
 
 _RESTARTING_REASONS: Final = frozenset(
-    {REASON_RESTARTING, REASON_RANK_FAILED, REASON_NODE_LOST, REASON_STARTUP_TIMEOUT}
+    {
+        REASON_RESTARTING,
+        REASON_RANK_FAILED,
+        REASON_NODE_LOST,
+        REASON_STARTUP_TIMEOUT,
+        REASON_INTERRUPTED,
+    }
 )
 # Reasons worth a Warning event rather than a Normal one.
 WARNING_REASONS: Final = frozenset(
@@ -59,6 +75,9 @@ WARNING_REASONS: Final = frozenset(
         REASON_UNSCHEDULABLE,
         REASON_BACKOFF_LIMIT,
         REASON_INTERRUPTION_LIMIT,
+        REASON_INTERRUPTION_DETECTED,
+        REASON_CHECKPOINT_DEADLINE_MISSED,
+        REASON_CHECKPOINT_ABANDONED,
         "InvalidSpec",
     }
 )

@@ -89,3 +89,10 @@ LABEL_JOB_NAMESPACE: Final = PREFIX + "job-namespace"
 # spot: {"action": "terminate|stop|hibernate", "time": "<RFC3339>"}; rebalance: {"noticeTime": ...}
 ANNOTATION_NODE_SPOT_NOTICE: Final = PREFIX + "spot-notice"
 ANNOTATION_NODE_REBALANCE_NOTICE: Final = PREFIX + "rebalance-notice"
+
+# --- Interruption handling, continued (added by the operator's spot handling, issue #4) ----------
+# Request reason for an emergency checkpoint that is not a spot reclaim: a cordon/drain, an ASG
+# termination, scheduled maintenance, an out-of-service taint or a pod being deleted/disrupted.
+REQUEST_REASON_DRAIN: Final = "node-drain"
+# Value of "then" in a checkpoint request that asks for a save and more training (no restart).
+REQUEST_THEN_CONTINUE: Final = "continue"

@@ -181,7 +181,10 @@ def build_pod(
     *,
     resume_manifest: str | None = None,
     avoid_nodes: Sequence[str] = (),
+    zone: str | None = None,
 ) -> dict[str, Any]:
+    """One worker pod. `zone`: the attempt's zone when the operator chose one (nodeSelector; no
+    podAffinity then), so a resumed gang never lands in a zone without room for all of it."""
     name = pod_name(job.name, attempt, rank)
     labels = {LABEL_ATTEMPT: str(attempt), LABEL_RANK: str(rank), LABEL_ROLE: ROLE_WORKER}
     volumes, mounts = _volumes(job, r)
@@ -206,9 +209,9 @@ def build_pod(
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": r.spec.termination_grace_period_seconds,
     }
-    if selector := node_selector(r):
+    if selector := node_selector(r, zone):
         spec["nodeSelector"] = selector
-    if aff := affinity(job, r, attempt, avoid_nodes):
+    if aff := affinity(job, r, attempt, avoid_nodes, zone):
         spec["affinity"] = aff
     if tol := tolerations(r):
         spec["tolerations"] = tol
@@ -224,6 +227,7 @@ def build_attempt(
     *,
     resume_manifest: str | None = None,
     avoid_nodes: Sequence[str] = (),
+    zone: str | None = None,
 ) -> list[dict[str, Any]]:
     """Everything for one attempt, in creation order: RBAC first (pods need their account),
     storage, the Service (DNS before rendezvous), then pods rank 0..n-1."""
@@ -233,7 +237,13 @@ def build_attempt(
         build_service(job),
         *(
             build_pod(
-                job, r, attempt, rank, resume_manifest=resume_manifest, avoid_nodes=avoid_nodes
+                job,
+                r,
+                attempt,
+                rank,
+                resume_manifest=resume_manifest,
+                avoid_nodes=avoid_nodes,
+                zone=zone,
             )
             for rank in range(r.spec.nodes)
         ),

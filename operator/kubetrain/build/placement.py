@@ -52,16 +52,23 @@ def _terms(
     ]
 
 
-def node_selector(r: Resolved) -> dict[str, str]:
+def node_selector(r: Resolved, zone: str | None = None) -> dict[str, str]:
+    """`zone`: the attempt's zone chosen by the operator; spec.capacity.zone wins when set."""
     selector: dict[str, str] = {}
     if r.spec.accelerator.instance_type:
         selector[INSTANCE_TYPE] = r.spec.accelerator.instance_type
-    if r.spec.capacity.zone:
-        selector[ZONE] = r.spec.capacity.zone
+    if r.spec.capacity.zone or zone:
+        selector[ZONE] = r.spec.capacity.zone or str(zone)
     return selector
 
 
-def affinity(job: JobRef, r: Resolved, attempt: int, avoid_nodes: Sequence[str]) -> dict[str, Any]:
+def affinity(
+    job: JobRef,
+    r: Resolved,
+    attempt: int,
+    avoid_nodes: Sequence[str],
+    zone: str | None = None,
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     avoid = sorted(set(avoid_nodes))
     not_in = [{"key": HOSTNAME, "operator": "NotIn", "values": avoid}] if avoid else []
@@ -90,7 +97,8 @@ def affinity(job: JobRef, r: Resolved, attempt: int, avoid_nodes: Sequence[str])
         node["preferredDuringSchedulingIgnoredDuringExecution"] = preferred
     if node:
         out["nodeAffinity"] = node
-    if not r.spec.capacity.zone:
+    if not (r.spec.capacity.zone or zone):
+        # No zone pinned (the operator knows no node that fits, e.g. Karpenter scaling from zero).
         # The scheduler admits the first pod anywhere (no pod matches yet and it matches itself),
         # then keeps the rest of the attempt in that pod's zone: EFA and FSx do not cross zones.
         out["podAffinity"] = {

@@ -1,12 +1,15 @@
 """Carry out a Plan through the API door, in the order that keeps every crash point safe.
 
-Creates first (deterministic names: a retry finds them), then the status write (the decision is
+Creates first (deterministic names: a retry finds them), then checkpoint requests (all pods at
+once: the seconds of a spot notice are the budget), then the status write (the decision is
 recorded before anything is torn down, so a failure is never counted twice), then deletes, then
-Events (only for transitions that were actually written).
+Events (only for transitions that were actually written). A request written before a crash that
+lost the status write is recomputed with the same id, so the pods see it once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Mapping
@@ -43,6 +46,14 @@ async def act(
         if created:
             _failpoint()
             logger.debug("created %s %s", obj.get("kind"), obj["metadata"]["name"])
+    if plan.annotates:
+        written = await asyncio.gather(
+            *(kube.annotate_pod(namespace, a.name, a.annotations) for a in plan.annotates)
+        )
+        for annotate, ok in zip(plan.annotates, written, strict=True):
+            logger.info(
+                "checkpoint request on pod %s%s", annotate.name, "" if ok else " (pod gone)"
+            )
     if plan.status_changed:
         await kube.patch_job_status(
             namespace, name, status_patch(job.get("status") or {}, plan.status)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kubetrain.api.constants import (
+    COND_CHECKPOINTING,
     COND_FAILED,
     COND_READY,
     COND_SUCCEEDED,
@@ -23,18 +24,36 @@ from kubetrain.api.constants import (
 )
 from kubetrain.api.models import TrainingJobStatus
 from kubetrain.reconcile import classify as cl
+from kubetrain.reconcile import interrupt as itr
 from kubetrain.reconcile.classify import Outcome, RankState
 from kubetrain.reconcile.observe import PodView, parse_committed
-from kubetrain.reconcile.plan import Invalid, JobView, Observed, Plan, PodDelete, Policy, Target
+from kubetrain.reconcile.plan import (
+    Invalid,
+    JobView,
+    Observed,
+    Plan,
+    PodAnnotate,
+    PodDelete,
+    Policy,
+    Target,
+)
+from kubetrain.reconcile.zones import choose_zone
 from kubetrain.status import (
     REASON_BACKOFF_LIMIT,
+    REASON_CHECKPOINT_ABANDONED,
+    REASON_CHECKPOINT_COMMITTED,
+    REASON_CHECKPOINT_DEADLINE_MISSED,
+    REASON_CHECKPOINT_REQUESTED,
     REASON_FINISHED,
+    REASON_INTERRUPTED,
+    REASON_INTERRUPTION_DETECTED,
     REASON_INTERRUPTION_LIMIT,
     REASON_NODE_LOST,
     REASON_PENDING,
     REASON_RANK_FAILED,
     REASON_RESTARTING,
     REASON_RESUMED,
+    REASON_RESUMED_FROM_CHECKPOINT,
     REASON_RUNNING,
     REASON_STARTING,
     REASON_STARTUP_TIMEOUT,
@@ -71,6 +90,20 @@ class _Draft:
         self.status.setdefault("restarts", {"failures": 0, "interruptions": 0})
         self.status["restarts"].setdefault("failures", 0)
         self.status["restarts"].setdefault("interruptions", 0)
+        # Beyond creates/deletes: checkpoint requests to write and timeline Events to post.
+        self.annotates: list[PodAnnotate] = []
+        self.notes: list[Transition] = []
+        self.wake_at: dt.datetime | None = None  # e.g. a request's deadline
+
+    def note(self, reason: str, message: str) -> None:
+        """An Event with no condition of its own (the interruption timeline)."""
+        self.notes.append(Transition("Interruption", "", reason, message))
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.status.get("interruptions") or []]
+
+    def set_records(self, records: list[dict[str, Any]]) -> None:
+        self.status["interruptions"] = records[-MAX_INTERRUPTION_RECORDS:]
 
     @property
     def conditions(self) -> list[dict[str, Any]]:
@@ -113,14 +146,18 @@ class _Draft:
             self.status["message"] = headline["message"]
         old = self.job.status
         changed = bool(status_patch(old, self.status))
-        events: list[Transition] = []
+        events: list[Transition] = list(self.notes)
         for t in transitions(list(old.get("conditions") or []), self.conditions):
             # Failed and Ready often flip together with the same words: one Event is enough.
             if not any(e.reason == t.reason and e.message == t.message for e in events):
                 events.append(t)
+        if self.wake_at is not None and not delete_job:
+            due = _seconds_until(self.wake_at, self.now) + 0.05
+            requeue = due if requeue is None else min(requeue, due)
         return Plan(
             status=self.status,
             creates=tuple(creates),
+            annotates=tuple(self.annotates),
             deletes=tuple(deletes),
             delete_job=delete_job,
             events=tuple(events),
@@ -174,6 +211,17 @@ def _update_checkpoint(draft: _Draft, pods: Sequence[PodView]) -> None:
         }
 
 
+def _copy_lost_steps(draft: _Draft, pods: Sequence[PodView]) -> None:
+    """The resumed rank 0 says how many steps the interrupted attempt lost: onto the timeline."""
+    attempt = int(draft.status.get("attempt") or 0)
+    rank0 = next((p for p in pods if p.attempt == attempt and p.rank == 0), None)
+    if rank0 is None or not rank0.resumed:
+        return
+    records = draft.records()
+    if itr.copy_lost_steps(records, attempt, rank0.resumed):
+        draft.set_records(records)
+
+
 def _terminal(draft: _Draft, policy: Policy | None, observed: Observed) -> Plan:
     """Succeeded/Failed stay put; leftover live pods are released; TTL deletes the job."""
     live = [p for p in observed.pods if not p.finished]
@@ -212,31 +260,41 @@ def _backoff(policy: Policy, failures: int) -> int:
     return int(min(policy.backoff_seconds * 2 ** (failures - 1), MAX_BACKOFF_SECONDS))
 
 
-def _record_interruptions(draft: _Draft, states: Sequence[RankState]) -> list[str]:
-    """Append one status.interruptions entry per lost node (or pod); returns nodes to avoid."""
-    records = list(draft.status.get("interruptions") or [])
-    seen: set[tuple[str, str]] = set()
-    avoid = []
+_NODE_LOST_SOURCES = frozenset({cl.SOURCE_NODE_DELETED, cl.SOURCE_NODE_NOT_READY})
+
+
+def _record_interruptions(
+    draft: _Draft, states: Sequence[RankState], *, only_lost_nodes: bool = False
+) -> None:
+    """Append one status.interruptions entry per lost node (or pod) not on the timeline yet.
+
+    `only_lost_nodes`: after a request, ranks that stopped (exit 83) or are being deleted are the
+    answer to it, not new interruptions; only a node lost meanwhile is.
+    """
+    records = draft.records()
+    attempt = int(draft.status["attempt"])
+    known = {str(r.get("node")) for r in records if r.get("attempt") == attempt}
+    checkpoint = draft.status.get("checkpoint") or {}
     for s in states:
         if s.outcome is not Outcome.INTERRUPTED:
             continue
-        key = (s.node or (s.pod.name if s.pod else ""), s.source or "")
-        if key in seen:
+        if only_lost_nodes and s.source not in _NODE_LOST_SOURCES:
             continue
-        seen.add(key)
-        if s.node and s.source in (cl.SOURCE_NODE_DELETED, cl.SOURCE_NODE_NOT_READY):
-            avoid.append(s.node)
-        records.append(
-            {
-                "node": s.node or "",
-                "source": s.source or "",
-                "reason": REQUEST_REASON_NODE_LOST,
-                "detectedAt": draft.now_s,
-                "attempt": int(draft.status["attempt"]),
-            }
-        )
-    draft.status["interruptions"] = records[-MAX_INTERRUPTION_RECORDS:]
-    return avoid
+        key = s.node or (s.pod.name if s.pod else "")
+        if key in known:
+            continue
+        known.add(key)
+        entry: dict[str, Any] = {
+            "node": key,
+            "source": s.source or "",
+            "reason": REQUEST_REASON_NODE_LOST,
+            "detectedAt": draft.now_s,
+            "attempt": attempt,
+        }
+        if checkpoint.get("step") is not None:
+            entry["checkpointStep"] = int(checkpoint["step"])  # resumed from; the runtime
+        records.append(entry)  # reports the steps lost past it (copy_lost_steps)
+    draft.set_records(records)
 
 
 def _restart(
@@ -245,28 +303,42 @@ def _restart(
     states: Sequence[RankState],
     pods: Sequence[PodView],
     observed: Observed,
+    noticed: str | None = None,
 ) -> Plan:
-    """Tear the gang down as one and count the cause against the right budget."""
+    """Tear the gang down as one and count the cause against the right budget.
+
+    `noticed`: the words for an interruption that came with notice (the checkpoint request is
+    settled); it counts as an interruption whatever the ranks did meanwhile.
+    """
     restarts = draft.status["restarts"]
     attempt = int(draft.status["attempt"])
     interrupted = cl.first(states, Outcome.INTERRUPTED)
     # Finished pods of the torn-down attempt go too: their capacity is free already, but a clean
     # slate is what `kubectl get pods` should show for the next attempt.
     deletes = _deletes(pods, observed, draft.now)
-    if interrupted is not None:
-        _record_interruptions(draft, states)
+    if is_true(draft.conditions, COND_CHECKPOINTING):  # a request still out dies with the gang
+        draft.cond(
+            COND_CHECKPOINTING,
+            False,
+            REASON_CHECKPOINT_ABANDONED,
+            f"attempt {attempt} is being torn down before its checkpoint request was answered",
+        )
+    if interrupted is not None or noticed is not None:
+        _record_interruptions(draft, states, only_lost_nodes=noticed is not None)
+        cause = noticed or (interrupted.detail if interrupted else "")
         if restarts["interruptions"] >= policy.max_interruptions:
             _fail(
                 draft,
                 REASON_INTERRUPTION_LIMIT,
-                f"attempt {attempt} interrupted ({interrupted.detail}) and maxInterruptions="
+                f"attempt {attempt} interrupted ({cause}) and maxInterruptions="
                 f"{policy.max_interruptions} restarts are used up; raise "
                 "spec.failurePolicy.maxInterruptions to keep retrying",
             )
             return _terminal(draft, policy, Observed(pods, observed.nodes))
         restarts["interruptions"] += 1
         delay = _backoff(policy, 0)
-        reason, detail = REASON_NODE_LOST, interrupted.detail
+        reason = REASON_INTERRUPTED if noticed else REASON_NODE_LOST
+        detail = cause
         budget = f"interruption {restarts['interruptions']} of {policy.max_interruptions}"
     else:
         failed = cl.first(states, Outcome.FAILED)
@@ -296,6 +368,17 @@ def _restart(
     return draft.finish(deletes=deletes, requeue=WAIT_POLL_SECONDS)
 
 
+def _avoid_nodes(draft: _Draft, attempt: int) -> list[str]:
+    """Nodes an interruption of `attempt` came from: the next attempt stays off them."""
+    return sorted(
+        {
+            str(r.get("node"))
+            for r in draft.status.get("interruptions") or []
+            if r.get("attempt") == attempt and r.get("node")
+        }
+    )
+
+
 def _start_next(
     draft: _Draft, target: Target, observed: Observed, old_pods: Sequence[PodView]
 ) -> Plan:
@@ -310,19 +393,46 @@ def _start_next(
     if restart_after is not None and draft.now < restart_after:
         return draft.finish(requeue=_seconds_until(restart_after, draft.now))
     nxt = attempt + 1
-    avoid = sorted(
-        {
-            str(r.get("node"))
-            for r in draft.status.get("interruptions") or []
-            if r.get("attempt") == attempt and r.get("node")
-        }
-    )
+    avoid = _avoid_nodes(draft, attempt)
     checkpoint = draft.status.get("checkpoint") or {}
     resume = str(checkpoint["uri"]) if checkpoint.get("uri") else None
-    creates = target.build(nxt, resume, avoid)
-    for record in draft.status.get("interruptions") or []:
-        if record.get("attempt") == attempt and not record.get("resumedAt"):
-            record["resumedAt"] = draft.now_s
+    zone = None
+    if target.placement is not None:
+        zone = choose_zone(
+            observed.all_nodes,
+            target.placement,
+            policy.nodes,
+            avoid,
+            previous=draft.status.get("zone"),
+        )
+    creates = (
+        target.build(nxt, resume, avoid, zone=zone) if zone else target.build(nxt, resume, avoid)
+    )
+    if zone:
+        draft.status["zone"] = zone
+    records = draft.records()
+    resumed = [
+        r
+        for r in records
+        if r.get("attempt") == attempt and not r.get("resumedAt") and itr.level_of(r) != itr.YELLOW
+    ]
+    for record in resumed:
+        record["resumedAt"] = draft.now_s
+        if not record.get("committedAt") and checkpoint.get("step") is not None:
+            record["checkpointStep"] = int(checkpoint["step"])  # what the gang resumes from
+    draft.set_records(records)
+    if resumed:
+        where = (
+            f"from the checkpoint at step {checkpoint.get('step')} ({resume})"
+            if resume
+            else "from scratch (no checkpoint was committed)"
+        )
+        nodes = ", ".join(sorted({str(r.get("node")) for r in resumed}))
+        draft.note(
+            REASON_RESUMED_FROM_CHECKPOINT,
+            f"attempt {nxt} resumes {where}, away from {nodes}"
+            + (f", in zone {zone}" if zone else ""),
+        )
     draft.status["attempt"] = nxt
     draft.status["attemptStartTime"] = draft.now_s
     draft.status.setdefault("startTime", draft.now_s)
@@ -350,6 +460,173 @@ def _suspend(draft: _Draft, policy: Policy, observed: Observed) -> Plan:
     )
 
 
+def _settle_request(
+    draft: _Draft, rank0: PodView | None, request: itr.OpenRequest | None = None
+) -> tuple[bool, str]:
+    """Close the red request out (if any): (answered by a commit, words for the messages).
+
+    Answered = rank 0 echoed the request id, or a newer checkpoint than the one known when the
+    request went out was committed (a SIGTERM-initiated save that raced the request). Otherwise
+    the gang resumes from status.checkpoint: only ever a checkpoint some rank 0 reported as
+    committed, never a partial one.
+    """
+    records = draft.records()
+    attempt = int(draft.status["attempt"])
+    if request is None:
+        request = itr.open_request(records, draft.job.name, attempt, draft.now)
+        if request is None or request.level != itr.RED:
+            return False, ""
+    commit = parse_committed(rank0.committed) if rank0 else None
+    checkpoint = draft.status.get("checkpoint") or {}
+    before = records[request.members[0]].get("checkpointStep")
+    answered: dict[str, Any] | None = None
+    if commit is not None and commit.get("id") == request.id:
+        answered = commit
+    elif checkpoint.get("kind") == "emergency" and (
+        before is None or int(checkpoint.get("step") or 0) > int(before)
+    ):
+        answered = checkpoint
+    step = checkpoint.get("step")
+    itr.conclude(records, request, draft.now, answered, None if step is None else int(step))
+    draft.set_records(records)
+    if answered is not None:
+        words = f"checkpoint at step {int(answered.get('step') or 0)} committed"
+        draft.cond(
+            COND_CHECKPOINTING, False, REASON_CHECKPOINT_COMMITTED, f"request {request.id}: {words}"
+        )
+        return True, words
+    where = f"the checkpoint at step {step}" if step is not None else "scratch (no checkpoint)"
+    if draft.now >= request.deadline:
+        words = f"no checkpoint by the deadline {rfc3339(request.deadline)}; resuming from {where}"
+        reason = REASON_CHECKPOINT_DEADLINE_MISSED
+    else:
+        words = f"the gang stopped before committing; resuming from {where}"
+        reason = REASON_CHECKPOINT_ABANDONED
+    draft.cond(COND_CHECKPOINTING, False, reason, f"request {request.id}: {words}")
+    return False, words
+
+
+def _interruptions(
+    draft: _Draft,
+    policy: Policy,
+    states: Sequence[RankState],
+    gang: Sequence[PodView],
+    observed: Observed,
+) -> tuple[str, str]:
+    """Detect, request, wait: ("none" | "wait" | "restart", words for the restart message).
+
+    Red: every pod gets the request; wait for rank 0's commit with its id, the deadline, or any
+    rank stopping; then restart. Yellow: the same request with `then: continue`; the commit just
+    closes it (status.checkpoint advances, no restart).
+    """
+    attempt = int(draft.status["attempt"])
+    records = draft.records()
+    checkpoint = draft.status.get("checkpoint") or {}
+    step = checkpoint.get("step")
+    added = itr.record(
+        records,
+        itr.detect(gang, observed.nodes),
+        job=draft.job.name,
+        attempt=attempt,
+        now=draft.now,
+        default_deadline_seconds=policy.checkpoint_deadline_seconds,
+        checkpoint_step=None if step is None else int(step),
+    )
+    draft.set_records(records)
+    records = draft.records()
+    request = itr.open_request(records, draft.job.name, attempt, draft.now)
+    for new in added:
+        sig = new.signal
+        if new.deadline_source is None:
+            plan = "joins the checkpoint request already out"
+        elif sig.level == itr.YELLOW:
+            plan = "asking every pod for an opportunistic checkpoint (training continues)"
+        else:
+            plan = "asking every pod for an emergency checkpoint, then restarting elsewhere"
+        deadline = records[new.index].get("deadline")
+        source = f", deadline {deadline} from {new.deadline_source}" if new.deadline_source else ""
+        draft.note(
+            REASON_INTERRUPTION_DETECTED,
+            f"attempt {attempt}: node {sig.node} {sig.source} ({sig.reason}); {plan}{source}",
+        )
+    rank0 = next((p for p in gang if p.rank == 0), None)
+    yellow = [
+        i
+        for i, r in enumerate(records)
+        if r.get("attempt") == attempt
+        and itr.level_of(r) == itr.YELLOW
+        and not r.get("committedAt")
+    ]
+    if request is None or request.level == itr.YELLOW:
+        _settle_yellow(draft, records, yellow, request, rank0, gang)
+        return "none", ""
+    commit = parse_committed(rank0.committed) if rank0 else None
+    stopped = any(s.outcome is Outcome.FAILED or (s.pod and s.pod.finished) for s in states)
+    matched = commit is not None and commit.get("id") == request.id
+    if matched or stopped or draft.now >= request.deadline:
+        head = records[request.members[0]]
+        _, words = _settle_request(draft, rank0, request)
+        return "restart", f"node {head.get('node')} {head.get('source')}: {words}"
+    _ask(draft, request, gang)
+    head = records[request.members[0]]
+    draft.cond(
+        COND_CHECKPOINTING,
+        True,
+        REASON_CHECKPOINT_REQUESTED,
+        f"attempt {attempt}: node {head.get('node')} {head.get('source')} ({request.reason}); "
+        f"every pod asked for an emergency checkpoint by {rfc3339(request.deadline)} "
+        f"(request {request.id}); the gang restarts elsewhere once rank 0 commits",
+    )
+    return "wait", ""
+
+
+def _settle_yellow(
+    draft: _Draft,
+    records: list[dict[str, Any]],
+    open_yellow: Sequence[int],
+    request: itr.OpenRequest | None,
+    rank0: PodView | None,
+    gang: Sequence[PodView],
+) -> None:
+    """A rebalance request: closed by rank 0's commit with its id, or dropped at its deadline."""
+    if request is None:
+        if open_yellow and is_true(draft.conditions, COND_CHECKPOINTING):
+            draft.cond(
+                COND_CHECKPOINTING,
+                False,
+                REASON_CHECKPOINT_DEADLINE_MISSED,
+                "no opportunistic checkpoint by the rebalance request's deadline; training goes on",
+            )
+        return
+    commit = parse_committed(rank0.committed) if rank0 else None
+    if commit is not None and commit.get("id") == request.id:
+        itr.conclude(records, request, draft.now, commit, None)
+        draft.set_records(records)
+        draft.cond(
+            COND_CHECKPOINTING,
+            False,
+            REASON_CHECKPOINT_COMMITTED,
+            f"request {request.id}: opportunistic checkpoint at step "
+            f"{int(commit.get('step') or 0)} committed; training continues",
+        )
+        return
+    _ask(draft, request, gang)
+    draft.cond(
+        COND_CHECKPOINTING,
+        True,
+        REASON_CHECKPOINT_REQUESTED,
+        f"rebalance recommendation: every pod asked for an opportunistic checkpoint by "
+        f"{rfc3339(request.deadline)} (request {request.id}); training continues",
+    )
+
+
+def _ask(draft: _Draft, request: itr.OpenRequest, gang: Sequence[PodView]) -> None:
+    """Put the request on every pod still missing it, and look again at its deadline."""
+    for pod_name, wanted in itr.missing_requests(gang, request):
+        draft.annotates.append(PodAnnotate(pod_name, wanted))
+    draft.wake_at = request.deadline
+
+
 def _observe_attempt(
     draft: _Draft, target: Target, observed: Observed, pods: Sequence[PodView]
 ) -> Plan:
@@ -373,6 +650,22 @@ def _observe_attempt(
         draft.cond(COND_READY, False, REASON_FINISHED, message)
         draft.status.setdefault("completionTime", draft.now_s)
         return _terminal(draft, policy, observed)
+    gang = [p for p in pods if 0 <= p.rank < n]
+    lost = [
+        s
+        for s in states
+        if s.outcome is Outcome.INTERRUPTED and (s.source in _NODE_LOST_SOURCES or s.pod is None)
+    ]
+    if lost:  # no request can reach a lost node: settle any request out, restart now
+        _settle_request(draft, by_rank.get(0), None)
+        return _restart(draft, policy, states, pods, observed)
+    verdict, detail = _interruptions(draft, policy, states, gang, observed)
+    if verdict == "restart":
+        return _restart(draft, policy, states, pods, observed, noticed=detail)
+    if verdict == "wait":
+        up = cl.count(states, Outcome.RUNNING, Outcome.SUCCEEDED)
+        draft.status["nodes"] = {"ready": up, "total": n}
+        return draft.finish(deletes=_deletes(strays, observed, draft.now))
     if cl.count(states, Outcome.INTERRUPTED, Outcome.FAILED):
         return _restart(draft, policy, states, pods, observed)
 
@@ -386,10 +679,15 @@ def _observe_attempt(
     missing = {target.pod_name(attempt, s.rank) for s in states if s.outcome is Outcome.MISSING}
     if missing:
         # Finish a creation the operator was interrupted in (deterministic names: 409 = fine).
+        resume, avoid = draft.status.get("resumeManifest"), _avoid_nodes(draft, attempt - 1)
+        zone = draft.status.get("zone") if target.placement is not None else None
+        built = (
+            target.build(attempt, resume, avoid, zone=zone)
+            if zone
+            else target.build(attempt, resume, avoid)
+        )
         creates = [
-            obj
-            for obj in target.build(attempt, draft.status.get("resumeManifest"), ())
-            if obj.get("kind") != "Pod" or obj["metadata"]["name"] in missing
+            obj for obj in built if obj.get("kind") != "Pod" or obj["metadata"]["name"] in missing
         ]
     deletes = _deletes(strays, observed, draft.now)
     if running == n:
@@ -456,6 +754,7 @@ def decide(job: JobView, target: Target | Invalid, observed: Observed, now: dt.d
 
     policy = target.policy
     _update_checkpoint(draft, observed.pods)
+    _copy_lost_steps(draft, observed.pods)
     if policy.suspend:
         return _suspend(draft, policy, observed)
     attempt = int(draft.status["attempt"])

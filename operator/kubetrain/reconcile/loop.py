@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +50,13 @@ async def reconcile_once(
     memory: JobMemory,
     logger: logging.Logger | logging.LoggerAdapter[Any],
     now: dt.datetime | None = None,
+    all_nodes: Callable[[], Sequence[NodeView]] = tuple,
 ) -> float | None:
-    """Returns seconds until the next pass is due without events, or None when the job is gone."""
+    """Returns seconds until the next pass is due without events, or None when the job is gone.
+
+    `all_nodes` is called only when an attempt is about to start (choosing its zone), so the
+    usual pass stays O(pods of the job).
+    """
     body = await kube.get_job(namespace, name)
     if body is None:
         return None
@@ -60,7 +65,13 @@ async def reconcile_once(
     attempt = int(job.status.get("attempt") or 0)
     vanished = memory.vanished(attempt, (p.name for p in pod_list if p.attempt == attempt))
     nodes = {p.node: node_lookup(p.node) for p in pod_list if p.node}
-    observed = Observed(pods=pod_list, nodes=nodes, vanished=vanished)
+    starting = attempt == 0 or bool(job.status.get("restartAfter"))
+    observed = Observed(
+        pods=pod_list,
+        nodes=nodes,
+        vanished=vanished,
+        all_nodes=tuple(all_nodes()) if starting else (),
+    )
     plan = decide(job, to_target(body), observed, now or dt.datetime.now(dt.UTC))
     await act(kube, body, plan, logger)
     if plan.delete_job:

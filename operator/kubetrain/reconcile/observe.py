@@ -14,6 +14,8 @@ from typing import Any
 from kubetrain.api.constants import (
     ANNOTATION_CHECKPOINT_COMMITTED,
     ANNOTATION_CHECKPOINT_REQUEST,
+    ANNOTATION_NODE_SPOT_NOTICE,
+    ANNOTATION_RESUMED,
     LABEL_ATTEMPT,
     LABEL_JOB,
     LABEL_RANK,
@@ -41,6 +43,21 @@ INTERRUPTION_TAINTS = frozenset(
     }
 )
 ZONE_LABEL = "topology.kubernetes.io/zone"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+# Capacity type in both label dialects (Karpenter, EKS managed node groups), normalized to
+# "spot" | "on-demand" (reserved capacity and Capacity Blocks are not reclaimed like spot).
+_CAPACITY_LABELS = {
+    "karpenter.sh/capacity-type": {
+        "spot": "spot",
+        "on-demand": "on-demand",
+        "reserved": "on-demand",
+    },
+    "eks.amazonaws.com/capacityType": {
+        "SPOT": "spot",
+        "ON_DEMAND": "on-demand",
+        "CAPACITY_BLOCK": "on-demand",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,7 @@ class PodView:
     unschedulable: str | None  # PodScheduled=False message
     committed: str | None  # raw ANNOTATION_CHECKPOINT_COMMITTED value
     requested: str | None  # raw ANNOTATION_CHECKPOINT_REQUEST value
+    resumed: str | None = None  # raw ANNOTATION_RESUMED value (rank 0 of a resumed attempt)
 
     @property
     def deleting(self) -> bool:
@@ -79,6 +97,9 @@ class NodeView:
     unschedulable: bool
     zone: str | None
     interruption_taints: tuple[str, ...]
+    instance_type: str | None = None
+    capacity_type: str | None = None  # "spot" | "on-demand", from either label dialect
+    notice_time: str | None = None  # "time" of the node agent's spot notice (RFC3339), if any
 
 
 def _int(value: object, default: int = -1) -> int:
@@ -139,6 +160,7 @@ def pod_view(body: Mapping[str, Any]) -> PodView | None:
         unschedulable=unschedulable,
         committed=annotations.get(ANNOTATION_CHECKPOINT_COMMITTED),
         requested=annotations.get(ANNOTATION_CHECKPOINT_REQUEST),
+        resumed=annotations.get(ANNOTATION_RESUMED),
     )
 
 
@@ -156,13 +178,48 @@ def node_view(body: Mapping[str, Any]) -> NodeView:
             }
         )
     )
+    labels = meta.get("labels") or {}
+    capacity = next(
+        (
+            mapping[str(labels[key])]
+            for key, mapping in _CAPACITY_LABELS.items()
+            if str(labels.get(key)) in mapping
+        ),
+        None,
+    )
     return NodeView(
         name=str(meta.get("name", "")),
         ready=ready,
         unschedulable=bool(spec.get("unschedulable")),
-        zone=(meta.get("labels") or {}).get(ZONE_LABEL),
+        zone=labels.get(ZONE_LABEL),
         interruption_taints=taints,
+        instance_type=labels.get(INSTANCE_TYPE_LABEL),
+        capacity_type=capacity,
+        notice_time=_notice_time((meta.get("annotations") or {}).get(ANNOTATION_NODE_SPOT_NOTICE)),
     )
+
+
+def _notice_time(raw: object) -> str | None:
+    """The action time of the node agent's spot notice ({"action": ..., "time": ...}), if any."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    when = value.get("time") if isinstance(value, dict) else None
+    return when if isinstance(when, str) and when else None
+
+
+def parse_json(raw: str | None) -> dict[str, Any] | None:
+    """A JSON-object annotation written by a pod, or None when absent or malformed."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def parse_committed(raw: str | None) -> dict[str, Any] | None:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from kubetrain.reconcile.observe import NodeView, PodView
 from kubetrain.status import Transition
 
-# (attempt, resume_manifest, avoid_nodes) -> manifests in creation order (kubetrain.build).
-AttemptBuilder = Callable[[int, str | None, Sequence[str]], list[dict[str, Any]]]
+
+class AttemptBuilder(Protocol):
+    """(attempt, resume_manifest, avoid_nodes[, zone=...]) -> manifests in creation order.
+
+    `zone` is passed only when the operator pinned one (kubetrain.build.build_attempt)."""
+
+    def __call__(
+        self, attempt: int, resume: str | None, avoid: Sequence[str], /, zone: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
 # attempt, rank -> pod name (kubetrain.build.pod_name), so "missing" and "vanished" agree.
 PodNamer = Callable[[int, int], str]
 
@@ -50,6 +59,20 @@ class Policy:
     ttl_seconds_after_finished: int | None = None
     # Ranks whose exit 0 ends the job (mpirun: rank 0 only); None = every rank.
     success_ranks: tuple[int, ...] | None = None
+    # Deadline of a checkpoint request when the node gave no notice time of its own.
+    checkpoint_deadline_seconds: int = 90
+
+
+@dataclass(frozen=True)
+class PlacementNeeds:
+    """What a node must be for this job's pods, so the operator can pick each attempt's zone.
+
+    `zone` set = the user pinned one (spec.capacity.zone): nothing to choose.
+    """
+
+    instance_type: str | None
+    capacity_types: frozenset[str]  # subset of {"spot", "on-demand"}; empty = any
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +82,7 @@ class Target:
     policy: Policy
     build: AttemptBuilder
     pod_name: PodNamer
+    placement: PlacementNeeds | None = None  # None: the operator never pins a zone
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,8 @@ class Observed:
     pods: Sequence[PodView]  # every pod labelled with this job, any attempt
     nodes: Mapping[str, NodeView | None]  # for each pod's node: its view, None when gone
     vanished: frozenset[str] = frozenset()  # current-attempt pod names seen before, now gone
+    # Every node the operator knows (for choosing a zone); filled only when an attempt is due.
+    all_nodes: Sequence[NodeView] = ()
 
 
 @dataclass(frozen=True)
@@ -84,11 +110,20 @@ class PodDelete:
 
 
 @dataclass(frozen=True)
+class PodAnnotate:
+    """Merge `annotations` onto one pod (the checkpoint request on every pod of the gang)."""
+
+    name: str
+    annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Plan:
-    """What to do, in order: create, write status (only if changed), delete, post events."""
+    """What to do, in order: create, annotate, write status (only if changed), delete, events."""
 
     status: dict[str, Any]
     creates: tuple[dict[str, Any], ...] = ()
+    annotates: tuple[PodAnnotate, ...] = ()
     deletes: tuple[PodDelete, ...] = ()
     delete_job: bool = False
     events: tuple[Transition, ...] = ()

@@ -12,7 +12,14 @@ from typing import Any
 from kubetrain.api.errors import InvalidSpec
 from kubetrain.api.models import TrainingJobSpec
 from kubetrain.build import JobRef, build_attempt, completion_ranks, pod_name, resolve
-from kubetrain.reconcile.plan import Invalid, Policy, Target
+from kubetrain.reconcile.plan import Invalid, PlacementNeeds, Policy, Target
+
+# spec.capacity.type -> capacity types a node may have (observe.NodeView.capacity_type).
+_CAPACITY = {
+    "spot": frozenset({"spot"}),
+    "on-demand": frozenset({"on-demand"}),
+    "spot-then-on-demand": frozenset({"spot", "on-demand"}),
+}
 
 
 def job_ref(body: Mapping[str, Any]) -> JobRef:
@@ -41,12 +48,22 @@ def to_target(body: Mapping[str, Any]) -> Target | Invalid:
         suspend=spec.suspend,
         ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
         success_ranks=tuple(completion_ranks(resolved)),
+        checkpoint_deadline_seconds=spec.checkpoint_deadline_seconds,
+    )
+    placement = PlacementNeeds(
+        instance_type=spec.accelerator.instance_type,
+        capacity_types=_CAPACITY.get(spec.capacity.type, frozenset()),
+        zone=spec.capacity.zone,
     )
 
-    def build(attempt: int, resume: str | None, avoid: Sequence[str]) -> list[dict[str, Any]]:
-        return build_attempt(ref, resolved, attempt, resume_manifest=resume, avoid_nodes=avoid)
+    def build(
+        attempt: int, resume: str | None, avoid: Sequence[str], /, zone: str | None = None
+    ) -> list[dict[str, Any]]:
+        return build_attempt(
+            ref, resolved, attempt, resume_manifest=resume, avoid_nodes=avoid, zone=zone
+        )
 
     def name(attempt: int, rank: int) -> str:
         return pod_name(ref.name, attempt, rank)
 
-    return Target(policy=policy, build=build, pod_name=name)
+    return Target(policy=policy, build=build, pod_name=name, placement=placement)

@@ -1,0 +1,305 @@
+"""Interruptions with notice: detect them, ask the whole gang for a checkpoint, keep the timeline.
+
+Pure functions over PodViews, NodeViews and the `status.interruptions` list; `decide` calls them.
+The timeline is the only memory: an entry per (node, level) and attempt, so a repeated watch event,
+an operator restart or a retried status write never issues a second request for the same event.
+
+Levels: "red" (the node is going away: spot notice, Karpenter disruption, cordon, drain, the pod
+being deleted) asks for an emergency checkpoint and restarts the gang elsewhere; "yellow" (a
+rebalance recommendation) asks for an opportunistic checkpoint and training goes on.
+Request ids are `<job>-<attempt>-<n>`, n = the entry's ordinal among the attempt's entries, so
+the same situation always yields the same id (the runtime echoes it in its commit).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kubetrain.api.constants import (
+    ANNOTATION_CHECKPOINT_REQUEST,
+    REQUEST_REASON_DRAIN,
+    REQUEST_REASON_REBALANCE,
+    REQUEST_REASON_SPOT,
+    REQUEST_THEN_CONTINUE,
+    TAINT_KARPENTER_DISRUPTED,
+    TAINT_KUBETRAIN_REBALANCE,
+    TAINT_KUBETRAIN_SPOT_ITN,
+    TAINT_NTH_ASG_TERMINATION,
+    TAINT_NTH_REBALANCE,
+    TAINT_NTH_SCHEDULED_MAINTENANCE,
+    TAINT_NTH_SPOT_ITN,
+    TAINT_OUT_OF_SERVICE,
+)
+from kubetrain.reconcile.observe import NodeView, PodView, parse_json
+from kubetrain.status import parse_time, rfc3339
+
+RED: Final = "red"
+YELLOW: Final = "yellow"
+# In priority order: when a node carries several, the first names the source.
+RED_TAINTS: Final = (
+    TAINT_NTH_SPOT_ITN,
+    TAINT_KUBETRAIN_SPOT_ITN,
+    TAINT_KARPENTER_DISRUPTED,
+    TAINT_NTH_ASG_TERMINATION,
+    TAINT_NTH_SCHEDULED_MAINTENANCE,
+    TAINT_OUT_OF_SERVICE,
+)
+YELLOW_TAINTS: Final = (TAINT_NTH_REBALANCE, TAINT_KUBETRAIN_REBALANCE)
+SPOT_SOURCES: Final = frozenset(
+    {TAINT_NTH_SPOT_ITN, TAINT_KUBETRAIN_SPOT_ITN, TAINT_KARPENTER_DISRUPTED}
+)
+SOURCE_CORDON: Final = "cordon"
+SOURCE_POD_DELETION: Final = "pod-deletion"
+SOURCE_POD_DISRUPTION: Final = "pod-disruption-target"
+RED_REASONS: Final = frozenset({REQUEST_REASON_SPOT, REQUEST_REASON_DRAIN})
+DEADLINE_FROM_NOTICE: Final = "the node's spot notice"
+DEADLINE_FROM_SPEC: Final = "spec.checkpointDeadlineSeconds"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One node (or, for a pod without a node, one pod) announcing that it is going away."""
+
+    node: str
+    level: str  # RED | YELLOW
+    source: str  # a taint key, "cordon", "pod-deletion", "pod-disruption-target"
+    notice_time: str | None = None  # the node agent's notice time (RFC3339), if any
+
+    @property
+    def reason(self) -> str:
+        if self.level == YELLOW:
+            return REQUEST_REASON_REBALANCE
+        return REQUEST_REASON_SPOT if self.source in SPOT_SOURCES else REQUEST_REASON_DRAIN
+
+
+def _node_signal(view: NodeView) -> Signal | None:
+    red = [t for t in RED_TAINTS if t in view.interruption_taints]
+    if red:
+        return Signal(view.name, RED, red[0], view.notice_time)
+    if view.unschedulable:
+        return Signal(view.name, RED, SOURCE_CORDON, view.notice_time)
+    yellow = [t for t in YELLOW_TAINTS if t in view.interruption_taints]
+    if yellow:
+        return Signal(view.name, YELLOW, yellow[0])
+    return None
+
+
+def detect(pods: Sequence[PodView], nodes: Mapping[str, NodeView | None]) -> list[Signal]:
+    """Signals for the live pods of one attempt: at most one per node, red before yellow.
+
+    Pods on a node that is gone or NotReady are left to the node-lost path: no request can reach
+    them. Finished pods announce nothing.
+    """
+    found: dict[str, Signal] = {}
+    for pod in sorted(pods, key=lambda p: p.rank):
+        if pod.finished:
+            continue
+        view = nodes.get(pod.node) if pod.node else None
+        if pod.node and (view is None or not view.ready):
+            continue
+        signal = _node_signal(view) if view else None
+        if (signal is None or signal.level == YELLOW) and (pod.deleting or pod.disruption):
+            source = SOURCE_POD_DISRUPTION if pod.disruption else SOURCE_POD_DELETION
+            signal = Signal(pod.node or pod.name, RED, source)
+        if signal is None:
+            continue
+        old = found.get(signal.node)
+        if old is None or (old.level == YELLOW and signal.level == RED):
+            found[signal.node] = signal
+    return sorted(found.values(), key=lambda s: (s.level != RED, s.node))
+
+
+def level_of(entry: Mapping[str, Any]) -> str | None:
+    reason = entry.get("reason")
+    if reason in RED_REASONS:
+        return RED
+    if reason == REQUEST_REASON_REBALANCE:
+        return YELLOW
+    return None  # node lost without notice: no request was ever possible
+
+
+def request_id(job: str, records: Sequence[Mapping[str, Any]], index: int) -> str:
+    attempt = records[index].get("attempt")
+    n = 1 + sum(1 for r in records[:index] if r.get("attempt") == attempt)
+    return f"{job}-{attempt}-{n}"
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """The checkpoint request the gang should be answering now."""
+
+    id: str
+    level: str
+    reason: str
+    deadline: dt.datetime
+    members: tuple[int, ...]  # indexes in the records of the entries this request answers
+
+    def annotation(self) -> dict[str, str]:
+        body: dict[str, str] = {
+            "id": self.id,
+            "reason": self.reason,
+            "deadline": rfc3339(self.deadline),
+        }
+        if self.level == YELLOW:
+            body["then"] = REQUEST_THEN_CONTINUE
+        return {ANNOTATION_CHECKPOINT_REQUEST: json.dumps(body, sort_keys=True)}
+
+
+def _group(records: Sequence[Mapping[str, Any]], attempt: int, level: str) -> list[int]:
+    return [
+        i for i, r in enumerate(records) if r.get("attempt") == attempt and level_of(r) == level
+    ]
+
+
+def open_request(
+    records: Sequence[Mapping[str, Any]], job: str, attempt: int, now: dt.datetime
+) -> OpenRequest | None:
+    """Red first: every red entry of the attempt shares the first one's request (a red always
+    ends the attempt). Else the newest yellow request not yet committed nor past its deadline."""
+    red = _group(records, attempt, RED)
+    if red:
+        head = records[red[0]]
+        deadline = parse_time(head.get("deadline")) or now
+        return OpenRequest(
+            request_id(job, records, red[0]), RED, str(head.get("reason")), deadline, tuple(red)
+        )
+    yellow = [i for i in _group(records, attempt, YELLOW) if not records[i].get("committedAt")]
+    if not yellow:
+        return None
+    head_index = yellow[0]
+    head = records[head_index]
+    deadline = parse_time(head.get("deadline")) or now
+    if now >= deadline:
+        return None
+    members = tuple(
+        i
+        for i in yellow
+        if records[i].get("requestedAt") == head.get("requestedAt")
+        and records[i].get("deadline") == head.get("deadline")
+    )
+    return OpenRequest(
+        request_id(job, records, head_index), YELLOW, REQUEST_REASON_REBALANCE, deadline, members
+    )
+
+
+def deadline_for(signal: Signal, now: dt.datetime, default_seconds: int) -> tuple[dt.datetime, str]:
+    """The notice's own time when the node agent reported one still ahead, else now + default."""
+    notice = parse_time(signal.notice_time)
+    if notice is not None and notice > now:
+        return notice, DEADLINE_FROM_NOTICE
+    return now + dt.timedelta(seconds=default_seconds), DEADLINE_FROM_SPEC
+
+
+@dataclass(frozen=True)
+class Detected:
+    index: int
+    signal: Signal
+    deadline_source: str | None  # None: joined a request already out
+
+
+def record(
+    records: list[dict[str, Any]],
+    signals: Sequence[Signal],
+    *,
+    job: str,
+    attempt: int,
+    now: dt.datetime,
+    default_deadline_seconds: int,
+    checkpoint_step: int | None,
+) -> list[Detected]:
+    """Append an entry per new (node, level) of this attempt; idempotent across passes.
+
+    A signal of a level whose request is already out joins it (same request time and deadline):
+    the gang answers one request, and every node involved is avoided by the next attempt. A
+    yellow while a red is out adds nothing: the emergency checkpoint covers it.
+    """
+    added: list[Detected] = []
+    now_s = rfc3339(now)
+    for signal in signals:
+        known = any(
+            r.get("attempt") == attempt
+            and r.get("node") == signal.node
+            and level_of(r) == signal.level
+            for r in records
+        )
+        if known or (signal.level == YELLOW and _group(records, attempt, RED)):
+            continue
+        entry: dict[str, Any] = {
+            "node": signal.node,
+            "source": signal.source,
+            "reason": signal.reason,
+            "detectedAt": now_s,
+            "attempt": attempt,
+        }
+        if checkpoint_step is not None:
+            entry["checkpointStep"] = checkpoint_step  # until a newer commit answers the request
+        current = open_request(records, job, attempt, now)
+        source: str | None = None
+        if current is not None and current.level == signal.level:
+            head = records[current.members[0]]
+            entry["requestedAt"] = head.get("requestedAt", now_s)
+            entry["deadline"] = head.get("deadline")
+        else:
+            deadline, source = deadline_for(signal, now, default_deadline_seconds)
+            entry["requestedAt"] = now_s
+            entry["deadline"] = rfc3339(deadline)
+        records.append(entry)
+        added.append(Detected(len(records) - 1, signal, source))
+    return added
+
+
+def missing_requests(
+    pods: Sequence[PodView], request: OpenRequest
+) -> list[tuple[str, dict[str, str]]]:
+    """(pod, annotations) for every live pod of the gang not yet carrying this request."""
+    out = []
+    for pod in sorted(pods, key=lambda p: p.rank):
+        if pod.finished or (pod.deleting and pod.node is None):
+            continue
+        current = parse_json(pod.requested) or {}
+        if current.get("id") != request.id:
+            out.append((pod.name, request.annotation()))
+    return out
+
+
+def conclude(
+    records: list[dict[str, Any]],
+    request: OpenRequest,
+    now: dt.datetime,
+    committed: Mapping[str, Any] | None,
+    fallback_step: int | None,
+) -> None:
+    """Close the request's entries: the commit that answered it (lost steps 0: the emergency save
+    is at the step the gang had reached), or the checkpoint the gang will resume from instead."""
+    for i in request.members:
+        entry = records[i]
+        if committed is not None:
+            entry["committedAt"] = rfc3339(now)
+            entry["checkpointStep"] = int(committed.get("step") or 0)
+            entry["lostSteps"] = 0
+        elif fallback_step is not None:
+            entry["checkpointStep"] = fallback_step
+
+
+def copy_lost_steps(records: list[dict[str, Any]], attempt: int, resumed_raw: str | None) -> bool:
+    """Rank 0 of `attempt` reports how many steps the previous attempt lost: put the number on the
+    previous attempt's interruption entries (the runtime measured it, so it wins). True if changed.
+    """
+    resumed = parse_json(resumed_raw)
+    if not resumed or not isinstance(resumed.get("lostSteps"), int):
+        return False
+    changed = False
+    for entry in records:
+        if entry.get("attempt") != attempt - 1 or level_of(entry) == YELLOW:
+            continue
+        updates: dict[str, Any] = {"lostSteps": int(resumed["lostSteps"])}
+        if isinstance(resumed.get("step"), int) and not entry.get("committedAt"):
+            updates["checkpointStep"] = int(resumed["step"])
+        if any(entry.get(k) != v for k, v in updates.items()):
+            entry.update(updates)
+            changed = True
+    return changed
