@@ -124,7 +124,9 @@ def test_pods_follow_the_contract(objects: list[dict[str, Any]]) -> None:
             c.ENV_RESUME_MANIFEST,
         ):
             assert name_ in env
-        assert env[c.ENV_POD_NAME] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}
+        assert env[c.ENV_POD_NAME] == {
+            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}
+        }
         assert env["MASTER_ADDR"] == env["PET_MASTER_ADDR"] == f"{job}-2-0.{job}"
         assert env["NODE_RANK"] == env["PET_NODE_RANK"] == str(rank)
         resources = spec["containers"][0]["resources"]
