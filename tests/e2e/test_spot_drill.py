@@ -20,6 +20,9 @@ from typing import Any
 import pytest
 from kopf.testing import KopfRunner
 from local_kubelet import LocalKubelet
+
+# The operator test helpers live next to the integration tests; importable however pytest is run.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from operator_harness import apply, install_crd, job_manifest, pods, status
 
 from cluster import Cluster
@@ -53,8 +56,7 @@ def reference_digest(tmp_path_factory: pytest.TempPathFactory) -> str:
             MASTER_PORT=port,
             KUBETRAIN_CHECKPOINT_DIR=str(workdir / "ckpt"),
             KUBETRAIN_POD_NAME=f"ref-{rank}",
-            **TOY_ENV,
-            TOY_STEP_SECONDS="0",
+            **{**TOY_ENV, "TOY_STEP_SECONDS": "0"},
         )
         env.pop("KUBETRAIN_POD_NAMESPACE", None)  # no pod to watch: no agent
         procs.append(subprocess.Popen([sys.executable, str(TOY)], env=env, cwd=workdir))
@@ -158,22 +160,23 @@ def test_spot_notice_checkpoints_the_gang_and_resumes_exactly(
         # 2. The gang comes back as attempt 2, away from the node, resuming from the commit.
         second = running_attempt(cluster, namespace, job, 2)
         assert victim not in {p["spec"]["nodeName"] for p in second}
-        st = status(cluster, namespace, job)
-        assert st["checkpoint"]["kind"] == "emergency"
-        assert env_of(second[0], ENV_RESUME_MANIFEST) == st["checkpoint"]["uri"]
+        emergency = status(cluster, namespace, job)["checkpoint"]
+        assert emergency["kind"] == "emergency"
+        assert env_of(second[0], ENV_RESUME_MANIFEST) == emergency["uri"]
 
+        # status.checkpoint moves on with attempt 2's periodic saves; the timeline keeps the step.
         st = finish(cluster, namespace, job, kubelet)
 
     # 3. Exact continuation and an honest timeline.
     result = json.loads((tmp_path / "results" / f"{job}-2-0.json").read_text())
     assert result["params"] == reference_digest
-    assert result["started_at_step"] == st["checkpoint"]["step"]
+    assert result["started_at_step"] == emergency["step"]
     assert st["restarts"] == {"failures": 0, "interruptions": 1} | {
         k: v for k, v in st["restarts"].items() if k not in ("failures", "interruptions")
     }
     (event,) = st["interruptions"]
     assert event["node"] == victim and taint in event["source"]
-    assert event["checkpointStep"] == st["checkpoint"]["step"]
+    assert event["checkpointStep"] == emergency["step"]
     assert event["lostSteps"] in (0, 1)
     assert event["detectedAt"] <= event["requestedAt"] <= event["committedAt"] <= event["resumedAt"]
 
