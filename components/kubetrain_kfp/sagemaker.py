@@ -95,16 +95,7 @@ def train(
         max_wait_seconds=max_wait_seconds,
         checkpoint_s3_uri=checkpoint_s3_uri,
     )
-    request["Tags"] = target.tags()
-    desc = run_job(
-        target.sagemaker(),
-        TRAINING,
-        name,
-        request,
-        poll_seconds=target.poll_seconds,
-        timeout_seconds=target.timeout_seconds,
-        logs_client=target.logs(),
-    )
+    desc = target.run(TRAINING, name, request)
     return JobResult(
         job_name=name,
         job_arn=str(desc.get("TrainingJobArn", "")),
@@ -154,16 +145,7 @@ def process(
         environment=environment or {},
         max_runtime_seconds=max_runtime_seconds,
     )
-    request["Tags"] = target.tags()
-    desc = run_job(
-        target.sagemaker(),
-        PROCESSING,
-        name,
-        request,
-        poll_seconds=target.poll_seconds,
-        timeout_seconds=target.timeout_seconds,
-        logs_client=target.logs(),
-    )
+    desc = target.run(PROCESSING, name, request)
     outputs = (desc.get("ProcessingOutputConfig") or {}).get("Outputs") or []
     uri = outputs[0]["S3Output"]["S3Uri"] if outputs else output_s3_uri
     return JobResult(
@@ -285,16 +267,7 @@ def transform(
         split_type=split_type,
         accept=accept,
     )
-    request["Tags"] = target.tags()
-    desc = run_job(
-        target.sagemaker(),
-        TRANSFORM,
-        name,
-        request,
-        poll_seconds=target.poll_seconds,
-        timeout_seconds=target.timeout_seconds,
-        logs_client=target.logs(),
-    )
+    desc = target.run(TRANSFORM, name, request)
     return JobResult(
         job_name=name,
         job_arn=str(desc.get("TransformJobArn", "")),

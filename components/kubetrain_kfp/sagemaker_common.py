@@ -9,6 +9,7 @@ from typing import Any
 from kubetrain_kfp import aws, naming
 from kubetrain_kfp import sagemaker_requests as req
 from kubetrain_kfp import validate as v
+from kubetrain_kfp.sagemaker_jobs import JobKind, run_job
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,18 @@ class Target:
 
     def tags(self) -> list[dict[str, str]]:
         return req.tags(self.run_id, self.task_name)
+
+    def run(self, kind: JobKind, name: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Create (or reattach to) the job tagged with this run, follow it to the end."""
+        return run_job(
+            self.sagemaker(),
+            kind,
+            name,
+            {**request, "Tags": self.tags()},
+            poll_seconds=self.poll_seconds,
+            timeout_seconds=self.timeout_seconds,
+            logs_client=self.logs(),
+        )
 
 
 def _name_ok(name: str) -> bool:
