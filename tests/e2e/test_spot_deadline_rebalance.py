@@ -1,0 +1,238 @@
+"""Spot drills, continued: a gang that misses the checkpoint deadline, and a rebalance hint.
+
+Same set-up as test_spot_drill.py (real operator, real API server, real training processes run by
+the stand-in kubelet). A missed deadline must resume from the checkpoint committed before the
+notice, never from anything half-written, and say so; a rebalance recommendation must produce a
+checkpoint while training goes on in the same attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kopf.testing import KopfRunner
+from local_kubelet import LocalKubelet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from operator_harness import apply, condition, install_crd, job_manifest, pods, reasons, status
+
+from cluster import Cluster
+from kubetrain.api.constants import (
+    ANNOTATION_CHECKPOINT_REQUEST,
+    COND_CHECKPOINTING,
+    ENV_RESUME_MANIFEST,
+    REQUEST_REASON_REBALANCE,
+    REQUEST_REASON_SPOT,
+    TAINT_NTH_REBALANCE,
+    TAINT_NTH_SPOT_ITN,
+)
+from support import free_port, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.torch]
+HERE = Path(__file__).parent
+TOY, DEAF = HERE / "toy_train.py", HERE / "spot_deaf_train.py"
+STEPS = 240
+TOY_ENV = {"TOY_STEPS": str(STEPS), "TOY_STEP_SECONDS": "0.1", "TOY_EVERY": "20"}
+DEADLINE_SECONDS = 10  # the smallest spec.checkpointDeadlineSeconds allows
+
+
+def reference(workdir: Path, env: dict[str, str]) -> str:
+    """Parameters of the same 2-rank training, never interrupted, outside Kubernetes."""
+    port = str(free_port())
+    procs = []
+    for rank in range(2):
+        penv = dict(
+            os.environ,
+            NODE_RANK=str(rank),
+            NNODES="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+            KUBETRAIN_CHECKPOINT_DIR=str(workdir / "ckpt"),
+            KUBETRAIN_POD_NAME=f"ref-{rank}",
+            **{**env, "TOY_STEP_SECONDS": "0"},
+        )
+        penv.pop("KUBETRAIN_POD_NAMESPACE", None)  # no pod to watch: no agent
+        procs.append(subprocess.Popen([sys.executable, str(TOY)], env=penv, cwd=workdir))
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    return str(json.loads((workdir / "results" / "ref-0.json").read_text())["params"])
+
+
+@pytest.fixture(scope="module")
+def reference_digest(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return reference(tmp_path_factory.mktemp("reference"), TOY_ENV)
+
+
+@pytest.fixture
+def operator(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    install_crd(cluster)
+    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
+    with KopfRunner(args, timeout=60) as runner:
+        try:
+            yield
+        finally:
+            cluster.kubectl(
+                "delete", "trainingjobs", "--all", "-n", namespace, "--timeout=60s", check=False
+            )
+    assert runner.exception is None, runner.output[-4000:]
+
+
+def drill_job(name: str, **extra: Any) -> dict[str, Any]:
+    return job_manifest(
+        name,
+        nodes=2,
+        launcher="none",
+        accelerator={"kind": "nvidia", "instanceType": "p5.48xlarge"},
+        capacity={"type": "spot"},
+        checkpoint={"dir": f"/fsx/checkpoints/{name}", "keep": 3},
+        failurePolicy={"maxRestarts": 0, "maxInterruptions": 3, "backoffSeconds": 0},
+        **extra,
+    )
+
+
+def progress(workdir: Path, pod: str) -> int:
+    path = workdir / "progress" / pod
+    return int(path.read_text() or 0) if path.exists() else 0
+
+
+def running_attempt(cluster: Cluster, ns: str, job: str, attempt: int) -> list[dict[str, Any]]:
+    def ready() -> list[dict[str, Any]] | None:
+        items = pods(cluster, ns, job, attempt=attempt)
+        ok = len(items) == 2 and all(p["status"].get("phase") == "Running" for p in items)
+        return items if ok else None
+
+    return wait_for(ready, timeout=90, what=f"attempt {attempt} running")
+
+
+def requests_on(cluster: Cluster, ns: str, job: str, attempt: int) -> list[dict[str, Any]] | None:
+    anns = [
+        (p["metadata"].get("annotations") or {}).get(ANNOTATION_CHECKPOINT_REQUEST)
+        for p in pods(cluster, ns, job, attempt=attempt)
+    ]
+    return [json.loads(a) for a in anns] if len(anns) == 2 and all(anns) else None
+
+
+def env_of(pod: dict[str, Any], name: str) -> str | None:
+    for var in pod["spec"]["containers"][0].get("env", []):
+        if var["name"] == name:
+            return var.get("value")
+    return None
+
+
+def finish(cluster: Cluster, ns: str, job: str, kubelet: LocalKubelet, pod: str) -> dict[str, Any]:
+    st = wait_for(
+        lambda: (s := status(cluster, ns, job)).get("phase") in ("Succeeded", "Failed") and s,
+        timeout=180,
+        what=f"{job} finished",
+    )
+    assert st["phase"] == "Succeeded", (st, kubelet.log_of(pod)[-3000:])
+    assert not kubelet.errors, kubelet.errors
+    return st
+
+
+def test_missed_deadline_resumes_from_the_checkpoint_before_the_notice(
+    cluster: Cluster, namespace: str, operator: None, tmp_path: Path, reference_digest: str
+) -> None:
+    job = "deaf"
+    apply(cluster, namespace, drill_job(job, checkpointDeadlineSeconds=DEADLINE_SECONDS))
+    env = {**TOY_ENV, "TOY_DEAF_ATTEMPT": "1"}
+    with LocalKubelet(cluster, namespace, job, DEAF, tmp_path, extra_env=env) as kubelet:
+        first = running_attempt(cluster, namespace, job, 1)
+        before = wait_for(
+            lambda: (
+                (status(cluster, namespace, job).get("checkpoint") or {}).get("step") == 40
+                and status(cluster, namespace, job)["checkpoint"]
+            ),
+            timeout=60,
+            what="periodic checkpoint 40 in status",
+        )
+        victim = first[1]["spec"]["nodeName"]
+        cluster.taint_node(victim, TAINT_NTH_SPOT_ITN, "spot-itn-deaf")
+
+        requests = wait_for(
+            lambda: requests_on(cluster, namespace, job, 1), timeout=30, what="requests"
+        )
+        assert requests[0] == requests[1] and requests[0]["reason"] == REQUEST_REASON_SPOT
+        # Nobody answers: the job waits in Checkpointing, and still trains meanwhile.
+        wait_for(
+            lambda: status(cluster, namespace, job)["phase"] == "Checkpointing",
+            timeout=10,
+            what="phase Checkpointing",
+        )
+        assert status(cluster, namespace, job)["attempt"] == 1
+
+        second = running_attempt(cluster, namespace, job, 2)
+        died_at = progress(tmp_path, f"{job}-1-0")
+        assert victim not in {p["spec"]["nodeName"] for p in second}
+        st = status(cluster, namespace, job)
+        # Resumed from the newest checkpoint committed before the notice (periodic saves go on
+        # while the deadline runs, so it may be later than 40), never from an emergency one.
+        resumed_from = st["checkpoint"]
+        assert resumed_from["kind"] == "periodic" and resumed_from["step"] >= before["step"]
+        assert env_of(second[0], ENV_RESUME_MANIFEST) == resumed_from["uri"]
+        missed = condition(st, COND_CHECKPOINTING)
+        assert (missed["status"], missed["reason"]) == ("False", "CheckpointDeadlineMissed")
+        st = finish(cluster, namespace, job, kubelet, f"{job}-2-0")
+
+    assert "CheckpointDeadlineMissed" in reasons(cluster, namespace, job)
+    result = json.loads((tmp_path / "results" / f"{job}-2-0.json").read_text())
+    assert result["params"] == reference_digest
+    assert result["started_at_step"] == resumed_from["step"]
+    (event,) = st["interruptions"]
+    assert event["node"] == victim and event["source"] == TAINT_NTH_SPOT_ITN
+    assert "committedAt" not in event  # the status says: no commit answered the request
+    assert event["requestedAt"] <= event["deadline"] <= event["resumedAt"]
+    assert event["checkpointStep"] == resumed_from["step"]
+    # The resumed rank 0 measured the lost work: what attempt 1 did past the checkpoint.
+    assert (
+        died_at - resumed_from["step"] - 1 <= event["lostSteps"] <= died_at - resumed_from["step"]
+    )
+    assert event["lostSteps"] > 0
+
+
+def test_rebalance_recommendation_checkpoints_without_a_restart(
+    cluster: Cluster, namespace: str, operator: None, tmp_path: Path
+) -> None:
+    job = "rebalance"
+    apply(cluster, namespace, drill_job(job))
+    env = {**TOY_ENV, "TOY_EVERY": "100000"}  # no periodic saves: only the opportunistic one
+    with LocalKubelet(cluster, namespace, job, TOY, tmp_path, extra_env=env) as kubelet:
+        first = running_attempt(cluster, namespace, job, 1)
+        wait_for(lambda: progress(tmp_path, f"{job}-1-0") >= 30, timeout=60, what="step 30")
+        assert "checkpoint" not in status(cluster, namespace, job)
+        victim = first[1]["spec"]["nodeName"]
+        cluster.taint_node(victim, TAINT_NTH_REBALANCE, "rebalance-1")
+
+        requests = wait_for(
+            lambda: requests_on(cluster, namespace, job, 1), timeout=30, what="requests"
+        )
+        assert requests[0] == requests[1]
+        assert requests[0]["reason"] == REQUEST_REASON_REBALANCE
+        assert requests[0]["then"] == "continue"
+
+        ckpt = wait_for(
+            lambda: status(cluster, namespace, job).get("checkpoint"),
+            timeout=30,
+            what="opportunistic checkpoint in status",
+        )
+        assert ckpt["step"] >= 30
+        st = finish(cluster, namespace, job, kubelet, f"{job}-1-0")
+
+    # Same attempt all along: no restart, no budget spent, the processes never stopped.
+    assert st["attempt"] == 1
+    assert st["restarts"]["interruptions"] == 0 and st["restarts"]["failures"] == 0
+    assert sorted(kubelet.exits) == [(f"{job}-1-0", 0), (f"{job}-1-1", 0)]
+    (event,) = st["interruptions"]
+    assert event["node"] == victim and event["reason"] == REQUEST_REASON_REBALANCE
+    assert event["checkpointStep"] == ckpt["step"] and event["lostSteps"] == 0
+    assert event["detectedAt"] <= event["requestedAt"] <= event["committedAt"]
+    assert "resumedAt" not in event
+    done = condition(st, COND_CHECKPOINTING)
+    assert (done["status"], done["reason"]) == ("False", "CheckpointCommitted")
