@@ -532,10 +532,7 @@ def _interruptions(
         default_deadline_seconds=policy.checkpoint_deadline_seconds,
         checkpoint_step=None if step is None else int(step),
     )
-    draft.set_records(records)
-    records = draft.records()
-    request = itr.open_request(records, draft.job.name, attempt, draft.now)
-    for new in added:
+    for new in added:  # before trimming to the newest entries: `new.index` is into `records`
         sig = new.signal
         if new.deadline_source is None:
             plan = "joins the checkpoint request already out"
@@ -549,6 +546,9 @@ def _interruptions(
             REASON_INTERRUPTION_DETECTED,
             f"attempt {attempt}: node {sig.node} {sig.source} ({sig.reason}); {plan}{source}",
         )
+    draft.set_records(records)
+    records = draft.records()
+    request = itr.open_request(records, draft.job.name, attempt, draft.now)
     rank0 = next((p for p in gang if p.rank == 0), None)
     yellow = [
         i
