@@ -8,7 +8,6 @@ already counted; next one pending) and the restart counters.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
@@ -22,17 +21,17 @@ from kubetrain.api.constants import (
     REASON_INVALID_SPEC,
     REQUEST_REASON_NODE_LOST,
 )
-from kubetrain.api.models import TrainingJobStatus
 from kubetrain.reconcile import classify as cl
 from kubetrain.reconcile import interrupt as itr
+from kubetrain.reconcile import notice
 from kubetrain.reconcile.classify import Outcome, RankState
+from kubetrain.reconcile.draft import RESYNC_SECONDS, Draft, seconds_until
 from kubetrain.reconcile.observe import PodView, parse_committed
 from kubetrain.reconcile.plan import (
     Invalid,
     JobView,
     Observed,
     Plan,
-    PodAnnotate,
     PodDelete,
     Policy,
     Target,
@@ -41,12 +40,8 @@ from kubetrain.reconcile.zones import choose_zone
 from kubetrain.status import (
     REASON_BACKOFF_LIMIT,
     REASON_CHECKPOINT_ABANDONED,
-    REASON_CHECKPOINT_COMMITTED,
-    REASON_CHECKPOINT_DEADLINE_MISSED,
-    REASON_CHECKPOINT_REQUESTED,
     REASON_FINISHED,
     REASON_INTERRUPTED,
-    REASON_INTERRUPTION_DETECTED,
     REASON_INTERRUPTION_LIMIT,
     REASON_NODE_LOST,
     REASON_PENDING,
@@ -60,114 +55,15 @@ from kubetrain.status import (
     REASON_SUCCEEDED,
     REASON_SUSPENDED,
     REASON_UNSCHEDULABLE,
-    Transition,
-    derive_phase,
     get_condition,
     is_true,
     parse_time,
     rfc3339,
-    set_condition,
-    status_patch,
-    transitions,
 )
 
 MAX_BACKOFF_SECONDS = 600
-MAX_INTERRUPTION_RECORDS = 20
 STUCK_TERMINATING_SECONDS = 30  # past the pod's own deletion deadline -> force-delete
-RESYNC_SECONDS = 300.0  # safety net when no event arrives
 WAIT_POLL_SECONDS = 5.0  # while pods we deleted are still terminating
-
-
-class _Draft:
-    """The status being computed; conditions are updated through `cond` so times stay right."""
-
-    def __init__(self, job: JobView, now: dt.datetime) -> None:
-        self.job = job
-        self.now = now
-        self.now_s = rfc3339(now)
-        self.status: dict[str, Any] = copy.deepcopy(dict(job.status))
-        self.status.setdefault("attempt", 0)
-        self.status.setdefault("restarts", {"failures": 0, "interruptions": 0})
-        self.status["restarts"].setdefault("failures", 0)
-        self.status["restarts"].setdefault("interruptions", 0)
-        # Beyond creates/deletes: checkpoint requests to write and timeline Events to post.
-        self.annotates: list[PodAnnotate] = []
-        self.notes: list[Transition] = []
-        self.wake_at: dt.datetime | None = None  # e.g. a request's deadline
-
-    def note(self, reason: str, message: str) -> None:
-        """An Event with no condition of its own (the interruption timeline)."""
-        self.notes.append(Transition("Interruption", "", reason, message))
-
-    def records(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.status.get("interruptions") or []]
-
-    def set_records(self, records: list[dict[str, Any]]) -> None:
-        self.status["interruptions"] = records[-MAX_INTERRUPTION_RECORDS:]
-
-    @property
-    def conditions(self) -> list[dict[str, Any]]:
-        return list(self.status.get("conditions") or [])
-
-    def cond(self, type_: str, value: bool, reason: str, message: str) -> None:
-        self.status["conditions"] = set_condition(
-            self.conditions,
-            type_,
-            value,
-            reason,
-            message,
-            now=self.now_s,
-            observed_generation=self.job.generation,
-        )
-
-    def drop(self, *keys: str) -> None:
-        for key in keys:
-            self.status.pop(key, None)
-
-    def finish(
-        self,
-        *,
-        creates: Sequence[dict[str, Any]] = (),
-        deletes: Sequence[PodDelete] = (),
-        requeue: float | None = RESYNC_SECONDS,
-        delete_job: bool = False,
-    ) -> Plan:
-        self.status["phase"] = derive_phase(self.conditions)
-        self.status["observedGeneration"] = self.job.generation
-        # Through the API model: what the CRD would prune never gets written, and the computed
-        # printer-column fields (restarts.total, nodesReady) are always in step.
-        self.status = TrainingJobStatus.model_validate(self.status).model_dump(
-            mode="json", by_alias=True, exclude_none=True
-        )
-        headline = get_condition(self.conditions, COND_FAILED)
-        if not (headline and headline.get("status") == "True"):
-            headline = get_condition(self.conditions, COND_READY)
-        if headline and headline.get("message"):
-            self.status["message"] = headline["message"]
-        old = self.job.status
-        changed = bool(status_patch(old, self.status))
-        events: list[Transition] = list(self.notes)
-        for t in transitions(list(old.get("conditions") or []), self.conditions):
-            # Failed and Ready often flip together with the same words: one Event is enough.
-            if not any(e.reason == t.reason and e.message == t.message for e in events):
-                events.append(t)
-        if self.wake_at is not None and not delete_job:
-            due = _seconds_until(self.wake_at, self.now) + 0.05
-            requeue = due if requeue is None else min(requeue, due)
-        return Plan(
-            status=self.status,
-            creates=tuple(creates),
-            annotates=tuple(self.annotates),
-            deletes=tuple(deletes),
-            delete_job=delete_job,
-            events=tuple(events),
-            requeue_after=requeue,
-            status_changed=changed,
-        )
-
-
-def _seconds_until(moment: dt.datetime | None, now: dt.datetime) -> float:
-    return 0.0 if moment is None else max(0.0, (moment - now).total_seconds())
 
 
 def _deletes(
@@ -191,7 +87,7 @@ def _deletes(
     return tuple(out)
 
 
-def _update_checkpoint(draft: _Draft, pods: Sequence[PodView]) -> None:
+def _update_checkpoint(draft: Draft, pods: Sequence[PodView]) -> None:
     """status.checkpoint follows the newest commit reported by any rank 0 (periodic or emergency)."""
     current = draft.status.get("checkpoint") or {}
     best: dict[str, Any] | None = None
@@ -211,7 +107,7 @@ def _update_checkpoint(draft: _Draft, pods: Sequence[PodView]) -> None:
         }
 
 
-def _copy_lost_steps(draft: _Draft, pods: Sequence[PodView]) -> None:
+def _copy_lost_steps(draft: Draft, pods: Sequence[PodView]) -> None:
     """The resumed rank 0 says how many steps the interrupted attempt lost: onto the timeline."""
     attempt = int(draft.status.get("attempt") or 0)
     rank0 = next((p for p in pods if p.attempt == attempt and p.rank == 0), None)
@@ -222,7 +118,7 @@ def _copy_lost_steps(draft: _Draft, pods: Sequence[PodView]) -> None:
         draft.set_records(records)
 
 
-def _terminal(draft: _Draft, policy: Policy | None, observed: Observed) -> Plan:
+def _terminal(draft: Draft, policy: Policy | None, observed: Observed) -> Plan:
     """Succeeded/Failed stay put; leftover live pods are released; TTL deletes the job."""
     live = [p for p in observed.pods if not p.finished]
     deletes = _deletes(live, observed, draft.now)
@@ -234,17 +130,17 @@ def _terminal(draft: _Draft, policy: Policy | None, observed: Observed) -> Plan:
     expires = done + dt.timedelta(seconds=ttl)
     if draft.now >= expires:
         return draft.finish(deletes=deletes, delete_job=True, requeue=None)
-    return draft.finish(deletes=deletes, requeue=_seconds_until(expires, draft.now))
+    return draft.finish(deletes=deletes, requeue=seconds_until(expires, draft.now))
 
 
-def _fail(draft: _Draft, reason: str, message: str) -> None:
+def _fail(draft: Draft, reason: str, message: str) -> None:
     draft.cond(COND_FAILED, True, reason, message)
     draft.cond(COND_READY, False, reason, message)
     draft.status.setdefault("completionTime", draft.now_s)
     draft.drop("restartAfter")
 
 
-def _invalid(draft: _Draft, invalid: Invalid, observed: Observed) -> Plan:
+def _invalid(draft: Draft, invalid: Invalid, observed: Observed) -> Plan:
     message = invalid.message
     if invalid.field and invalid.field not in message:
         message = f"{invalid.field}: {message}"
@@ -264,7 +160,7 @@ _NODE_LOST_SOURCES = frozenset({cl.SOURCE_NODE_DELETED, cl.SOURCE_NODE_NOT_READY
 
 
 def _record_interruptions(
-    draft: _Draft, states: Sequence[RankState], *, only_lost_nodes: bool = False
+    draft: Draft, states: Sequence[RankState], *, only_lost_nodes: bool = False
 ) -> None:
     """Append one status.interruptions entry per lost node (or pod) not on the timeline yet.
 
@@ -298,7 +194,7 @@ def _record_interruptions(
 
 
 def _restart(
-    draft: _Draft,
+    draft: Draft,
     policy: Policy,
     states: Sequence[RankState],
     pods: Sequence[PodView],
@@ -368,7 +264,7 @@ def _restart(
     return draft.finish(deletes=deletes, requeue=WAIT_POLL_SECONDS)
 
 
-def _avoid_nodes(draft: _Draft, attempt: int) -> list[str]:
+def _avoid_nodes(draft: Draft, attempt: int) -> list[str]:
     """Nodes an interruption of `attempt` came from: the next attempt stays off them."""
     return sorted(
         {
@@ -380,7 +276,7 @@ def _avoid_nodes(draft: _Draft, attempt: int) -> list[str]:
 
 
 def _start_next(
-    draft: _Draft, target: Target, observed: Observed, old_pods: Sequence[PodView]
+    draft: Draft, target: Target, observed: Observed, old_pods: Sequence[PodView]
 ) -> Plan:
     """Wait for the previous attempt to be gone and the backoff to pass, then create the next."""
     policy = target.policy
@@ -391,7 +287,7 @@ def _start_next(
         )
     restart_after = parse_time(draft.status.get("restartAfter"))
     if restart_after is not None and draft.now < restart_after:
-        return draft.finish(requeue=_seconds_until(restart_after, draft.now))
+        return draft.finish(requeue=seconds_until(restart_after, draft.now))
     nxt = attempt + 1
     avoid = _avoid_nodes(draft, attempt)
     checkpoint = draft.status.get("checkpoint") or {}
@@ -449,7 +345,7 @@ def _start_next(
     return draft.finish(creates=creates, requeue=float(policy.startup_timeout_seconds))
 
 
-def _suspend(draft: _Draft, policy: Policy, observed: Observed) -> Plan:
+def _suspend(draft: Draft, policy: Policy, observed: Observed) -> Plan:
     draft.cond(COND_SUSPENDED, True, REASON_SUSPENDED, "spec.suspend is true: pods released")
     draft.cond(COND_READY, False, REASON_SUSPENDED, "suspended")
     draft.drop("restartAfter")
@@ -460,175 +356,8 @@ def _suspend(draft: _Draft, policy: Policy, observed: Observed) -> Plan:
     )
 
 
-def _settle_request(
-    draft: _Draft, rank0: PodView | None, request: itr.OpenRequest | None = None
-) -> tuple[bool, str]:
-    """Close the red request out (if any): (answered by a commit, words for the messages).
-
-    Answered = rank 0 echoed the request id, or a newer checkpoint than the one known when the
-    request went out was committed (a SIGTERM-initiated save that raced the request). Otherwise
-    the gang resumes from status.checkpoint: only ever a checkpoint some rank 0 reported as
-    committed, never a partial one.
-    """
-    records = draft.records()
-    attempt = int(draft.status["attempt"])
-    if request is None:
-        request = itr.open_request(records, draft.job.name, attempt, draft.now)
-        if request is None or request.level != itr.RED:
-            return False, ""
-    commit = parse_committed(rank0.committed) if rank0 else None
-    checkpoint = draft.status.get("checkpoint") or {}
-    before = records[request.members[0]].get("checkpointStep")
-    answered: dict[str, Any] | None = None
-    if commit is not None and commit.get("id") == request.id:
-        answered = commit
-    elif checkpoint.get("kind") == "emergency" and (
-        before is None or int(checkpoint.get("step") or 0) > int(before)
-    ):
-        answered = checkpoint
-    step = checkpoint.get("step")
-    itr.conclude(records, request, draft.now, answered, None if step is None else int(step))
-    draft.set_records(records)
-    if answered is not None:
-        words = f"checkpoint at step {int(answered.get('step') or 0)} committed"
-        draft.cond(
-            COND_CHECKPOINTING, False, REASON_CHECKPOINT_COMMITTED, f"request {request.id}: {words}"
-        )
-        return True, words
-    where = f"the checkpoint at step {step}" if step is not None else "scratch (no checkpoint)"
-    if draft.now >= request.deadline:
-        words = f"no checkpoint by the deadline {rfc3339(request.deadline)}; resuming from {where}"
-        reason = REASON_CHECKPOINT_DEADLINE_MISSED
-    else:
-        words = f"the gang stopped before committing; resuming from {where}"
-        reason = REASON_CHECKPOINT_ABANDONED
-    draft.cond(COND_CHECKPOINTING, False, reason, f"request {request.id}: {words}")
-    return False, words
-
-
-def _interruptions(
-    draft: _Draft,
-    policy: Policy,
-    states: Sequence[RankState],
-    gang: Sequence[PodView],
-    observed: Observed,
-) -> tuple[str, str]:
-    """Detect, request, wait: ("none" | "wait" | "restart", words for the restart message).
-
-    Red: every pod gets the request; wait for rank 0's commit with its id, the deadline, or any
-    rank stopping; then restart. Yellow: the same request with `then: continue`; the commit just
-    closes it (status.checkpoint advances, no restart).
-    """
-    attempt = int(draft.status["attempt"])
-    records = draft.records()
-    checkpoint = draft.status.get("checkpoint") or {}
-    step = checkpoint.get("step")
-    added = itr.record(
-        records,
-        itr.detect(gang, observed.nodes),
-        job=draft.job.name,
-        attempt=attempt,
-        now=draft.now,
-        default_deadline_seconds=policy.checkpoint_deadline_seconds,
-        checkpoint_step=None if step is None else int(step),
-    )
-    for new in added:  # before trimming to the newest entries: `new.index` is into `records`
-        sig = new.signal
-        if new.deadline_source is None:
-            plan = "joins the checkpoint request already out"
-        elif sig.level == itr.YELLOW:
-            plan = "asking every pod for an opportunistic checkpoint (training continues)"
-        else:
-            plan = "asking every pod for an emergency checkpoint, then restarting elsewhere"
-        deadline = records[new.index].get("deadline")
-        source = f", deadline {deadline} from {new.deadline_source}" if new.deadline_source else ""
-        draft.note(
-            REASON_INTERRUPTION_DETECTED,
-            f"attempt {attempt}: node {sig.node} {sig.source} ({sig.reason}); {plan}{source}",
-        )
-    draft.set_records(records)
-    records = draft.records()
-    request = itr.open_request(records, draft.job.name, attempt, draft.now)
-    rank0 = next((p for p in gang if p.rank == 0), None)
-    yellow = [
-        i
-        for i, r in enumerate(records)
-        if r.get("attempt") == attempt
-        and itr.level_of(r) == itr.YELLOW
-        and not r.get("committedAt")
-    ]
-    if request is None or request.level == itr.YELLOW:
-        _settle_yellow(draft, records, yellow, request, rank0, gang)
-        return "none", ""
-    commit = parse_committed(rank0.committed) if rank0 else None
-    stopped = any(s.outcome is Outcome.FAILED or (s.pod and s.pod.finished) for s in states)
-    matched = commit is not None and commit.get("id") == request.id
-    if matched or stopped or draft.now >= request.deadline:
-        head = records[request.members[0]]
-        _, words = _settle_request(draft, rank0, request)
-        return "restart", f"node {head.get('node')} {head.get('source')}: {words}"
-    _ask(draft, request, gang)
-    head = records[request.members[0]]
-    draft.cond(
-        COND_CHECKPOINTING,
-        True,
-        REASON_CHECKPOINT_REQUESTED,
-        f"attempt {attempt}: node {head.get('node')} {head.get('source')} ({request.reason}); "
-        f"every pod asked for an emergency checkpoint by {rfc3339(request.deadline)} "
-        f"(request {request.id}); the gang restarts elsewhere once rank 0 commits",
-    )
-    return "wait", ""
-
-
-def _settle_yellow(
-    draft: _Draft,
-    records: list[dict[str, Any]],
-    open_yellow: Sequence[int],
-    request: itr.OpenRequest | None,
-    rank0: PodView | None,
-    gang: Sequence[PodView],
-) -> None:
-    """A rebalance request: closed by rank 0's commit with its id, or dropped at its deadline."""
-    if request is None:
-        if open_yellow and is_true(draft.conditions, COND_CHECKPOINTING):
-            draft.cond(
-                COND_CHECKPOINTING,
-                False,
-                REASON_CHECKPOINT_DEADLINE_MISSED,
-                "no opportunistic checkpoint by the rebalance request's deadline; training goes on",
-            )
-        return
-    commit = parse_committed(rank0.committed) if rank0 else None
-    if commit is not None and commit.get("id") == request.id:
-        itr.conclude(records, request, draft.now, commit, None)
-        draft.set_records(records)
-        draft.cond(
-            COND_CHECKPOINTING,
-            False,
-            REASON_CHECKPOINT_COMMITTED,
-            f"request {request.id}: opportunistic checkpoint at step "
-            f"{int(commit.get('step') or 0)} committed; training continues",
-        )
-        return
-    _ask(draft, request, gang)
-    draft.cond(
-        COND_CHECKPOINTING,
-        True,
-        REASON_CHECKPOINT_REQUESTED,
-        f"rebalance recommendation: every pod asked for an opportunistic checkpoint by "
-        f"{rfc3339(request.deadline)} (request {request.id}); training continues",
-    )
-
-
-def _ask(draft: _Draft, request: itr.OpenRequest, gang: Sequence[PodView]) -> None:
-    """Put the request on every pod still missing it, and look again at its deadline."""
-    for pod_name, wanted in itr.missing_requests(gang, request):
-        draft.annotates.append(PodAnnotate(pod_name, wanted))
-    draft.wake_at = request.deadline
-
-
 def _observe_attempt(
-    draft: _Draft, target: Target, observed: Observed, pods: Sequence[PodView]
+    draft: Draft, target: Target, observed: Observed, pods: Sequence[PodView]
 ) -> Plan:
     """The current attempt exists: create what is missing, judge it, report readiness."""
     policy = target.policy
@@ -657,9 +386,9 @@ def _observe_attempt(
         if s.outcome is Outcome.INTERRUPTED and (s.source in _NODE_LOST_SOURCES or s.pod is None)
     ]
     if lost:  # no request can reach a lost node: settle any request out, restart now
-        _settle_request(draft, by_rank.get(0), None)
+        notice.settle_request(draft, by_rank.get(0), None)
         return _restart(draft, policy, states, pods, observed)
-    verdict, detail = _interruptions(draft, policy, states, gang, observed)
+    verdict, detail = notice.handle(draft, policy, states, gang, observed)
     if verdict == "restart":
         return _restart(draft, policy, states, pods, observed, noticed=detail)
     if verdict == "wait":
@@ -732,13 +461,13 @@ def _observe_attempt(
     if not (ready and ready.get("status") == "True"):
         draft.cond(COND_READY, False, reason, message)
     return draft.finish(
-        creates=creates, deletes=deletes, requeue=max(1.0, _seconds_until(deadline, draft.now))
+        creates=creates, deletes=deletes, requeue=max(1.0, seconds_until(deadline, draft.now))
     )
 
 
 def decide(job: JobView, target: Target | Invalid, observed: Observed, now: dt.datetime) -> Plan:
     """Compute the next status and the actions that converge the children toward it."""
-    draft = _Draft(job, now)
+    draft = Draft(job, now)
     if job.deleting:
         return Plan(status=dict(job.status), requeue_after=None)
     conditions = draft.conditions
