@@ -188,6 +188,7 @@ def test_missed_deadline_resumes_from_the_checkpoint_before_the_notice(
     (event,) = st["interruptions"]
     assert event["node"] == victim and event["source"] == TAINT_NTH_SPOT_ITN
     assert "committedAt" not in event  # the status says: no commit answered the request
+    assert event["deadlineSource"] == "spec.checkpointDeadlineSeconds"
     assert event["requestedAt"] <= event["deadline"] <= event["resumedAt"]
     assert event["checkpointStep"] == resumed_from["step"]
     # The resumed rank 0 measured the lost work: what attempt 1 did past the checkpoint.

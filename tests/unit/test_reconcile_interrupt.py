@@ -202,6 +202,7 @@ def test_spot_taint_requests_a_checkpoint_from_every_pod_and_waits() -> None:
         "detectedAt": rfc3339(NOW),
         "requestedAt": rfc3339(NOW),
         "deadline": rfc3339(at(90)),
+        "deadlineSource": "spec.checkpointDeadlineSeconds",
         "attempt": 1,
     }
     assert reasons(plan) == [
@@ -220,7 +221,8 @@ def test_deadline_comes_from_the_node_notice_and_the_spec_default_otherwise() ->
         NOW,
     )
     assert plan.status["interruptions"][0]["deadline"] == notice
-    assert "from the node's spot notice" in plan.events[0].message
+    assert plan.status["interruptions"][0]["deadlineSource"] == "node-spot-notice"
+    assert "from node-spot-notice" in plan.events[0].message
     plan = decide(
         job(running_status()),
         target(checkpoint_deadline_seconds=30),
@@ -228,6 +230,7 @@ def test_deadline_comes_from_the_node_notice_and_the_spec_default_otherwise() ->
         NOW,
     )
     assert plan.status["interruptions"][0]["deadline"] == rfc3339(at(30))
+    assert plan.status["interruptions"][0]["deadlineSource"] == "spec.checkpointDeadlineSeconds"
     assert "from spec.checkpointDeadlineSeconds" in plan.events[0].message
 
 
@@ -361,7 +364,8 @@ def test_a_second_node_tainted_while_waiting_joins_the_same_request() -> None:
     assert plan.annotates == ()  # same id: nothing new for the pods
     first, second = plan.status["interruptions"]
     assert second["node"] == "p5-a3"
-    assert (second["requestedAt"], second["deadline"]) == (first["requestedAt"], first["deadline"])
+    joined = ("requestedAt", "deadline", "deadlineSource")
+    assert [second[k] for k in joined] == [first[k] for k in joined]
 
 
 def test_interruption_budget_spent_fails_the_job_after_the_commit() -> None:

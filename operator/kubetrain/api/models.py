@@ -819,6 +819,11 @@ class Interruption(_Status):
     detected_at: str | None = RFC3339
     requested_at: str | None = RFC3339
     deadline: str | None = RFC3339
+    deadline_source: str | None = Field(
+        default=None,
+        description="Where the deadline came from: the node's spot notice, or "
+        "spec.checkpointDeadlineSeconds after detection.",
+    )
     committed_at: str | None = RFC3339
     checkpoint_step: int | None = None
     lost_steps: int | None = None

@@ -56,7 +56,8 @@ SOURCE_CORDON: Final = "cordon"
 SOURCE_POD_DELETION: Final = "pod-deletion"
 SOURCE_POD_DISRUPTION: Final = "pod-disruption-target"
 RED_REASONS: Final = frozenset({REQUEST_REASON_SPOT, REQUEST_REASON_DRAIN})
-DEADLINE_FROM_NOTICE: Final = "the node's spot notice"
+# Values of status.interruptions[].deadlineSource
+DEADLINE_FROM_NOTICE: Final = "node-spot-notice"  # the node agent's notice time
 DEADLINE_FROM_SPEC: Final = "spec.checkpointDeadlineSeconds"
 
 
@@ -243,10 +244,13 @@ def record(
             head = records[current.members[0]]
             entry["requestedAt"] = head.get("requestedAt", now_s)
             entry["deadline"] = head.get("deadline")
+            if head.get("deadlineSource"):
+                entry["deadlineSource"] = head["deadlineSource"]
         else:
             deadline, source = deadline_for(signal, now, default_deadline_seconds)
             entry["requestedAt"] = now_s
             entry["deadline"] = rfc3339(deadline)
+            entry["deadlineSource"] = source
         records.append(entry)
         added.append(Detected(len(records) - 1, signal, source))
     return added
