@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,7 @@ from kubetrain.api.constants import (  # noqa: E402
     ANNOTATION_CHECKPOINT_REQUEST,
     LABEL_ATTEMPT,
     LABEL_JOB,
+    LABEL_RANK,
     TAINT_NTH_SPOT_ITN,
 )
 
@@ -66,57 +68,102 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+class Milestones(threading.Thread):
+    """Watches the job's pods and records when each milestone was first seen (monotonic time).
+
+    A watch, not list polling: the operator settles a request and deletes the gang within tens
+    of milliseconds of the commit, faster than a poll loop can reliably catch the annotation.
+    Milestones per attempt: "request" (every pod carries the request), "commit" (rank 0 reported
+    an emergency commit), "running" (every pod Running and not being deleted).
+    """
+
+    def __init__(self, core: Any, ns: str, job: str, nodes: int = 2) -> None:
+        super().__init__(name="milestones", daemon=True)
+        self.core, self.ns, self.job, self.nodes = core, ns, job, nodes
+        self.seen: dict[tuple[str, int], float] = {}
+        self.cond = threading.Condition()
+        self.stopping = threading.Event()
+        self._requested: dict[int, set[int]] = {}
+        self._running: dict[int, set[int]] = {}
+
+    def _mark(self, what: str, attempt: int, at: float) -> None:
+        with self.cond:
+            if (what, attempt) not in self.seen:
+                self.seen[(what, attempt)] = at
+                self.cond.notify_all()
+
+    def _observe(self, pod: Any, at: float) -> None:
+        labels = pod.metadata.labels or {}
+        attempt, rank = int(labels.get(LABEL_ATTEMPT, 0)), int(labels.get(LABEL_RANK, -1))
+        anns = pod.metadata.annotations or {}
+        if ANNOTATION_CHECKPOINT_REQUEST in anns:
+            got = self._requested.setdefault(attempt, set())
+            got.add(rank)
+            if len(got) == self.nodes:
+                self._mark("request", attempt, at)
+        raw = anns.get(ANNOTATION_CHECKPOINT_COMMITTED)
+        if rank == 0 and raw and json.loads(raw).get("kind") == "emergency":
+            self._mark("commit", attempt, at)
+        up = self._running.setdefault(attempt, set())
+        if pod.status.phase == "Running" and pod.metadata.deletion_timestamp is None:
+            up.add(rank)
+            if len(up) == self.nodes:
+                self._mark("running", attempt, at)
+        else:
+            up.discard(rank)
+
+    def run(self) -> None:
+        from kubernetes import watch
+
+        while not self.stopping.is_set():
+            try:
+                for event in watch.Watch().stream(
+                    self.core.list_namespaced_pod,
+                    self.ns,
+                    label_selector=f"{LABEL_JOB}={self.job}",
+                    timeout_seconds=30,
+                ):
+                    self._observe(event["object"], time.monotonic())
+            except Exception as exc:  # a dropped watch: start another (firsts are kept)
+                print(f"watch restarted: {exc}", file=sys.stderr)
+
+    def wait(self, what: str, attempt: int, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while (what, attempt) not in self.seen:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{what} of attempt {attempt}")
+                self.cond.wait(left)
+            return self.seen[(what, attempt)]
+
+
 class Drill:
     def __init__(self, cluster: Cluster, ns: str, job: str, workdir: Path) -> None:
         from kubernetes import client
 
         self.core = client.CoreV1Api(cluster.api_client())
         self.cluster, self.ns, self.job, self.workdir = cluster, ns, job, workdir
+        self.milestones = Milestones(client.CoreV1Api(cluster.api_client()), ns, job)
+        self.milestones.start()
 
-    def pods(self, attempt: int) -> list[Any]:
-        sel = f"{LABEL_JOB}={self.job},{LABEL_ATTEMPT}={attempt}"
-        return sorted(
-            self.core.list_namespaced_pod(self.ns, label_selector=sel).items,
-            key=lambda p: p.metadata.name,
-        )
-
-    def running(self, attempt: int) -> list[Any] | None:
-        pods = self.pods(attempt)
-        ok = len(pods) == 2 and all(
-            p.status.phase == "Running" and p.metadata.deletion_timestamp is None for p in pods
-        )
-        return pods if ok else None
+    def node_of_rank1(self, attempt: int) -> str:
+        sel = f"{LABEL_JOB}={self.job},{LABEL_ATTEMPT}={attempt},{LABEL_RANK}=1"
+        (pod,) = self.core.list_namespaced_pod(self.ns, label_selector=sel).items
+        return str(pod.spec.node_name)
 
     def once(self, attempt: int) -> dict[str, float]:
-        pods = poll(lambda: self.running(attempt), 120, f"attempt {attempt} running")
+        self.milestones.wait("running", attempt, 120)
         poll(lambda: self.stepped(attempt), 120, f"attempt {attempt} training")
-        victim = pods[1].spec.node_name
+        victim = self.node_of_rank1(attempt)
         t0 = time.monotonic()
         self.cluster.taint_node(victim, TAINT_NTH_SPOT_ITN, f"drill-{attempt}")
-        out: dict[str, float] = {}
-
-        def all_requested() -> bool:
-            anns = [(p.metadata.annotations or {}) for p in self.pods(attempt)]
-            return len(anns) == 2 and all(ANNOTATION_CHECKPOINT_REQUEST in a for a in anns)
-
-        poll(all_requested, 60, "request on every pod")
-        out["request"] = time.monotonic() - t0
-
-        def committed() -> bool:
-            pods = self.pods(attempt)
-            return (
-                bool(pods)
-                and ANNOTATION_CHECKPOINT_COMMITTED in (pods[0].metadata.annotations or {})
-                and json.loads(pods[0].metadata.annotations[ANNOTATION_CHECKPOINT_COMMITTED]).get(
-                    "kind"
-                )
-                == "emergency"
-            )
-
-        poll(committed, 120, "emergency commit")
-        out["commit"] = time.monotonic() - t0
-        poll(lambda: self.running(attempt + 1), 120, "next attempt running")
-        out["running"] = time.monotonic() - t0
+        m = self.milestones
+        out = {
+            "request": m.wait("request", attempt, 60) - t0,
+            "commit": m.wait("commit", attempt, 120) - t0,
+            "running": m.wait("running", attempt + 1, 120) - t0,
+        }
         poll(lambda: self.stepped(attempt + 1), 120, "next attempt training")
         out["training"] = time.monotonic() - t0
         # The node comes back (a replacement instance in a real cluster).
@@ -143,7 +190,7 @@ def main() -> int:
     cluster.kubectl("create", "namespace", ns)
     install_crd(cluster)
     operator = subprocess.Popen(
-        [sys.executable, "-m", "kubetrain", "--namespace", ns],
+        [sys.executable, "-m", "kubetrain", "--standalone", "--namespace", ns],
         env=env,
         stdout=(workdir / "operator.log").open("wb"),
         stderr=subprocess.STDOUT,
@@ -179,6 +226,8 @@ def main() -> int:
                 )
             if kubelet.errors:
                 raise RuntimeError(kubelet.errors)
+            timeline = cluster.get("trainingjob", "drill", "-n", ns)["status"]["interruptions"]
+            lost_steps = [e.get("lostSteps") for e in timeline]
     finally:
         operator.terminate()
         operator.wait(timeout=30)
@@ -188,7 +237,9 @@ def main() -> int:
         "drills": len(results),
         "baseline_cold_start_to_first_step_s": round(cold, 3),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-        "command": "make bench  # or: .venv/bin/python hack/bench/spot_drills.py",
+        "command": ".venv/bin/python hack/bench/spot_drills.py --drills 20",
+        "notice": f"taint {TAINT_NTH_SPOT_ITN} on rank 1's node; times from the taint",
+        "lost_steps_per_drill": lost_steps,
     }
     for key in ("request", "commit", "running", "training"):
         values = [r[key] for r in results]
