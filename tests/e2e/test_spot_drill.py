@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from kopf.testing import KopfRunner
 from local_kubelet import LocalKubelet
+from pod_recorder import PodRecorder
 
 # The operator test helpers live next to the integration tests; importable however pytest is run.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -27,7 +28,6 @@ from operator_harness import apply, install_crd, job_manifest, pods, status
 
 from cluster import Cluster
 from kubetrain.api.constants import (
-    ANNOTATION_CHECKPOINT_REQUEST,
     ENV_RESUME_MANIFEST,
     REQUEST_REASON_SPOT,
     TAINT_KARPENTER_DISRUPTED,
@@ -139,21 +139,20 @@ def test_spot_notice_checkpoints_the_gang_and_resumes_exactly(
 ) -> None:
     job = "drill"
     apply(cluster, namespace, drill_job(job))
-    with LocalKubelet(cluster, namespace, job, TOY, tmp_path, extra_env=TOY_ENV) as kubelet:
+    with (
+        LocalKubelet(cluster, namespace, job, TOY, tmp_path, extra_env=TOY_ENV) as kubelet,
+        PodRecorder(cluster, namespace, job) as recorder,
+    ):
         first = running_attempt(cluster, namespace, job, 1)
         wait_for(lambda: progress(tmp_path, f"{job}-1-0") >= 30, timeout=60, what="step 30")
         victim = first[1]["spec"]["nodeName"]
         cluster.taint_node(victim, taint, value)
 
-        # 1. The request reaches every pod of the gang.
-        def requested() -> list[dict[str, Any]] | None:
-            anns = [
-                (p["metadata"].get("annotations") or {}).get(ANNOTATION_CHECKPOINT_REQUEST)
-                for p in pods(cluster, namespace, job, attempt=1)
-            ]
-            return [json.loads(a) for a in anns] if len(anns) == 2 and all(anns) else None
-
-        requests = wait_for(requested, timeout=30, what="checkpoint request on every pod")
+        # 1. The request reaches every pod of the gang (seen through a watch: request, commit
+        # and the gang's deletion can all happen within a fraction of a second).
+        requests = wait_for(
+            lambda: recorder.requests(1, 2), timeout=30, what="checkpoint request on every pod"
+        )
         assert requests[0] == requests[1]
         assert requests[0]["reason"] == REQUEST_REASON_SPOT and requests[0]["deadline"]
 
