@@ -18,8 +18,8 @@ import kopf
 
 from kubetrain.api.constants import GROUP, LABEL_JOB, LABEL_JOB_NAMESPACE, PLURAL, VERSION
 from kubetrain.k8s import Kube, KubeError, load_api_client
-from kubetrain.reconcile.loop import JobMemory, reconcile_once
-from kubetrain.reconcile.observe import NodeView, node_view, pod_view
+from kubetrain.reconcile.loop import reconcile_once
+from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
 
 Key = tuple[str, str]
 WORKER_PODS = {LABEL_JOB: kopf.PRESENT}
@@ -92,9 +92,10 @@ def pods_by_job(body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
 
 
 @kopf.index("v1", "pods", id="pods_by_node", labels=WORKER_PODS)
-def pods_by_node(body: kopf.Body, **_: Any) -> dict[str, Key] | None:
+def pods_by_node(body: kopf.Body, **_: Any) -> dict[str, PodView] | None:
+    """Our pods bound to each node: whose jobs to wake, and what the node has left to give."""
     view = pod_view(body)
-    return {view.node: (view.namespace, view.job)} if view and view.node else None
+    return {view.node: view} if view and view.node and not view.finished else None
 
 
 @kopf.index("v1", "nodes", id="nodes_by_name")
@@ -113,7 +114,7 @@ def wake_on_pod(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("v1", "nodes", id="wake_on_node")
 def wake_on_node(body: kopf.Body, type: str, memo: kopf.Memo, **kwargs: Any) -> None:
     """Wake the jobs with pods on a node whose readiness, schedulability or taints changed."""
-    pods_by_node: kopf.Index[str, Key] = kwargs["pods_by_node"]  # kopf passes indexes by name
+    pods_by_node: kopf.Index[str, PodView] = kwargs["pods_by_node"]  # kopf passes indexes by name
     view = node_view(body)
     seen: dict[str, NodeView] = memo.nodes_seen
     if type == "DELETED":
@@ -122,7 +123,7 @@ def wake_on_node(body: kopf.Body, type: str, memo: kopf.Memo, **kwargs: Any) -> 
         return  # a heartbeat: nothing a job cares about
     else:
         seen[view.name] = view
-    for key in set(pods_by_node.get(view.name, [])):
+    for key in {(p.namespace, p.job) for p in pods_by_node.get(view.name, [])}:
         memo.wakeups.wake(key)
 
 
@@ -143,10 +144,10 @@ async def reconcile(
     """The job's single writer: reconcile, then sleep until woken or the next deadline."""
     pods_by_job: kopf.Index[Key, Any] = kwargs["pods_by_job"]
     nodes_by_name: kopf.Index[str, NodeView] = kwargs["nodes_by_name"]
+    pods_by_node: kopf.Index[str, PodView] = kwargs["pods_by_node"]
     namespace = namespace or ""  # TrainingJob is namespaced; kopf's signature is generic
     key = (namespace, name)
     wake = memo.wakeups.register(key)
-    memory = JobMemory()
 
     def node_lookup(node: str) -> NodeView | None:
         views = list(nodes_by_name.get(node, []))
@@ -154,6 +155,9 @@ async def reconcile(
 
     def all_nodes() -> list[NodeView]:
         return [view for name in list(nodes_by_name) for view in nodes_by_name.get(name, [])]
+
+    def node_pods(node: str) -> list[PodView]:
+        return list(pods_by_node.get(node, []))
 
     try:
         while not stopped:
@@ -165,9 +169,9 @@ async def reconcile(
                     name,
                     list(pods_by_job.get(key, [])),
                     node_lookup,
-                    memory,
                     logger,
                     all_nodes=all_nodes,
+                    node_pods=node_pods,
                 )
             except Exception as exc:  # retried: API hiccups, conflicts, a builder bug
                 logger.exception(

@@ -152,8 +152,21 @@ class Kube:
             raise
         return True
 
-    async def delete_pod(self, namespace: str, name: str, uid: str, *, force: bool) -> bool:
-        """Delete one pod of ours; `force` = grace period 0 (the kubelet is gone or stuck).
+    async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Pods as the API server has them now (not the watch's view, which may lag)."""
+        result: dict[str, Any] = await self._acall(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods",
+            query=[("labelSelector", label_selector)],
+        )
+        items: list[dict[str, Any]] = result.get("items") or []
+        return items
+
+    async def delete_pod(
+        self, namespace: str, name: str, uid: str, *, force: bool, grace: int | None = None
+    ) -> bool:
+        """Delete one pod of ours; `force` = grace period 0 (the kubelet is gone or stuck),
+        `grace` = a grace period shorter than the pod's own (None: the pod's own).
 
         The uid precondition makes a stale request unable to delete a same-named pod of a later
         creation. Returns False when the pod is already gone.
@@ -161,6 +174,8 @@ class Kube:
         body: dict[str, Any] = {"preconditions": {"uid": uid}} if uid else {}
         if force:
             body["gracePeriodSeconds"] = 0
+        elif grace is not None:
+            body["gracePeriodSeconds"] = grace
         return await self._delete(f"/api/v1/namespaces/{namespace}/pods/{name}", body)
 
     async def _delete(self, path: str, body: Mapping[str, Any]) -> bool:

@@ -6,7 +6,6 @@ disagree. Everything here is data in, data out (no clock, no client): the caller
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -18,6 +17,8 @@ from kubetrain.api.constants import (
     COND_SUCCEEDED,
     COND_SUSPENDED,
 )
+from kubetrain.api.protocol import parse_time as parse_time
+from kubetrain.api.protocol import rfc3339 as rfc3339
 
 Condition = dict[str, Any]
 
@@ -48,6 +49,9 @@ REASON_INTERRUPTION_LIMIT: Final = "InterruptionLimitExceeded"
 REASON_FINISHED: Final = "Finished"
 # Ready=False while a gang restarts after an interruption with notice (spot, drain, cordon).
 REASON_INTERRUPTED: Final = "Interrupted"
+# Ready=False while a gang restarts to apply an edit of a field that shapes the pods (counted
+# against neither budget).
+REASON_SPEC_CHANGED: Final = "SpecChanged"
 # Reasons of the Checkpointing condition: True while the gang answers a checkpoint request.
 REASON_CHECKPOINT_REQUESTED: Final = "CheckpointRequested"
 REASON_CHECKPOINT_COMMITTED: Final = "CheckpointCommitted"
@@ -64,6 +68,7 @@ _RESTARTING_REASONS: Final = frozenset(
         REASON_NODE_LOST,
         REASON_STARTUP_TIMEOUT,
         REASON_INTERRUPTED,
+        REASON_SPEC_CHANGED,
     }
 )
 # Reasons worth a Warning event rather than a Normal one.
@@ -81,22 +86,6 @@ WARNING_REASONS: Final = frozenset(
         "InvalidSpec",
     }
 )
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    """Kubernetes' timestamp format (UTC, whole seconds, trailing Z)."""
-    return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: object) -> dt.datetime | None:
-    """Parse an RFC3339 timestamp written by us or the API server; None for absent/garbage."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def get_condition(conditions: Sequence[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:

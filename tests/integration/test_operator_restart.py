@@ -1,7 +1,8 @@
 """The operator killed in the middle of creating a gang, then restarted: exactly one set of pods.
 
-Runs the real entry point (`python -m kubetrain`) as a subprocess; a failpoint makes the first
-process exit hard (os._exit, no cleanup) right after it created rank 0 of a 2-pod gang.
+Runs the real entry point (`python -m kubetrain`) as a subprocess; the first one through
+failpoint_operator.py, which makes it exit hard (os._exit, no cleanup) right after it created
+rank 0 of a 2-pod gang.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from operator_harness import (
@@ -22,18 +24,24 @@ from operator_harness import (
 )
 
 from cluster import Cluster
-from kubetrain.reconcile.act import FAILPOINT_ENV
 from support import wait_for
+
+FAILPOINT = Path(__file__).with_name("failpoint_operator.py")
 
 pytestmark = pytest.mark.cluster
 NODES = 2  # the pools hold 2 p5 nodes per zone and a gang lives in one zone
 CREATES_BEFORE_RANK0 = 4  # ServiceAccount, Role, RoleBinding, Service (no FSx in this job)
 
 
-def start_operator(cluster: Cluster, namespace: str, **env: str) -> subprocess.Popen[str]:
+def start_operator(
+    cluster: Cluster, namespace: str, die_after_creates: int | None = None
+) -> subprocess.Popen[str]:
+    entry = ["-m", "kubetrain"]
+    if die_after_creates is not None:
+        entry = [str(FAILPOINT), str(die_after_creates)]
     return subprocess.Popen(
-        [sys.executable, "-m", "kubetrain", "--standalone", "--namespace", namespace],
-        env={**cluster.env(), **env},
+        [sys.executable, *entry, "--standalone", "--namespace", namespace],
+        env=cluster.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -64,7 +72,7 @@ def test_operator_killed_mid_creation_converges_to_one_gang(
 ) -> None:
     install_crd(cluster)
     apply(cluster, namespace, job_manifest("resilient", nodes=NODES))
-    first = start_operator(cluster, namespace, **{FAILPOINT_ENV: str(CREATES_BEFORE_RANK0 + 1)})
+    first = start_operator(cluster, namespace, die_after_creates=CREATES_BEFORE_RANK0 + 1)
     procs.append(first)
     try:
         first.wait(timeout=60)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from kubetrain.api.models import TrainingJobSpec
-from kubetrain.build import JobRef, build_attempt, resolve
+from kubetrain.build import JobRef, Placement, build_attempt, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "manifests" / "examples"
@@ -22,21 +22,21 @@ GOLDEN = Path(__file__).parent / "golden"
 UID = "6f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 RESUME = "/fsx/checkpoints/llama-fsdp/manifests/step-000000012000-3f9a.json"
 
-CASES = [
-    ("p5-fsdp-spot", 1, None, ()),
-    ("p5-fsdp-spot", 3, RESUME, ("ip-10-0-7-12.us-west-2.compute.internal",)),
-    ("trn1-neuron", 1, None, ()),
-    ("g5-single-node", 1, None, ()),
+CASES: list[tuple[str, int, str | None, Placement | None]] = [
+    ("p5-fsdp-spot", 1, None, None),
+    ("p5-fsdp-spot", 3, RESUME, Placement(zone="us-west-2b")),
+    ("trn1-neuron", 1, None, None),
+    ("g5-single-node", 1, None, None),
 ]
 
 
 def build(
-    example: str, attempt: int, resume: str | None, avoid: tuple[str, ...]
+    example: str, attempt: int, resume: str | None, placement: Placement | None
 ) -> list[dict[str, Any]]:
     doc = yaml.safe_load((EXAMPLES / f"{example}.yaml").read_text())
     job = JobRef(name=doc["metadata"]["name"], namespace="ml", uid=UID)
     spec = TrainingJobSpec.parse(doc["spec"])
-    return build_attempt(job, resolve(spec), attempt, resume_manifest=resume, avoid_nodes=avoid)
+    return build_attempt(job, resolve(spec), attempt, resume_manifest=resume, placement=placement)
 
 
 def _dump(objects: list[dict[str, Any]]) -> str:
@@ -44,11 +44,15 @@ def _dump(objects: list[dict[str, Any]]) -> str:
 
 
 @pytest.mark.parametrize(
-    ("example", "attempt", "resume", "avoid"), CASES, ids=[f"{c[0]}-attempt{c[1]}" for c in CASES]
+    ("example", "attempt", "resume", "placement"),
+    CASES,
+    ids=[f"{c[0]}-attempt{c[1]}" for c in CASES],
 )
-def test_golden(example: str, attempt: int, resume: str | None, avoid: tuple[str, ...]) -> None:
+def test_golden(
+    example: str, attempt: int, resume: str | None, placement: Placement | None
+) -> None:
     golden = GOLDEN / f"{example}-attempt{attempt}.yaml"
-    text = _dump(build(example, attempt, resume, avoid))
+    text = _dump(build(example, attempt, resume, placement))
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.write_text(text)
     want = golden.read_text()
@@ -57,9 +61,11 @@ def test_golden(example: str, attempt: int, resume: str | None, avoid: tuple[str
             difflib.unified_diff(want.splitlines(True), text.splitlines(True), "golden", "built")
         )
         pytest.fail(f"{golden.name} differs (UPDATE_GOLDEN=1 to accept):\n{diff}")
-    assert list(yaml.safe_load_all(want)) == build(example, attempt, resume, avoid)
+    assert list(yaml.safe_load_all(want)) == build(example, attempt, resume, placement)
 
 
 def test_builders_are_deterministic() -> None:
-    for example, attempt, resume, avoid in CASES:
-        assert build(example, attempt, resume, avoid) == build(example, attempt, resume, avoid)
+    for example, attempt, resume, placement in CASES:
+        assert build(example, attempt, resume, placement) == build(
+            example, attempt, resume, placement
+        )

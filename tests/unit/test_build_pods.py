@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from kubetrain.api import constants as c
 from kubetrain.api.models import TrainingJobSpec
 from kubetrain.build import (
     JobRef,
+    Placement,
     build_attempt,
     build_pod,
     build_rbac,
@@ -47,9 +49,7 @@ def _examples() -> list[list[dict[str, Any]]]:
     for path in sorted((ROOT / "manifests" / "examples").glob("*.yaml")):
         doc = yaml.safe_load(path.read_text())
         job = JobRef(doc["metadata"]["name"], "ml", "uid-x")
-        out.append(
-            build_attempt(job, resolve(TrainingJobSpec.parse(doc["spec"])), 2, avoid_nodes=["n1"])
-        )
+        out.append(build_attempt(job, resolve(TrainingJobSpec.parse(doc["spec"])), 2))
     return out
 
 
@@ -133,11 +133,9 @@ def test_pods_follow_the_contract(objects: list[dict[str, Any]]) -> None:
         assert {"cpu", "memory"} <= resources["requests"].keys(), "never BestEffort"
         command = spec["containers"][0]["command"]
         assert command[0] == "torchrun" and "--max_restarts=0" in command
-        avoid = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        for term in avoid["nodeSelectorTerms"]:
-            assert {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["n1"]} in term[
-                "matchExpressions"
-            ]
+        assert pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH]
+        # Provisioners refuse hostname requirements (Karpenter ignores such pods): never one.
+        assert "kubernetes.io/hostname" not in json.dumps(spec)
 
 
 @pytest.mark.parametrize(
@@ -198,18 +196,43 @@ def test_zone_pins_by_selector_instead_of_pod_affinity() -> None:
     assert "affinity" not in pod["spec"]
 
 
-def test_avoid_nodes_without_capacity_constraint() -> None:
-    pod = build_pod(JOB, _r(), 1, 0, avoid_nodes=["b", "a", "b"])
-    terms = pod["spec"]["affinity"]["nodeAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ]["nodeSelectorTerms"]
+@pytest.mark.parametrize(
+    ("pinned", "karpenter", "eks", "preferred"),
+    [
+        (None, ["spot", "on-demand", "reserved"], ["SPOT", "ON_DEMAND", "CAPACITY_BLOCK"], True),
+        ("spot", ["spot"], ["SPOT"], False),
+        ("on-demand", ["on-demand", "reserved"], ["ON_DEMAND", "CAPACITY_BLOCK"], False),
+    ],
+)
+def test_operator_pins_the_capacity_type_of_spot_then_on_demand(
+    pinned: str | None, karpenter: list[str], eks: list[str], preferred: bool
+) -> None:
+    r = _r(capacity={"type": "spot-then-on-demand"})
+    pod = build_pod(JOB, r, 1, 0, placement=Placement(zone="us-west-2a", capacity_type=pinned))
+    node = pod["spec"]["affinity"]["nodeAffinity"]
+    terms = node["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [
         {
             "matchExpressions": [
-                {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["a", "b"]}
+                {"key": "karpenter.sh/capacity-type", "operator": "In", "values": karpenter}
             ]
-        }
+        },
+        {
+            "matchExpressions": [
+                {"key": "eks.amazonaws.com/capacityType", "operator": "In", "values": eks}
+            ]
+        },
     ]
+    assert ("preferredDuringSchedulingIgnoredDuringExecution" in node) is preferred
+    assert pod["spec"]["nodeSelector"]["topology.kubernetes.io/zone"] == "us-west-2a"
+
+
+def test_spec_hash_moves_with_pod_shaping_fields_only() -> None:
+    base = _r().spec_hash
+    assert _r(failurePolicy={"maxRestarts": 9}).spec_hash == base
+    assert _r(suspend=True, ttlSecondsAfterFinished=5, startupTimeoutSeconds=60).spec_hash == base
+    assert _r(nodes=3).spec_hash != base
+    assert _r(image="registry.example/train:2").spec_hash != base
 
 
 @pytest.mark.parametrize(
@@ -325,7 +348,8 @@ def test_pod_template_merges_last() -> None:
     assert (
         pod["metadata"]["labels"]["team"] == "x" and pod["metadata"]["labels"][c.LABEL_RANK] == "0"
     )
-    assert pod["metadata"]["annotations"] == {"a": "b"}
+    assert pod["metadata"]["annotations"]["a"] == "b"
+    assert pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH]
     assert [x["name"] for x in spec["containers"]] == ["worker", "sidecar"]
     worker = spec["containers"][0]
     assert worker["env"][-1] == {"name": "EXTRA", "value": "1"} and len(worker["env"]) > 20

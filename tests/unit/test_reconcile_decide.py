@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,16 +10,20 @@ import pytest
 
 from kubetrain.api.constants import (
     ANNOTATION_CHECKPOINT_COMMITTED,
+    ANNOTATION_SPEC_HASH,
     LABEL_ATTEMPT,
     LABEL_JOB,
     LABEL_RANK,
 )
+from kubetrain.api.protocol import CheckpointCommitted
+from kubetrain.build import Placement
 from kubetrain.reconcile.decide import decide
 from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
 from kubetrain.reconcile.plan import Invalid, JobView, Observed, PodDelete, Policy, Target
 from kubetrain.status import rfc3339
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
+SPEC_HASH = "h1"
 NS, JOB = "team-a", "llama"
 
 
@@ -32,12 +35,12 @@ class Builder:
     """Stand-in for kubetrain.build.build_attempt that records how it was called."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[int, str | None, tuple[str, ...]]] = []
+        self.calls: list[tuple[int, str | None, Placement | None]] = []
 
     def __call__(
-        self, attempt: int, resume: str | None, avoid: Sequence[str]
+        self, attempt: int, resume: str | None, placement: Placement | None = None
     ) -> list[dict[str, Any]]:
-        self.calls.append((attempt, resume, tuple(avoid)))
+        self.calls.append((attempt, resume, placement))
         objs: list[dict[str, Any]] = [
             {
                 "apiVersion": "v1",
@@ -51,7 +54,11 @@ class Builder:
                 {
                     "apiVersion": "v1",
                     "kind": "Pod",
-                    "metadata": {"name": name(attempt, rank), "namespace": NS},
+                    "metadata": {
+                        "name": name(attempt, rank),
+                        "namespace": NS,
+                        "annotations": {ANNOTATION_SPEC_HASH: SPEC_HASH},
+                    },
                 }
             )
         return objs
@@ -67,7 +74,7 @@ def target(builder: Builder | None = None, **policy: Any) -> Target:
     b = builder or Builder()
     pol = Policy(**{"nodes": 4, "backoff_seconds": 10, "startup_timeout_seconds": 600, **policy})
     b.nodes = pol.nodes
-    return Target(policy=pol, build=b, pod_name=name)
+    return Target(policy=pol, build=b, pod_name=name, spec_hash=SPEC_HASH)
 
 
 def job(status: dict[str, Any] | None = None, generation: int = 1) -> JobView:
@@ -98,6 +105,7 @@ def pod(
         "unschedulable": None,
         "committed": None,
         "requested": None,
+        "spec_hash": SPEC_HASH,
     }
     fields.update(extra)
     return PodView(**fields)
@@ -140,7 +148,7 @@ def test_new_job_creates_attempt_one_in_builder_order() -> None:
     b = Builder()
     plan = decide(job(), target(b), Observed([], {}), NOW)
     assert [o["kind"] for o in plan.creates] == ["ServiceAccount", "Service"] + ["Pod"] * 4
-    assert b.calls == [(1, None, ())]
+    assert b.calls == [(1, None, None)]
     assert plan.status["attempt"] == 1
     assert plan.status["phase"] == "Pending"
     assert plan.status["attemptStartTime"] == rfc3339(NOW)
@@ -180,20 +188,35 @@ def test_all_ranks_running_is_ready_and_a_second_pass_changes_nothing() -> None:
     assert again.events == () and again.creates == () and again.deletes == ()
 
 
-def test_interrupted_creation_is_finished_with_only_the_missing_pods() -> None:
+def test_a_rank_not_yet_seen_is_waited_for_never_created_twice() -> None:
+    """Every rank is created before the attempt's status is written: a rank the watch has not
+    delivered yet (and the API server still has) is waited for, not created again."""
     status = decide(job(), target(), Observed([], {}), NOW).status
     partial = [pod(1, 0, "Pending", node=None), pod(1, 1, "Pending", node=None)]
     plan = decide(job(status), target(), Observed(partial, {}), at(1))
-    pods = [o["metadata"]["name"] for o in plan.creates if o["kind"] == "Pod"]
-    assert pods == [name(1, 2), name(1, 3)]
-    assert plan.status["attempt"] == 1  # still the same attempt: nothing counted
+    assert plan.creates == () and plan.deletes == ()
+    assert plan.status["attempt"] == 1
+
+
+def test_a_rank_deleted_while_the_operator_was_down_restarts_the_whole_gang() -> None:
+    """The API server no longer has rank 1 (loop.current_attempt_pods): the gang restarts as a
+    whole, counted as an interruption, instead of rank 1 coming back alone."""
+    status = running_status(attempt=3)
+    pods = [p for p in gang(3) if p.rank != 1]
+    plan = decide(job(status), target(), Observed(pods, ALL_NODES, frozenset({name(3, 1)})), NOW)
+    assert plan.creates == ()
+    assert {d.name for d in plan.deletes} == {name(3, r) for r in (0, 2, 3)}
+    assert plan.status["restarts"] == {"failures": 0, "interruptions": 1, "total": 1}
+    [record] = plan.status["interruptions"]
+    assert record["pod"] == name(3, 1) and record["source"] == "pod-deleted"
+    assert "node" not in record
 
 
 def test_crash_before_status_write_recreates_same_attempt_not_a_new_one() -> None:
     b = Builder()
     # Pods of attempt 1 exist but status was never written (operator died mid-creation).
     plan = decide(job(), target(b), Observed([pod(1, 0, "Pending", node=None)], {}), NOW)
-    assert b.calls == [(1, None, ())]
+    assert b.calls == [(1, None, None)]
     assert plan.status["attempt"] == 1
 
 
@@ -226,7 +249,7 @@ def test_restart_waits_for_old_pods_and_backoff_then_creates_next_attempt() -> N
     gone = decide(job(status), target(b), Observed([], ALL_NODES), at(5))
     assert gone.creates == () and gone.requeue_after == pytest.approx(5)
     plan = decide(job(status), target(b), Observed([], ALL_NODES), at(10))
-    assert b.calls == [(2, None, ())]
+    assert b.calls == [(2, None, None)]
     assert plan.status["attempt"] == 2
     assert "restartAfter" not in plan.status
 
@@ -270,7 +293,7 @@ def test_not_ready_node_is_an_interruption_force_deletes_its_pods_and_is_avoided
         "attempt": 1,
     }
     nxt = decide(job(plan.status), target(b), Observed([], sick), at(11))
-    assert b.calls[-1] == (2, None, ("p5-a3",))
+    assert b.calls[-1] == (2, None, None)  # placement: test_reconcile_zones
     assert nxt.status["interruptions"][0]["resumedAt"] == rfc3339(at(11))
 
 
@@ -347,7 +370,7 @@ def test_suspend_releases_pods_and_resume_starts_a_new_uncounted_attempt() -> No
     assert resumed.status["phase"] == "Pending"
     assert resumed.status["attempt"] == 2
     assert resumed.status["restarts"] == {"failures": 0, "interruptions": 0, "total": 0}
-    assert b.calls == [(2, None, ())]
+    assert b.calls == [(2, None, None)]
 
 
 def test_suspended_before_start_creates_nothing() -> None:
@@ -357,7 +380,7 @@ def test_suspended_before_start_creates_nothing() -> None:
 
 def test_checkpoint_commit_on_rank0_updates_status_and_feeds_the_next_attempt() -> None:
     b = Builder()
-    commit = json.dumps({"id": "c7", "step": 1200, "manifest": "/fsx/ck/manifests/step-1200.json"})
+    commit = CheckpointCommitted("c7", 1200, "/fsx/ck/manifests/step-1200.json")
     pods = gang(1)
     pods[0] = pod(1, 0, "Running", node="p5-a0", committed=commit)
     pods[1] = pod(1, 1, "Failed", node="p5-a1", exit_code=1)
@@ -370,7 +393,7 @@ def test_checkpoint_commit_on_rank0_updates_status_and_feeds_the_next_attempt() 
         "committedAt": rfc3339(NOW),
     }
     nxt = decide(job(plan.status), target(b), Observed([], ALL_NODES), at(11))
-    assert b.calls[-1] == (2, "/fsx/ck/manifests/step-1200.json", ())
+    assert b.calls[-1] == (2, "/fsx/ck/manifests/step-1200.json", None)
     assert nxt.status["resumeManifest"] == "/fsx/ck/manifests/step-1200.json"
 
 

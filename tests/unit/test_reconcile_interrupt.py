@@ -38,7 +38,9 @@ from kubetrain.api.constants import (
     TAINT_NTH_SPOT_ITN,
     TAINT_OUT_OF_SERVICE,
 )
+from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest, Resumed
 from kubetrain.reconcile import interrupt as itr
+from kubetrain.reconcile import notice
 from kubetrain.reconcile.decide import decide
 from kubetrain.reconcile.observe import NodeView, PodView
 from kubetrain.reconcile.plan import Observed, PodDelete
@@ -148,7 +150,9 @@ def test_detect(
     ("source", "level", "reason"),
     [
         (TAINT_NTH_SPOT_ITN, "red", REQUEST_REASON_SPOT),
-        (TAINT_KARPENTER_DISRUPTED, "red", REQUEST_REASON_SPOT),
+        # Karpenter taints every voluntary disruption too (consolidation, a NodeClaim deleted
+        # by hand): a drain, not a spot reclaim, unless NTH or the node agent says so.
+        (TAINT_KARPENTER_DISRUPTED, "red", REQUEST_REASON_DRAIN),
         ("cordon", "red", REQUEST_REASON_DRAIN),
         ("pod-deletion", "red", REQUEST_REASON_DRAIN),
         (TAINT_NTH_REBALANCE, "yellow", REQUEST_REASON_REBALANCE),
@@ -243,7 +247,8 @@ def waiting(pods_requested: bool = True) -> tuple[dict[str, Any], list[PodView]]
         NOW,
     )
     raw = plan.annotates[0].annotations[ANNOTATION_CHECKPOINT_REQUEST]
-    pods = gang(1, requested=raw) if pods_requested else gang(1)
+    request = CheckpointRequest.decode(raw)
+    pods = gang(1, requested=request) if pods_requested else gang(1)
     return plan.status, pods
 
 
@@ -251,10 +256,8 @@ def periodic(step: int) -> dict[str, Any]:
     return {"id": f"c{step}", "step": step, "uri": f"/fsx/m/step-{step}.json", "kind": "periodic"}
 
 
-def committed(step: int, ident: str, kind: str = "emergency") -> str:
-    return json.dumps(
-        {"id": ident, "step": step, "manifest": f"/fsx/m/step-{step}.json", "kind": kind}
-    )
+def committed(step: int, ident: str, kind: str = "emergency") -> CheckpointCommitted:
+    return CheckpointCommitted(ident, step, f"/fsx/m/step-{step}.json", kind)
 
 
 def test_repeated_passes_write_the_request_once_and_keep_one_entry() -> None:
@@ -293,7 +296,7 @@ def test_commit_with_the_request_id_restarts_away_with_the_emergency_checkpoint(
     # Next pass, pods gone: attempt 2 resumes from the commit, off the interrupted node.
     b = t.build
     plan = decide(job(plan.status), t, Observed([], ALL_NODES), at(14))  # after the 10 s backoff
-    assert b.calls[-1] == (2, "/fsx/m/step-47.json", ("p5-a1",))  # type: ignore[attr-defined]
+    assert b.calls[-1] == (2, "/fsx/m/step-47.json", None)  # type: ignore[attr-defined]
     (entry,) = plan.status["interruptions"]
     assert entry["resumedAt"] == rfc3339(at(14))
     assert ("Interruption", "ResumedFromCheckpoint") in reasons(plan)
@@ -319,7 +322,7 @@ def test_missed_deadline_resumes_from_the_checkpoint_before_the_notice() -> None
     assert ("Checkpointing", "CheckpointDeadlineMissed") in reasons(plan)
     assert any(e.warning for e in plan.events if e.reason == "CheckpointDeadlineMissed")
     plan = decide(job(plan.status), t, Observed([], ALL_NODES), at(102))
-    assert t.build.calls[-1] == (2, "/fsx/m/step-40.json", ("p5-a1",))  # type: ignore[attr-defined]
+    assert t.build.calls[-1] == (2, "/fsx/m/step-40.json", None)  # type: ignore[attr-defined]
 
 
 def test_all_ranks_stopping_with_83_ends_the_wait_and_counts_one_interruption() -> None:
@@ -448,10 +451,11 @@ def test_spot_after_rebalance_on_the_same_node_sends_a_new_request() -> None:
         job(running_status()), target(), Observed(gang(1), tainted(TAINT_NTH_REBALANCE)), NOW
     )
     raw = plan.annotates[0].annotations[ANNOTATION_CHECKPOINT_REQUEST]
+    requested = CheckpointRequest.decode(raw)
     plan = decide(
         job(plan.status),
         target(),
-        Observed(gang(1, requested=raw), tainted(TAINT_NTH_REBALANCE, TAINT_NTH_SPOT_ITN)),
+        Observed(gang(1, requested=requested), tainted(TAINT_NTH_REBALANCE, TAINT_NTH_SPOT_ITN)),
         at(10),
     )
     ids = {r["id"] for _, r in request_of(plan)}
@@ -470,11 +474,11 @@ def test_lost_steps_reported_by_the_resumed_rank_0_land_on_the_previous_entry() 
         {"node": "p5-a1", "reason": REQUEST_REASON_NODE_LOST, "attempt": 1, "checkpointStep": 40},
         {"node": "p5-a2", "reason": REQUEST_REASON_REBALANCE, "attempt": 1, "committedAt": "x"},
     ]
-    resumed = json.dumps({"step": 40, "previousStep": 47, "lostSteps": 7, "manifest": "m"})
+    resumed = Resumed(step=40, previous_step=47, manifest="m")
     assert itr.copy_lost_steps(records, 2, resumed) is True
     assert records[0]["lostSteps"] == 7 and "lostSteps" not in records[1]
     assert itr.copy_lost_steps(records, 2, resumed) is False  # idempotent
-    assert itr.copy_lost_steps(records, 2, "not json") is False
+    assert Resumed.decode("not json") is None
 
 
 def test_lost_steps_through_decide() -> None:
@@ -490,7 +494,7 @@ def test_lost_steps_through_decide() -> None:
         ],
     )
     pods = gang(2)
-    resumed = json.dumps({"step": 40, "previousStep": 46, "lostSteps": 6, "manifest": "m"})
+    resumed = Resumed(step=40, previous_step=46, manifest="m")
     pods[0] = pod(2, 0, node="p5-a0", resumed=resumed)
     plan = decide(job(status), target(), Observed(pods, ALL_NODES), NOW)
     assert plan.status["interruptions"][0]["lostSteps"] == 6
@@ -534,3 +538,68 @@ def test_deadline_is_an_aware_datetime() -> None:
         NOW,
     )
     assert req is not None and req.deadline == NOW + dt.timedelta(seconds=90)
+
+
+# --- regressions (issue #8) -----------------------------------------------------------------------
+
+
+def test_ranks_succeeding_while_a_request_is_out_finish_the_job_not_restart_it() -> None:
+    """Every rank exiting 0 wins over an open request: the work is done, nothing is thrown away."""
+    status, pods = waiting()
+    pods[1] = pod(1, 1, "Succeeded", node="p5-a1", exit_code=0, requested=pods[1].requested)
+    plan = decide(job(status), target(), Observed(pods, tainted(TAINT_NTH_SPOT_ITN)), at(2))
+    assert plan.status["phase"] == "Checkpointing"  # the other ranks are finishing too
+    assert plan.deletes == () and plan.status["restarts"]["interruptions"] == 0
+    done = [
+        pod(1, r, "Succeeded", node=f"p5-a{r}", exit_code=0, requested=pods[r].requested)
+        for r in range(4)
+    ]
+    plan = decide(job(plan.status), target(), Observed(done, tainted(TAINT_NTH_SPOT_ITN)), at(3))
+    assert plan.status["phase"] == "Succeeded"
+    assert plan.status["restarts"] == {"failures": 0, "interruptions": 0, "total": 0}
+    assert "restartAfter" not in plan.status
+    assert ("Checkpointing", "Finished") in reasons(plan)
+    assert ("Checkpointing", "CheckpointAbandoned") not in reasons(plan)
+
+
+def test_a_settled_request_takes_the_old_gang_down_with_a_short_grace() -> None:
+    """After the deadline, healthy ranks that ignore SIGTERM must not hold the restart for their
+    full terminationGracePeriodSeconds (the resumed gang would start past the 2-minute notice)."""
+    status, pods = waiting()
+    plan = decide(job(status), target(), Observed(pods, tainted(TAINT_NTH_SPOT_ITN)), at(91))
+    assert plan.status["phase"] == "Restarting"
+    assert {(d.name, d.grace_seconds) for d in plan.deletes} == {
+        (f"{JOB}-1-{r}", notice.SETTLED_GRACE_SECONDS) for r in range(4)
+    }
+    # A later pass finds them terminating with their own (long) grace: it is shortened again.
+    terminating = [
+        pod(1, r, node=f"p5-a{r}", deletion_timestamp=rfc3339(at(91 + 115))) for r in range(4)
+    ]
+    plan = decide(job(plan.status), target(), Observed(terminating, ALL_NODES), at(92))
+    assert {d.grace_seconds for d in plan.deletes} == {notice.SETTLED_GRACE_SECONDS}
+    assert plan.creates == ()  # never two attempts' pods at once
+
+
+def test_a_rank_failure_keeps_the_pods_own_grace() -> None:
+    pods = gang(1)
+    pods[1] = pod(1, 1, "Failed", node="p5-a1", exit_code=1)
+    plan = decide(job(running_status()), target(), Observed(pods, ALL_NODES), NOW)
+    assert {d.grace_seconds for d in plan.deletes} == {None}
+
+
+def test_a_pod_vanishing_while_a_request_is_out_is_recorded_by_its_name() -> None:
+    status, pods = waiting()
+    gone = f"{JOB}-1-2"
+    rest = [p for p in pods if p.name != gone]
+    t = target()
+    plan = decide(
+        job(status), t, Observed(rest, tainted(TAINT_NTH_SPOT_ITN), frozenset({gone})), at(2)
+    )
+    assert plan.status["phase"] == "Restarting"
+    spot, lost = plan.status["interruptions"]
+    assert spot["node"] == "p5-a1"
+    assert lost["pod"] == gone and "node" not in lost and lost["source"] == "pod-deleted"
+    plan = decide(job(plan.status), t, Observed([], ALL_NODES), at(20))
+    [resumed] = [e.message for e in plan.events if e.reason == "ResumedFromCheckpoint"]
+    assert "away from p5-a1," in resumed or resumed.endswith("away from p5-a1")
+    assert ", ," not in resumed and "from ," not in resumed

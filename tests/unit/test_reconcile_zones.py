@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -10,15 +11,15 @@ from test_reconcile_decide import Builder, job, target
 
 from kubetrain.api.constants import TAINT_KARPENTER_DISRUPTED, TAINT_NTH_REBALANCE
 from kubetrain.api.models import TrainingJobSpec
-from kubetrain.build import JobRef, build_attempt, build_pod, resolve
+from kubetrain.build import JobRef, Placement, build_attempt, build_pod, resolve
 from kubetrain.reconcile.decide import decide
-from kubetrain.reconcile.observe import NodeView, node_view
+from kubetrain.reconcile.observe import NodeView, PodView, node_view
 from kubetrain.reconcile.plan import Observed, PlacementNeeds, Target
 from kubetrain.reconcile.target import to_target
 from kubetrain.reconcile.zones import choose_zone
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
-P5_SPOT = PlacementNeeds("p5.48xlarge", frozenset({"spot"}))
+P5_SPOT = PlacementNeeds("p5.48xlarge", ("spot",))
 
 
 def n(
@@ -96,22 +97,31 @@ B = [n(f"b{i}", "us-west-2b") for i in range(4)]
             None,
             "us-west-2b",
         ),
+        # spot-then-on-demand: spot first wherever it has room for the whole gang.
         (
             [n(f"x{i}", "us-west-2a", cap="on-demand") for i in range(3)] + B[:2],
-            PlacementNeeds("p5.48xlarge", frozenset({"spot", "on-demand"})),
+            PlacementNeeds("p5.48xlarge", ("spot", "on-demand")),
+            2,
+            (),
+            None,
+            "us-west-2b",
+        ),
+        (
+            [n(f"x{i}", "us-west-2a", cap="on-demand") for i in range(3)] + B[:1],
+            PlacementNeeds("p5.48xlarge", ("spot", "on-demand")),
             2,
             (),
             None,
             "us-west-2a",
         ),
-        (A + B, PlacementNeeds(None, frozenset()), 2, (), None, "us-west-2a"),
+        (A + B, PlacementNeeds(None, ()), 2, (), None, "us-west-2a"),
         # Nothing known fits (Karpenter from zero): the scheduler/autoscaler chooses.
         ([], P5_SPOT, 2, (), None, None),
-        (A, PlacementNeeds("trn1.32xlarge", frozenset()), 2, (), None, None),
+        (A, PlacementNeeds("trn1.32xlarge", ()), 2, (), None, None),
         # The user pinned a zone: nothing to choose.
         (
             A + B,
-            PlacementNeeds("p5.48xlarge", frozenset({"spot"}), "us-west-2b"),
+            PlacementNeeds("p5.48xlarge", ("spot",), "us-west-2b"),
             2,
             (),
             None,
@@ -129,7 +139,8 @@ def test_choose_zone(
     previous: str | None,
     want: str | None,
 ) -> None:
-    assert choose_zone(nodes, needs, size, avoid, previous) == want
+    chosen = choose_zone(nodes, needs, size, avoid, previous)
+    assert (chosen.zone if chosen else None) == want
 
 
 @pytest.mark.parametrize(
@@ -172,37 +183,22 @@ def test_node_view_reads_the_spot_notice_time() -> None:
 # --- through decide and the builders -------------------------------------------------------------
 
 
-class ZoneBuilder(Builder):
-    """Records the zone too (the operator passes it only when it chose one)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.zones: list[str | None] = []
-
-    def __call__(  # type: ignore[override]
-        self, attempt: int, resume: str | None, avoid: Any, zone: str | None = None
-    ) -> list[dict[str, Any]]:
-        self.zones.append(zone)
-        return super().__call__(attempt, resume, avoid)
-
-
 def test_next_attempt_is_pinned_to_the_chosen_zone_and_status_records_it() -> None:
-    b = ZoneBuilder()
+    b = Builder()
     t = target(b, nodes=2)
     t = Target(t.policy, t.build, t.pod_name, placement=P5_SPOT)
     status = {"attempt": 1, "restartAfter": "2026-03-01T11:00:00Z", "zone": "us-west-2b"}
     status["interruptions"] = [{"node": "b0", "attempt": 1, "reason": "node-lost"}]
     plan = decide(job(status), t, Observed([], {}, all_nodes=A + B[:2]), NOW)
     # b0 avoided leaves one node in 2b: the gang of 2 goes to 2a.
-    assert b.calls == [(2, None, ("b0",))]
-    assert b.zones == ["us-west-2a"]
+    assert b.calls == [(2, None, Placement(zone="us-west-2a"))]
     assert plan.status["zone"] == "us-west-2a"
 
 
 def test_no_placement_needs_keeps_the_old_builder_call() -> None:
     b = Builder()
     decide(job({}), target(b), Observed([], {}, all_nodes=A + B), NOW)
-    assert b.calls == [(1, None, ())]
+    assert b.calls == [(1, None, None)]
 
 
 SPEC = {
@@ -218,7 +214,7 @@ REF = JobRef(name="llama", namespace="ns", uid="u")
 def test_zone_keyword_pins_the_zone_and_drops_the_pod_affinity() -> None:
     r = resolve(TrainingJobSpec.parse(SPEC))
     free = build_pod(REF, r, 1, 0)
-    pinned = build_pod(REF, r, 1, 0, zone="us-west-2b")
+    pinned = build_pod(REF, r, 1, 0, placement=Placement(zone="us-west-2b"))
     assert "podAffinity" in free["spec"]["affinity"]
     assert "topology.kubernetes.io/zone" not in free["spec"]["nodeSelector"]
     assert pinned["spec"]["nodeSelector"]["topology.kubernetes.io/zone"] == "us-west-2b"
@@ -227,7 +223,8 @@ def test_zone_keyword_pins_the_zone_and_drops_the_pod_affinity() -> None:
     del free["spec"]["affinity"]["podAffinity"], free["spec"]["nodeSelector"]
     del pinned["spec"]["nodeSelector"]
     assert free == pinned
-    pods = [o for o in build_attempt(REF, r, 1, zone="us-west-2b") if o["kind"] == "Pod"]
+    placement = Placement(zone="us-west-2b")
+    pods = [o for o in build_attempt(REF, r, 1, placement=placement) if o["kind"] == "Pod"]
     assert {p["spec"]["nodeSelector"]["topology.kubernetes.io/zone"] for p in pods} == {
         "us-west-2b"
     }
@@ -235,7 +232,7 @@ def test_zone_keyword_pins_the_zone_and_drops_the_pod_affinity() -> None:
 
 def test_spec_zone_wins_over_the_chosen_one() -> None:
     r = resolve(TrainingJobSpec.parse({**SPEC, "capacity": {"type": "spot", "zone": "us-west-2a"}}))
-    pod = build_pod(REF, r, 1, 0, zone="us-west-2b")
+    pod = build_pod(REF, r, 1, 0, placement=Placement(zone="us-west-2b"))
     assert pod["spec"]["nodeSelector"]["topology.kubernetes.io/zone"] == "us-west-2a"
 
 
@@ -243,5 +240,88 @@ def test_target_carries_the_placement_needs() -> None:
     body = {"metadata": {"name": "llama", "namespace": "ns", "uid": "u"}, "spec": SPEC}
     t = to_target(body)
     assert isinstance(t, Target)
-    assert t.placement == P5_SPOT
+    assert t.placement is not None
+    assert dataclasses.replace(t.placement, per_pod=()) == P5_SPOT
     assert t.policy.checkpoint_deadline_seconds == 90
+
+
+# --- free capacity (issue #8: every gang landed in one zone beside idle nodes) ----------------------
+
+P5_ALLOC = (
+    ("aws.amazon.com/neuron", 0),
+    ("cpu", 191_450),
+    ("memory", 2_000 * 2**30),
+    ("nvidia.com/gpu", 8),
+    ("pods", 110),
+    ("vpc.amazonaws.com/efa", 32),
+)
+P5_POD = (("cpu", 180_000), ("memory", 1_800 * 2**30), ("nvidia.com/gpu", 8), ("pods", 1))
+
+
+def node_with_room(name: str, zone: str, cap: str = "spot", itype: str = "p5.48xlarge") -> NodeView:
+    return NodeView(
+        name, True, False, zone, (), instance_type=itype, capacity_type=cap, allocatable=P5_ALLOC
+    )
+
+
+def worker_on(node: str, job: str = "other") -> PodView:
+    return PodView(
+        "ns",
+        f"{job}-{node}",
+        "u",
+        job,
+        1,
+        0,
+        "Running",
+        node,
+        None,
+        True,
+        None,
+        None,
+        None,
+        None,
+        None,
+        requests=P5_POD,
+    )
+
+
+NEEDS = PlacementNeeds("p5.48xlarge", ("spot",), per_pod=P5_POD)
+
+
+def test_the_zone_with_free_gpus_wins_over_the_zone_with_more_nodes() -> None:
+    nodes = [node_with_room(f"a{i}", "us-west-2a") for i in range(4)]
+    nodes += [node_with_room(f"b{i}", "us-west-2b") for i in range(2)]
+    busy = {f"a{i}": [worker_on(f"a{i}")] for i in range(3)}  # one free node left in 2a
+    chosen = choose_zone(nodes, NEEDS, 2, previous="us-west-2a", node_pods=busy)
+    assert chosen == Placement(zone="us-west-2b")
+    # Finished pods hold nothing.
+    done = {k: [PodView(**{**v[0].__dict__, "phase": "Succeeded"})] for k, v in busy.items()}
+    assert choose_zone(nodes, NEEDS, 2, previous="us-west-2a", node_pods=done) == Placement(
+        zone="us-west-2a"
+    )
+
+
+@pytest.mark.parametrize(
+    ("busy_spot", "want"),
+    [
+        ((), Placement("us-west-2a", "spot")),  # spot first when it has room
+        (("s0", "s1"), Placement("us-west-2b", "on-demand")),  # spot full: on-demand pinned
+    ],
+)
+def test_spot_then_on_demand_pins_the_capacity_type_with_room(
+    busy_spot: tuple[str, ...], want: Placement
+) -> None:
+    nodes = [node_with_room(f"s{i}", "us-west-2a") for i in range(2)]
+    nodes += [node_with_room(f"o{i}", "us-west-2b", cap="on-demand") for i in range(2)]
+    needs = PlacementNeeds("p5.48xlarge", ("spot", "on-demand"), per_pod=P5_POD)
+    busy = {n: [worker_on(n)] for n in busy_spot}
+    assert choose_zone(nodes, needs, 2, node_pods=busy) == want
+
+
+def test_target_reads_what_one_pod_requests_from_the_builders() -> None:
+    body = {"metadata": {"name": "llama", "namespace": "ns", "uid": "u"}, "spec": SPEC}
+    t = to_target(body)
+    assert isinstance(t, Target) and t.placement is not None
+    per_pod = dict(t.placement.per_pod)
+    assert per_pod["nvidia.com/gpu"] == 8 and per_pod["pods"] == 1
+    assert per_pod["vpc.amazonaws.com/efa"] == 32

@@ -96,3 +96,77 @@ ANNOTATION_NODE_REBALANCE_NOTICE: Final = PREFIX + "rebalance-notice"
 REQUEST_REASON_DRAIN: Final = "node-drain"
 # Value of "then" in a checkpoint request that asks for a save and more training (no restart).
 REQUEST_THEN_CONTINUE: Final = "continue"
+
+# --- Node signals, grouped (the one definition the operator's detection and the zone choice use) --
+# Red: the node is going away (emergency checkpoint, then restart elsewhere). In priority order:
+# when a node carries several, the first names the source.
+RED_INTERRUPTION_TAINTS: Final = (
+    TAINT_NTH_SPOT_ITN,
+    TAINT_KUBETRAIN_SPOT_ITN,
+    TAINT_KARPENTER_DISRUPTED,
+    TAINT_NTH_ASG_TERMINATION,
+    TAINT_NTH_SCHEDULED_MAINTENANCE,
+    TAINT_OUT_OF_SERVICE,
+)
+# Yellow: a rebalance recommendation (opportunistic checkpoint, training goes on).
+YELLOW_INTERRUPTION_TAINTS: Final = (TAINT_NTH_REBALANCE, TAINT_KUBETRAIN_REBALANCE)
+INTERRUPTION_TAINTS: Final = frozenset(RED_INTERRUPTION_TAINTS + YELLOW_INTERRUPTION_TAINTS)
+# Taints that mean a spot reclaim for certain. Karpenter's `disrupted` taint is not among them: it
+# marks every voluntary disruption too (consolidation, drift, expiry, a NodeClaim deleted by hand).
+SPOT_INTERRUPTION_TAINTS: Final = frozenset({TAINT_NTH_SPOT_ITN, TAINT_KUBETRAIN_SPOT_ITN})
+
+# --- Capacity types: node labels in both dialects, normalized to "spot" | "on-demand" ------------
+CAPACITY_SPOT: Final = "spot"
+CAPACITY_ON_DEMAND: Final = "on-demand"
+LABEL_KARPENTER_CAPACITY_TYPE: Final = "karpenter.sh/capacity-type"
+LABEL_EKS_CAPACITY_TYPE: Final = "eks.amazonaws.com/capacityType"
+# label -> label value -> capacity type. Reserved capacity (ODCR, Capacity Blocks) is never
+# reclaimed like spot, so it counts as on-demand.
+CAPACITY_TYPE_LABELS: Final = {
+    LABEL_KARPENTER_CAPACITY_TYPE: {
+        "spot": CAPACITY_SPOT,
+        "on-demand": CAPACITY_ON_DEMAND,
+        "reserved": CAPACITY_ON_DEMAND,
+    },
+    LABEL_EKS_CAPACITY_TYPE: {
+        "SPOT": CAPACITY_SPOT,
+        "ON_DEMAND": CAPACITY_ON_DEMAND,
+        "CAPACITY_BLOCK": CAPACITY_ON_DEMAND,
+    },
+}
+# spec.capacity.type -> the capacity types its pods may use, most preferred first.
+SPEC_CAPACITY_TYPES: Final = {
+    "spot": (CAPACITY_SPOT,),
+    "on-demand": (CAPACITY_ON_DEMAND,),
+    "spot-then-on-demand": (CAPACITY_SPOT, CAPACITY_ON_DEMAND),
+}
+
+# --- Values of status.interruptions[].source --------------------------------------------------------
+# A node taint's key is a source as it is (e.g. "aws-node-termination-handler/spot-itn"); these are
+# the others.
+SOURCE_CORDON: Final = "cordon"
+SOURCE_POD_DELETION: Final = "pod-deletion"  # a pod got a deletionTimestamp (drain, kubectl delete)
+SOURCE_POD_DISRUPTION: Final = "pod-disruption-target"  # DisruptionTarget condition / evicted
+SOURCE_POD_DELETED: Final = "pod-deleted"  # a pod of the running attempt is gone from the API
+SOURCE_NODE_DELETED: Final = "node-deleted"
+SOURCE_NODE_NOT_READY: Final = "node-not-ready"
+SOURCE_CHECKPOINTED: Final = "checkpointed-and-stopped"  # exit 83 without a request we sent
+SOURCE_SPEC_CHANGE: Final = "spec-change"  # the user edited a field that shapes the pods
+
+# Request reason of a coordinated checkpoint-restart for a spec change (not an interruption).
+REQUEST_REASON_SPEC_CHANGED: Final = "spec-changed"
+
+# --- Pod annotations set by the operator ----------------------------------------------------------
+# Hash of the spec fields that shape the pods an attempt was built from: no pass mixes two specs.
+ANNOTATION_SPEC_HASH: Final = PREFIX + "spec-hash"
+
+# --- Editing a running job --------------------------------------------------------------------------
+# spec fields (camelCase) that only steer the operator: an edit applies live. An edit of any other
+# field reshapes the pods: the gang checkpoints and restarts with the new spec (reason SpecChanged).
+LIVE_SPEC_FIELDS: Final = (
+    "failurePolicy",
+    "ttlSecondsAfterFinished",
+    "suspend",
+    "startupTimeoutSeconds",
+    "checkpointDeadlineSeconds",
+)

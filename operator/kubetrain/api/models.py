@@ -576,7 +576,14 @@ MSG_METADATA_NAME = (
 
 
 class TrainingJobSpec(_Model):
-    """`spec` of a TrainingJob: one all-or-nothing gang of worker pods per attempt."""
+    """`spec` of a TrainingJob: one all-or-nothing gang of worker pods per attempt.
+
+    Editing a running job: failurePolicy, ttlSecondsAfterFinished, suspend, startupTimeoutSeconds
+    and checkpointDeadlineSeconds apply at once. An edit of any other field (nodes, image, env,
+    resources, podTemplate, ...) asks every pod for a checkpoint, then restarts the gang with the
+    new spec from that checkpoint (reason SpecChanged), counted against neither budget; during a
+    backoff it applies to the next attempt.
+    """
 
     model_config = ConfigDict(
         json_schema_extra=_cel(
@@ -813,7 +820,14 @@ class CheckpointStatus(_Status):
 
 
 class Interruption(_Status):
-    node: str
+    node: str | None = Field(
+        default=None, description="The node that went away; absent for a spec change."
+    )
+    pod: str | None = Field(
+        default=None,
+        description="The pod that went away, when its node is not known (a pod deleted while "
+        "the operator was down).",
+    )
     source: str | None = None
     reason: str | None = None
     detected_at: str | None = RFC3339

@@ -23,10 +23,12 @@ from kubetrain.build.objects import (
     build_service,
     fsx_selector,
 )
-from kubetrain.build.resolve import Resolved, resolve
+from kubetrain.build.placement import Placement
+from kubetrain.build.resolve import Resolved, resolve, spec_hash
 
 __all__ = [
     "JobRef",
+    "Placement",
     "Resolved",
     "build_attempt",
     "build_fsx_static",
@@ -41,6 +43,7 @@ __all__ = [
     "pod_name",
     "resolve",
     "service_name",
+    "spec_hash",
     "worker_role",
     "worker_service_account",
 ]

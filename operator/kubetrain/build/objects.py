@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from kubetrain.api.constants import (
+    ANNOTATION_SPEC_HASH,
     LABEL_ATTEMPT,
     LABEL_JOB,
     LABEL_JOB_NAMESPACE,
@@ -29,6 +29,7 @@ from kubetrain.build.placement import (
     EFA_RESOURCE,
     GPU_RESOURCE,
     NEURON_RESOURCE,
+    Placement,
     affinity,
     node_selector,
     tolerations,
@@ -180,13 +181,13 @@ def build_pod(
     rank: int,
     *,
     resume_manifest: str | None = None,
-    avoid_nodes: Sequence[str] = (),
-    zone: str | None = None,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
-    """One worker pod. `zone`: the attempt's zone when the operator chose one (nodeSelector; no
-    podAffinity then), so a resumed gang never lands in a zone without room for all of it."""
+    """One worker pod. `placement`: the attempt's zone (nodeSelector; no podAffinity then) and
+    capacity type when the operator chose them, so a gang never lands where it has no room."""
     name = pod_name(job.name, attempt, rank)
     labels = {LABEL_ATTEMPT: str(attempt), LABEL_RANK: str(rank), LABEL_ROLE: ROLE_WORKER}
+    zone = placement.zone if placement else None
     volumes, mounts = _volumes(job, r)
     container: dict[str, Any] = {
         "name": WORKER_CONTAINER,
@@ -211,12 +212,14 @@ def build_pod(
     }
     if selector := node_selector(r, zone):
         spec["nodeSelector"] = selector
-    if aff := affinity(job, r, attempt, avoid_nodes, zone):
+    if aff := affinity(job, r, attempt, placement):
         spec["affinity"] = aff
     if tol := tolerations(r):
         spec["tolerations"] = tol
     spec |= {"containers": [container], "volumes": volumes}
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata(job, name, labels), "spec": spec}
+    meta = metadata(job, name, labels)
+    meta["annotations"] = {ANNOTATION_SPEC_HASH: r.spec_hash}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
     return merge_pod_template(pod, r.spec.pod_template)
 
 
@@ -226,8 +229,7 @@ def build_attempt(
     attempt: int,
     *,
     resume_manifest: str | None = None,
-    avoid_nodes: Sequence[str] = (),
-    zone: str | None = None,
+    placement: Placement | None = None,
 ) -> list[dict[str, Any]]:
     """Everything for one attempt, in creation order: RBAC first (pods need their account),
     storage, the Service (DNS before rendezvous), then pods rank 0..n-1."""
@@ -242,8 +244,7 @@ def build_attempt(
                 attempt,
                 rank,
                 resume_manifest=resume_manifest,
-                avoid_nodes=avoid_nodes,
-                zone=zone,
+                placement=placement,
             )
             for rank in range(r.spec.nodes)
         ),

@@ -1,54 +1,67 @@
-"""Where pods may run: instance type, capacity type (both label dialects), one zone per attempt,
-tolerations for the accelerator taints, and nodes to avoid after an interruption.
+"""Where pods may run: instance type, capacity type (both label dialects), one zone per attempt
+and tolerations for the accelerator taints.
 
 Capacity-type labels differ by provisioner: Karpenter writes `karpenter.sh/capacity-type`
 (spot | on-demand | reserved), EKS managed node groups `eks.amazonaws.com/capacityType`
 (SPOT | ON_DEMAND | CAPACITY_BLOCK). Node selector terms are ORed, so each constraint becomes one
 term per dialect. Nothing here tolerates `karpenter.sh/disrupted`: a node Karpenter is draining must
 never receive a new gang.
+
+Nodes an interruption came from are not named here: they are tainted, cordoned or gone already, so
+no scheduler places a pod there, and a `kubernetes.io/hostname` requirement is one that
+provisioners refuse (Karpenter ignores pods that carry one: the resumed gang would never get
+nodes). The operator's zone choice steers around them instead.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
-from kubetrain.api.constants import LABEL_ATTEMPT, LABEL_JOB
+from kubetrain.api.constants import (
+    CAPACITY_SPOT,
+    CAPACITY_TYPE_LABELS,
+    LABEL_ATTEMPT,
+    LABEL_EKS_CAPACITY_TYPE,
+    LABEL_JOB,
+    LABEL_KARPENTER_CAPACITY_TYPE,
+    SPEC_CAPACITY_TYPES,
+)
 from kubetrain.build.names import JobRef
 from kubetrain.build.resolve import Resolved
 
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 ZONE = "topology.kubernetes.io/zone"
-HOSTNAME = "kubernetes.io/hostname"
-KARPENTER_CAPACITY = "karpenter.sh/capacity-type"
-EKS_CAPACITY = "eks.amazonaws.com/capacityType"
+KARPENTER_CAPACITY = LABEL_KARPENTER_CAPACITY_TYPE
+EKS_CAPACITY = LABEL_EKS_CAPACITY_TYPE
 GPU_RESOURCE = "nvidia.com/gpu"
 NEURON_RESOURCE = "aws.amazon.com/neuron"
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
 
-# (karpenter values, EKS managed node group values). Reserved capacity (ODCR, Capacity Blocks) is
-# not interruptible by spot reclaims, so it counts as on-demand.
-_SPOT = (["spot"], ["SPOT"])
-_ON_DEMAND = (["on-demand", "reserved"], ["ON_DEMAND", "CAPACITY_BLOCK"])
+
+@dataclass(frozen=True)
+class Placement:
+    """What the operator chose for one attempt: a zone, and (for spot-then-on-demand) which
+    capacity type the whole gang uses. None leaves the choice to the spec and the scheduler."""
+
+    zone: str | None = None
+    capacity_type: str | None = None  # CAPACITY_SPOT | CAPACITY_ON_DEMAND
 
 
-def _terms(
-    karpenter: list[str], eks: list[str], avoid: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """One node selector term per label dialect (terms are ORed), each with the nodes to avoid.
+def _label_values(label: str, capacity: Collection[str]) -> list[str]:
+    return [value for value, kind in CAPACITY_TYPE_LABELS[label].items() if kind in capacity]
 
-    Every term gets fresh copies: manifests never share sub-objects, so a caller that mutates one
-    term (or one pod) cannot change another.
-    """
+
+def _terms(capacity: Collection[str]) -> list[dict[str, Any]]:
+    """One node selector term per label dialect (terms are ORed)."""
     return [
         {
             "matchExpressions": [
-                {"key": key, "operator": "In", "values": list(values)},
-                *copy.deepcopy(avoid),
+                {"key": key, "operator": "In", "values": _label_values(key, capacity)}
             ]
         }
-        for key, values in ((KARPENTER_CAPACITY, karpenter), (EKS_CAPACITY, eks))
+        for key in (KARPENTER_CAPACITY, EKS_CAPACITY)
     ]
 
 
@@ -63,41 +76,37 @@ def node_selector(r: Resolved, zone: str | None = None) -> dict[str, str]:
 
 
 def affinity(
-    job: JobRef,
-    r: Resolved,
-    attempt: int,
-    avoid_nodes: Sequence[str],
-    zone: str | None = None,
+    job: JobRef, r: Resolved, attempt: int, placement: Placement | None = None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    avoid = sorted(set(avoid_nodes))
-    not_in = [{"key": HOSTNAME, "operator": "NotIn", "values": avoid}] if avoid else []
-    kind = r.spec.capacity.type
-    required: list[dict[str, Any]] = []
-    preferred: list[dict[str, Any]] = []
-    if kind == "spot":
-        required = _terms(*_SPOT, not_in)
-    elif kind == "on-demand":
-        required = _terms(*_ON_DEMAND, not_in)
-    elif kind == "spot-then-on-demand":
-        required = _terms(_SPOT[0] + _ON_DEMAND[0], _SPOT[1] + _ON_DEMAND[1], not_in)
-        preferred = [
-            {"weight": 100, "preference": {"matchExpressions": [expr]}}
-            for expr in (
-                {"key": KARPENTER_CAPACITY, "operator": "In", "values": list(_SPOT[0])},
-                {"key": EKS_CAPACITY, "operator": "In", "values": list(_SPOT[1])},
-            )
-        ]
-    elif not_in:
-        required = [{"matchExpressions": not_in}]
+    placement = placement or Placement()
+    allowed = SPEC_CAPACITY_TYPES.get(r.spec.capacity.type, ())
+    if placement.capacity_type in allowed:
+        allowed = (str(placement.capacity_type),)
     node: dict[str, Any] = {}
-    if required:
-        node["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": required}
-    if preferred:
-        node["preferredDuringSchedulingIgnoredDuringExecution"] = preferred
+    if allowed:
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = {
+            "nodeSelectorTerms": _terms(allowed)
+        }
+    if len(allowed) > 1 and CAPACITY_SPOT in allowed:  # spot-then-on-demand, type not pinned
+        node["preferredDuringSchedulingIgnoredDuringExecution"] = [
+            {
+                "weight": 100,
+                "preference": {
+                    "matchExpressions": [
+                        {
+                            "key": key,
+                            "operator": "In",
+                            "values": _label_values(key, [CAPACITY_SPOT]),
+                        }
+                    ]
+                },
+            }
+            for key in (KARPENTER_CAPACITY, EKS_CAPACITY)
+        ]
     if node:
         out["nodeAffinity"] = node
-    if not (r.spec.capacity.zone or zone):
+    if not (r.spec.capacity.zone or placement.zone):
         # No zone pinned (the operator knows no node that fits, e.g. Karpenter scaling from zero).
         # The scheduler admits the first pod anywhere (no pod matches yet and it matches itself),
         # then keeps the rest of the attempt in that pod's zone: EFA and FSx do not cross zones.

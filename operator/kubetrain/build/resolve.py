@@ -6,11 +6,14 @@ Semantic checks that the CRD cannot do (it does not know instance facts) happen 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
+from kubetrain.api.constants import LIVE_SPEC_FIELDS
 from kubetrain.api.errors import InvalidSpec
 from kubetrain.api.models import TrainingJobSpec
 from kubetrain.api.quantity import GI, gib, parse_quantity
@@ -40,6 +43,24 @@ class Resolved:
     @property
     def world_size(self) -> int:
         return self.spec.nodes * self.procs_per_node
+
+    @property
+    def spec_hash(self) -> str:
+        return spec_hash(self.spec)
+
+
+def spec_hash(spec: TrainingJobSpec) -> str:
+    """A short digest of the spec fields that shape the pods (all but LIVE_SPEC_FIELDS).
+
+    Pods carry it (ANNOTATION_SPEC_HASH): a pass that finds pods of another hash knows the gang
+    was built from another spec, so no gang ever mixes two. Fields left at their defaults are
+    not hashed, so an operator upgrade that adds a field does not restart every running gang.
+    """
+    shape = spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+    for key in LIVE_SPEC_FIELDS:
+        shape.pop(key, None)
+    canonical = json.dumps(shape, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def resolve(spec: TrainingJobSpec) -> Resolved:

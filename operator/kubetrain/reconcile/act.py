@@ -11,26 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from kubetrain.k8s import Kube, KubeError
 from kubetrain.reconcile.plan import Plan
 from kubetrain.status import status_patch
-
-# Test hook: the process exits hard after this many creates, to prove that an operator killed in
-# the middle of creating a gang converges to exactly one set of pods after a restart.
-FAILPOINT_ENV = "KUBETRAIN_FAILPOINT_EXIT_AFTER_CREATES"
-_creates_done = 0
-
-
-def _failpoint() -> None:
-    global _creates_done
-    _creates_done += 1
-    limit = os.environ.get(FAILPOINT_ENV)
-    if limit and _creates_done >= int(limit):
-        os._exit(86)
 
 
 async def act(
@@ -42,9 +28,7 @@ async def act(
     meta = job.get("metadata") or {}
     namespace, name = str(meta["namespace"]), str(meta["name"])
     for obj in plan.creates:
-        created = await kube.create(obj)
-        if created:
-            _failpoint()
+        if await kube.create(obj):
             logger.debug("created %s %s", obj.get("kind"), obj["metadata"]["name"])
     if plan.annotates:
         written = await asyncio.gather(
@@ -59,8 +43,13 @@ async def act(
             namespace, name, status_patch(job.get("status") or {}, plan.status)
         )
     for delete in plan.deletes:
-        if await kube.delete_pod(namespace, delete.name, delete.uid, force=delete.force):
-            logger.info("deleted pod %s%s", delete.name, " (forced)" if delete.force else "")
+        if await kube.delete_pod(
+            namespace, delete.name, delete.uid, force=delete.force, grace=delete.grace_seconds
+        ):
+            how = " (forced)" if delete.force else ""
+            if delete.grace_seconds is not None and not delete.force:
+                how = f" (grace {delete.grace_seconds}s)"
+            logger.info("deleted pod %s%s", delete.name, how)
     if plan.status_changed:
         for event in plan.events:
             log = logger.warning if event.warning else logger.info

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from kubetrain.api.constants import EXIT_CHECKPOINTED_AND_STOPPED
+from kubetrain.api.constants import (
+    EXIT_CHECKPOINTED_AND_STOPPED,
+    SOURCE_CHECKPOINTED,
+    SOURCE_NODE_DELETED,
+    SOURCE_NODE_NOT_READY,
+    SOURCE_POD_DELETED,
+    SOURCE_POD_DELETION,
+    SOURCE_POD_DISRUPTION,
+)
 from kubetrain.reconcile.observe import NodeView, PodView
-
-# Values of status.interruptions[].source
-SOURCE_NODE_DELETED = "node-deleted"
-SOURCE_NODE_NOT_READY = "node-not-ready"
-SOURCE_POD_DISRUPTION = "pod-disruption"
-SOURCE_POD_DELETED = "pod-deleted"
-SOURCE_CHECKPOINTED = "checkpointed-and-stopped"
 
 
 class Outcome(enum.Enum):
@@ -41,6 +42,7 @@ class RankState:
     detail: str  # human words for messages: "exited with code 1", "node p5-a0 is NotReady"
     source: str | None = None  # for interruptions: one of SOURCE_*
     node: str | None = None
+    pod_name: str = ""  # the rank's pod, also when it is gone
 
 
 def node_problem(pod: PodView, nodes: Mapping[str, NodeView | None]) -> tuple[str, str] | None:
@@ -56,6 +58,16 @@ def node_problem(pod: PodView, nodes: Mapping[str, NodeView | None]) -> tuple[st
 
 
 def classify_rank(
+    rank: int,
+    pod: PodView | None,
+    nodes: Mapping[str, NodeView | None],
+    vanished: frozenset[str],
+    pod_name: str,
+) -> RankState:
+    return replace(_classify(rank, pod, nodes, vanished, pod_name), pod_name=pod_name)
+
+
+def _classify(
     rank: int,
     pod: PodView | None,
     nodes: Mapping[str, NodeView | None],
@@ -97,7 +109,7 @@ def classify_rank(
         detail = f"pod {pod.name} is being deleted"
         if pod.disruption:
             detail += f" ({pod.disruption})"
-        return RankState(rank, Outcome.INTERRUPTED, pod, detail, SOURCE_POD_DELETED, pod.node)
+        return RankState(rank, Outcome.INTERRUPTED, pod, detail, SOURCE_POD_DELETION, pod.node)
     if pod.phase == "Running":
         return RankState(rank, Outcome.RUNNING, pod, "running", node=pod.node)
     if pod.node is None:

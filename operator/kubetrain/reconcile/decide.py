@@ -8,25 +8,24 @@ already counted; next one pending) and the restart counters.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 from kubetrain.api.constants import (
-    COND_CHECKPOINTING,
     COND_FAILED,
     COND_READY,
     COND_SUCCEEDED,
     COND_SUSPENDED,
     REASON_INVALID_SPEC,
-    REQUEST_REASON_NODE_LOST,
 )
 from kubetrain.reconcile import classify as cl
 from kubetrain.reconcile import interrupt as itr
 from kubetrain.reconcile import notice
 from kubetrain.reconcile.classify import Outcome, RankState
 from kubetrain.reconcile.draft import RESYNC_SECONDS, Draft, seconds_until
-from kubetrain.reconcile.observe import PodView, parse_committed
+from kubetrain.reconcile.notice import Next, Verdict
+from kubetrain.reconcile.observe import PodView
 from kubetrain.reconcile.plan import (
     Invalid,
     JobView,
@@ -39,11 +38,8 @@ from kubetrain.reconcile.plan import (
 from kubetrain.reconcile.zones import choose_zone
 from kubetrain.status import (
     REASON_BACKOFF_LIMIT,
-    REASON_CHECKPOINT_ABANDONED,
     REASON_FINISHED,
-    REASON_INTERRUPTED,
     REASON_INTERRUPTION_LIMIT,
-    REASON_NODE_LOST,
     REASON_PENDING,
     REASON_RANK_FAILED,
     REASON_RESTARTING,
@@ -67,9 +63,13 @@ WAIT_POLL_SECONDS = 5.0  # while pods we deleted are still terminating
 
 
 def _deletes(
-    pods: Sequence[PodView], observed: Observed, now: dt.datetime
+    pods: Sequence[PodView], observed: Observed, now: dt.datetime, grace: int | None = None
 ) -> tuple[PodDelete, ...]:
-    """Delete requests for pods still around; force only where the kubelet cannot finish."""
+    """Delete requests for pods still around; force only where the kubelet cannot finish.
+
+    `grace`: shorter than the pods' own (an already-deleting pod gets it too: the API server
+    shortens a pending deletion, never lengthens one).
+    """
     out = []
     for pod in pods:
         lost = cl.node_problem(pod, observed.nodes) is not None or (
@@ -82,36 +82,36 @@ def _deletes(
             )
             if lost or stuck:
                 out.append(PodDelete(pod.name, pod.uid, force=True))
+            elif grace is not None and not pod.finished:
+                out.append(PodDelete(pod.name, pod.uid, force=False, grace_seconds=grace))
             continue
-        out.append(PodDelete(pod.name, pod.uid, force=lost))
+        out.append(PodDelete(pod.name, pod.uid, force=lost, grace_seconds=grace))
     return tuple(out)
 
 
 def _update_checkpoint(draft: Draft, pods: Sequence[PodView]) -> None:
     """status.checkpoint follows the newest commit reported by any rank 0 (periodic or emergency)."""
     current = draft.status.get("checkpoint") or {}
-    best: dict[str, Any] | None = None
+    step = int(current.get("step") or 0)
+    best = None
     for pod in sorted(pods, key=lambda p: p.attempt):
-        if pod.rank != 0:
-            continue
-        committed = parse_committed(pod.committed)
-        if committed and int(committed.get("step") or 0) >= int((best or current).get("step") or 0):
-            best = committed
-    if best and best.get("id") != current.get("id"):
+        if pod.rank == 0 and pod.committed and pod.committed.step >= step:
+            best, step = pod.committed, pod.committed.step
+    if best and best.id != current.get("id"):
         draft.status["checkpoint"] = {
-            "id": str(best["id"]),
-            "step": int(best.get("step") or 0),
-            "uri": str(best.get("manifest") or best.get("uri") or ""),
-            "kind": "emergency" if best.get("kind") == "emergency" else "periodic",
+            "id": best.id,
+            "step": best.step,
+            "uri": best.manifest,
+            "kind": best.kind,
             "committedAt": draft.now_s,
         }
 
 
 def _copy_lost_steps(draft: Draft, pods: Sequence[PodView]) -> None:
     """The resumed rank 0 says how many steps the interrupted attempt lost: onto the timeline."""
-    attempt = int(draft.status.get("attempt") or 0)
+    attempt = draft.attempt
     rank0 = next((p for p in pods if p.attempt == attempt and p.rank == 0), None)
-    if rank0 is None or not rank0.resumed:
+    if rank0 is None or rank0.resumed is None:
         return
     records = draft.records()
     if itr.copy_lost_steps(records, attempt, rank0.resumed):
@@ -156,85 +156,40 @@ def _backoff(policy: Policy, failures: int) -> int:
     return int(min(policy.backoff_seconds * 2 ** (failures - 1), MAX_BACKOFF_SECONDS))
 
 
-_NODE_LOST_SOURCES = frozenset({cl.SOURCE_NODE_DELETED, cl.SOURCE_NODE_NOT_READY})
-
-
-def _record_interruptions(
-    draft: Draft, states: Sequence[RankState], *, only_lost_nodes: bool = False
-) -> None:
-    """Append one status.interruptions entry per lost node (or pod) not on the timeline yet.
-
-    `only_lost_nodes`: after a request, ranks that stopped (exit 83) or are being deleted are the
-    answer to it, not new interruptions; only a node lost meanwhile is.
-    """
-    records = draft.records()
-    attempt = int(draft.status["attempt"])
-    known = {str(r.get("node")) for r in records if r.get("attempt") == attempt}
-    checkpoint = draft.status.get("checkpoint") or {}
-    for s in states:
-        if s.outcome is not Outcome.INTERRUPTED:
-            continue
-        if only_lost_nodes and s.source not in _NODE_LOST_SOURCES:
-            continue
-        key = s.node or (s.pod.name if s.pod else "")
-        if key in known:
-            continue
-        known.add(key)
-        entry: dict[str, Any] = {
-            "node": key,
-            "source": s.source or "",
-            "reason": REQUEST_REASON_NODE_LOST,
-            "detectedAt": draft.now_s,
-            "attempt": attempt,
-        }
-        if checkpoint.get("step") is not None:
-            entry["checkpointStep"] = int(checkpoint["step"])  # resumed from; the runtime
-        records.append(entry)  # reports the steps lost past it (copy_lost_steps)
-    draft.set_records(records)
-
-
 def _restart(
     draft: Draft,
     policy: Policy,
     states: Sequence[RankState],
     pods: Sequence[PodView],
     observed: Observed,
-    noticed: str | None = None,
+    verdict: Verdict | None = None,
 ) -> Plan:
     """Tear the gang down as one and count the cause against the right budget.
 
-    `noticed`: the words for an interruption that came with notice (the checkpoint request is
-    settled); it counts as an interruption whatever the ranks did meanwhile.
+    `verdict`: the interruption path's reason to restart (notice.assess); None = a rank failed.
     """
     restarts = draft.status["restarts"]
-    attempt = int(draft.status["attempt"])
-    interrupted = cl.first(states, Outcome.INTERRUPTED)
+    attempt = draft.attempt
     # Finished pods of the torn-down attempt go too: their capacity is free already, but a clean
     # slate is what `kubectl get pods` should show for the next attempt.
-    deletes = _deletes(pods, observed, draft.now)
-    if is_true(draft.conditions, COND_CHECKPOINTING):  # a request still out dies with the gang
-        draft.cond(
-            COND_CHECKPOINTING,
-            False,
-            REASON_CHECKPOINT_ABANDONED,
-            f"attempt {attempt} is being torn down before its checkpoint request was answered",
-        )
-    if interrupted is not None or noticed is not None:
-        _record_interruptions(draft, states, only_lost_nodes=noticed is not None)
-        cause = noticed or (interrupted.detail if interrupted else "")
+    deletes = _deletes(pods, observed, draft.now, verdict.grace_seconds if verdict else None)
+    notice.abandon_request(draft)
+    if verdict is not None and not verdict.counted:
+        delay = 0
+        reason, detail, budget = verdict.reason, verdict.cause, "not counted against a budget"
+    elif verdict is not None:
         if restarts["interruptions"] >= policy.max_interruptions:
             _fail(
                 draft,
                 REASON_INTERRUPTION_LIMIT,
-                f"attempt {attempt} interrupted ({cause}) and maxInterruptions="
+                f"attempt {attempt} interrupted ({verdict.cause}) and maxInterruptions="
                 f"{policy.max_interruptions} restarts are used up; raise "
                 "spec.failurePolicy.maxInterruptions to keep retrying",
             )
             return _terminal(draft, policy, Observed(pods, observed.nodes))
         restarts["interruptions"] += 1
         delay = _backoff(policy, 0)
-        reason = REASON_INTERRUPTED if noticed else REASON_NODE_LOST
-        detail = cause
+        reason, detail = verdict.reason, verdict.cause
         budget = f"interruption {restarts['interruptions']} of {policy.max_interruptions}"
     else:
         failed = cl.first(states, Outcome.FAILED)
@@ -278,34 +233,42 @@ def _avoid_nodes(draft: Draft, attempt: int) -> list[str]:
 def _start_next(
     draft: Draft, target: Target, observed: Observed, old_pods: Sequence[PodView]
 ) -> Plan:
-    """Wait for the previous attempt to be gone and the backoff to pass, then create the next."""
+    """Wait for the previous attempt to be gone and the backoff to pass, then create the next.
+
+    Pods of the next attempt that are already there were created by a pass whose status write
+    was lost (a crash); they are kept only if built from the same spec, so a gang never mixes
+    two specs.
+    """
     policy = target.policy
-    attempt = int(draft.status["attempt"])
-    if old_pods:
+    attempt = draft.attempt
+    nxt = attempt + 1
+    stale = [
+        p for p in observed.pods if p.attempt == nxt and p.spec_hash not in (None, target.spec_hash)
+    ]
+    if old_pods or stale:
+        grace = notice.settled_grace(draft, attempt)
         return draft.finish(
-            deletes=_deletes(old_pods, observed, draft.now), requeue=WAIT_POLL_SECONDS
+            deletes=_deletes([*old_pods, *stale], observed, draft.now, grace),
+            requeue=WAIT_POLL_SECONDS,
         )
     restart_after = parse_time(draft.status.get("restartAfter"))
     if restart_after is not None and draft.now < restart_after:
         return draft.finish(requeue=seconds_until(restart_after, draft.now))
-    nxt = attempt + 1
-    avoid = _avoid_nodes(draft, attempt)
     checkpoint = draft.status.get("checkpoint") or {}
     resume = str(checkpoint["uri"]) if checkpoint.get("uri") else None
-    zone = None
+    placement = None
     if target.placement is not None:
-        zone = choose_zone(
+        placement = choose_zone(
             observed.all_nodes,
             target.placement,
             policy.nodes,
-            avoid,
+            _avoid_nodes(draft, attempt),
             previous=draft.status.get("zone"),
+            node_pods=observed.node_pods,
         )
-    creates = (
-        target.build(nxt, resume, avoid, zone=zone) if zone else target.build(nxt, resume, avoid)
-    )
-    if zone:
-        draft.status["zone"] = zone
+    creates = target.build(nxt, resume, placement)
+    if placement is not None and placement.zone:
+        draft.status["zone"] = placement.zone
     records = draft.records()
     resumed = [
         r
@@ -323,11 +286,12 @@ def _start_next(
             if resume
             else "from scratch (no checkpoint was committed)"
         )
-        nodes = ", ".join(sorted({str(r.get("node")) for r in resumed}))
+        away = sorted({str(r["node"]) for r in resumed if r.get("node")})
         draft.note(
             REASON_RESUMED_FROM_CHECKPOINT,
-            f"attempt {nxt} resumes {where}, away from {nodes}"
-            + (f", in zone {zone}" if zone else ""),
+            f"attempt {nxt} resumes {where}"
+            + (f", away from {', '.join(away)}" if away else "")
+            + (f", in zone {placement.zone}" if placement and placement.zone else ""),
         )
     draft.status["attempt"] = nxt
     draft.status["attemptStartTime"] = draft.now_s
@@ -359,9 +323,13 @@ def _suspend(draft: Draft, policy: Policy, observed: Observed) -> Plan:
 def _observe_attempt(
     draft: Draft, target: Target, observed: Observed, pods: Sequence[PodView]
 ) -> Plan:
-    """The current attempt exists: create what is missing, judge it, report readiness."""
+    """The current attempt exists: judge it, report readiness.
+
+    Every rank was created before the attempt's status was written, so a rank that is not there
+    was deleted (loop.current_attempt_pods asks the API server): the whole gang restarts.
+    """
     policy = target.policy
-    attempt = int(draft.status["attempt"])
+    attempt = draft.attempt
     by_rank = {p.rank: p for p in pods}
     states = [
         cl.classify_rank(
@@ -375,27 +343,20 @@ def _observe_attempt(
     if all(states[r].outcome is Outcome.SUCCEEDED for r in need if r < n):
         which = f"all {n} ranks" if len(need) == n else f"rank(s) {', '.join(map(str, need))}"
         message = f"attempt {attempt}: {which} succeeded"
+        notice.close_on_success(draft)
         draft.cond(COND_SUCCEEDED, True, REASON_SUCCEEDED, message)
         draft.cond(COND_READY, False, REASON_FINISHED, message)
         draft.status.setdefault("completionTime", draft.now_s)
         return _terminal(draft, policy, observed)
     gang = [p for p in pods if 0 <= p.rank < n]
-    lost = [
-        s
-        for s in states
-        if s.outcome is Outcome.INTERRUPTED and (s.source in _NODE_LOST_SOURCES or s.pod is None)
-    ]
-    if lost:  # no request can reach a lost node: settle any request out, restart now
-        notice.settle_request(draft, by_rank.get(0), None)
-        return _restart(draft, policy, states, pods, observed)
-    verdict, detail = notice.handle(draft, policy, states, gang, observed)
-    if verdict == "restart":
-        return _restart(draft, policy, states, pods, observed, noticed=detail)
-    if verdict == "wait":
+    verdict = notice.assess(draft, policy, target.spec_hash, states, gang, observed)
+    if verdict.next is Next.RESTART:
+        return _restart(draft, policy, states, pods, observed, verdict)
+    if verdict.next is Next.WAIT:
         up = cl.count(states, Outcome.RUNNING, Outcome.SUCCEEDED)
         draft.status["nodes"] = {"ready": up, "total": n}
         return draft.finish(deletes=_deletes(strays, observed, draft.now))
-    if cl.count(states, Outcome.INTERRUPTED, Outcome.FAILED):
+    if cl.count(states, Outcome.FAILED):
         return _restart(draft, policy, states, pods, observed)
 
     running = cl.count(states, Outcome.RUNNING, Outcome.SUCCEEDED)
@@ -404,24 +365,10 @@ def _observe_attempt(
     zone_node = observed.nodes.get(rank0.node) if rank0 and rank0.node else None
     if zone_node and zone_node.zone:
         draft.status["zone"] = zone_node.zone
-    creates: list[dict[str, Any]] = []
-    missing = {target.pod_name(attempt, s.rank) for s in states if s.outcome is Outcome.MISSING}
-    if missing:
-        # Finish a creation the operator was interrupted in (deterministic names: 409 = fine).
-        resume, avoid = draft.status.get("resumeManifest"), _avoid_nodes(draft, attempt - 1)
-        zone = draft.status.get("zone") if target.placement is not None else None
-        built = (
-            target.build(attempt, resume, avoid, zone=zone)
-            if zone
-            else target.build(attempt, resume, avoid)
-        )
-        creates = [
-            obj for obj in built if obj.get("kind") != "Pod" or obj["metadata"]["name"] in missing
-        ]
     deletes = _deletes(strays, observed, draft.now)
     if running == n:
         draft.cond(COND_READY, True, REASON_RUNNING, f"attempt {attempt}: {n}/{n} ranks running")
-        return draft.finish(creates=creates, deletes=deletes)
+        return draft.finish(deletes=deletes)
 
     started = parse_time(draft.status.get("attemptStartTime")) or draft.now
     deadline = started + dt.timedelta(seconds=policy.startup_timeout_seconds)
@@ -460,9 +407,7 @@ def _observe_attempt(
     ready = get_condition(draft.conditions, COND_READY)
     if not (ready and ready.get("status") == "True"):
         draft.cond(COND_READY, False, reason, message)
-    return draft.finish(
-        creates=creates, deletes=deletes, requeue=max(1.0, seconds_until(deadline, draft.now))
-    )
+    return draft.finish(deletes=deletes, requeue=max(1.0, seconds_until(deadline, draft.now)))
 
 
 def decide(job: JobView, target: Target | Invalid, observed: Observed, now: dt.datetime) -> Plan:
@@ -486,7 +431,7 @@ def decide(job: JobView, target: Target | Invalid, observed: Observed, now: dt.d
     _copy_lost_steps(draft, observed.pods)
     if policy.suspend:
         return _suspend(draft, policy, observed)
-    attempt = int(draft.status["attempt"])
+    attempt = draft.attempt
     if is_true(conditions, COND_SUSPENDED):
         draft.cond(COND_SUSPENDED, False, REASON_RESUMED, "spec.suspend is false: resuming")
         if attempt > 0:
@@ -501,15 +446,9 @@ def decide(job: JobView, target: Target | Invalid, observed: Observed, now: dt.d
     others = [p for p in observed.pods if p.attempt != attempt]
     plan = _observe_attempt(draft, target, observed, current)
     if others and not plan.delete_job:
-        extra = _deletes(others, observed, now)
-        plan = Plan(
-            status=plan.status,
-            creates=plan.creates,
-            deletes=plan.deletes + extra,
-            events=plan.events,
-            requeue_after=plan.requeue_after,
-            status_changed=plan.status_changed,
-        )
+        grace = notice.settled_grace(draft, attempt - 1)
+        extra = _deletes(others, observed, now, grace)
+        plan = dataclasses.replace(plan, deletes=plan.deletes + extra)
     return plan
 
 

@@ -48,6 +48,10 @@ class Draft:
         self.notes: list[Transition] = []
         self.wake_at: dt.datetime | None = None  # e.g. a request's deadline
 
+    @property
+    def attempt(self) -> int:
+        return int(self.status["attempt"])
+
     def note(self, reason: str, message: str) -> None:
         """An Event with no condition of its own (the interruption timeline)."""
         self.notes.append(Transition("Interruption", "", reason, message))

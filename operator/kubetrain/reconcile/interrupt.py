@@ -14,48 +14,35 @@ the same situation always yields the same id (the runtime echoes it in its commi
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from kubetrain.api.constants import (
-    ANNOTATION_CHECKPOINT_REQUEST,
+    RED_INTERRUPTION_TAINTS,
     REQUEST_REASON_DRAIN,
     REQUEST_REASON_REBALANCE,
+    REQUEST_REASON_SPEC_CHANGED,
     REQUEST_REASON_SPOT,
     REQUEST_THEN_CONTINUE,
-    TAINT_KARPENTER_DISRUPTED,
-    TAINT_KUBETRAIN_REBALANCE,
-    TAINT_KUBETRAIN_SPOT_ITN,
-    TAINT_NTH_ASG_TERMINATION,
-    TAINT_NTH_REBALANCE,
-    TAINT_NTH_SCHEDULED_MAINTENANCE,
-    TAINT_NTH_SPOT_ITN,
-    TAINT_OUT_OF_SERVICE,
+    SOURCE_CORDON,
+    SOURCE_POD_DELETION,
+    SOURCE_POD_DISRUPTION,
+    SOURCE_SPEC_CHANGE,
+    SPOT_INTERRUPTION_TAINTS,
+    YELLOW_INTERRUPTION_TAINTS,
 )
-from kubetrain.reconcile.observe import NodeView, PodView, parse_json
+from kubetrain.api.protocol import CheckpointRequest, Resumed
+from kubetrain.reconcile.observe import NodeView, PodView
 from kubetrain.status import parse_time, rfc3339
 
 RED: Final = "red"
 YELLOW: Final = "yellow"
-# In priority order: when a node carries several, the first names the source.
-RED_TAINTS: Final = (
-    TAINT_NTH_SPOT_ITN,
-    TAINT_KUBETRAIN_SPOT_ITN,
-    TAINT_KARPENTER_DISRUPTED,
-    TAINT_NTH_ASG_TERMINATION,
-    TAINT_NTH_SCHEDULED_MAINTENANCE,
-    TAINT_OUT_OF_SERVICE,
+# A spec change asks for a checkpoint like a red signal and restarts the gang, but is no
+# interruption: it is counted against neither budget.
+RED_REASONS: Final = frozenset(
+    {REQUEST_REASON_SPOT, REQUEST_REASON_DRAIN, REQUEST_REASON_SPEC_CHANGED}
 )
-YELLOW_TAINTS: Final = (TAINT_NTH_REBALANCE, TAINT_KUBETRAIN_REBALANCE)
-SPOT_SOURCES: Final = frozenset(
-    {TAINT_NTH_SPOT_ITN, TAINT_KUBETRAIN_SPOT_ITN, TAINT_KARPENTER_DISRUPTED}
-)
-SOURCE_CORDON: Final = "cordon"
-SOURCE_POD_DELETION: Final = "pod-deletion"
-SOURCE_POD_DISRUPTION: Final = "pod-disruption-target"
-RED_REASONS: Final = frozenset({REQUEST_REASON_SPOT, REQUEST_REASON_DRAIN})
 # Values of status.interruptions[].deadlineSource
 DEADLINE_FROM_NOTICE: Final = "node-spot-notice"  # the node agent's notice time
 DEADLINE_FROM_SPEC: Final = "spec.checkpointDeadlineSeconds"
@@ -74,16 +61,20 @@ class Signal:
     def reason(self) -> str:
         if self.level == YELLOW:
             return REQUEST_REASON_REBALANCE
-        return REQUEST_REASON_SPOT if self.source in SPOT_SOURCES else REQUEST_REASON_DRAIN
+        if self.source == SOURCE_SPEC_CHANGE:
+            return REQUEST_REASON_SPEC_CHANGED
+        if self.source in SPOT_INTERRUPTION_TAINTS:
+            return REQUEST_REASON_SPOT
+        return REQUEST_REASON_DRAIN
 
 
 def _node_signal(view: NodeView) -> Signal | None:
-    red = [t for t in RED_TAINTS if t in view.interruption_taints]
+    red = [t for t in RED_INTERRUPTION_TAINTS if t in view.interruption_taints]
     if red:
         return Signal(view.name, RED, red[0], view.notice_time)
     if view.unschedulable:
         return Signal(view.name, RED, SOURCE_CORDON, view.notice_time)
-    yellow = [t for t in YELLOW_TAINTS if t in view.interruption_taints]
+    yellow = [t for t in YELLOW_INTERRUPTION_TAINTS if t in view.interruption_taints]
     if yellow:
         return Signal(view.name, YELLOW, yellow[0])
     return None
@@ -139,15 +130,9 @@ class OpenRequest:
     deadline: dt.datetime
     members: tuple[int, ...]  # indexes in the records of the entries this request answers
 
-    def annotation(self) -> dict[str, str]:
-        body: dict[str, str] = {
-            "id": self.id,
-            "reason": self.reason,
-            "deadline": rfc3339(self.deadline),
-        }
-        if self.level == YELLOW:
-            body["then"] = REQUEST_THEN_CONTINUE
-        return {ANNOTATION_CHECKPOINT_REQUEST: json.dumps(body, sort_keys=True)}
+    def message(self) -> CheckpointRequest:
+        then = REQUEST_THEN_CONTINUE if self.level == YELLOW else None
+        return CheckpointRequest(self.id, self.reason, self.deadline, then)
 
 
 def _group(records: Sequence[Mapping[str, Any]], attempt: int, level: str) -> list[int]:
@@ -230,12 +215,13 @@ def record(
         if known or (signal.level == YELLOW and _group(records, attempt, RED)):
             continue
         entry: dict[str, Any] = {
-            "node": signal.node,
             "source": signal.source,
             "reason": signal.reason,
             "detectedAt": now_s,
             "attempt": attempt,
         }
+        if signal.node:
+            entry["node"] = signal.node
         if checkpoint_step is not None:
             entry["checkpointStep"] = checkpoint_step  # until a newer commit answers the request
         current = open_request(records, job, attempt, now)
@@ -256,53 +242,49 @@ def record(
     return added
 
 
-def missing_requests(
-    pods: Sequence[PodView], request: OpenRequest
-) -> list[tuple[str, dict[str, str]]]:
-    """(pod, annotations) for every live pod of the gang not yet carrying this request."""
-    out = []
-    for pod in sorted(pods, key=lambda p: p.rank):
-        if pod.finished or (pod.deleting and pod.node is None):
-            continue
-        current = parse_json(pod.requested) or {}
-        if current.get("id") != request.id:
-            out.append((pod.name, request.annotation()))
-    return out
+def missing_requests(pods: Sequence[PodView], request: OpenRequest) -> list[str]:
+    """The live pods of the gang not yet carrying this request."""
+    return [
+        pod.name
+        for pod in sorted(pods, key=lambda p: p.rank)
+        if not (pod.finished or (pod.deleting and pod.node is None))
+        and (pod.requested is None or pod.requested.id != request.id)
+    ]
 
 
 def conclude(
     records: list[dict[str, Any]],
     request: OpenRequest,
     now: dt.datetime,
-    committed: Mapping[str, Any] | None,
+    committed_step: int | None,
     fallback_step: int | None,
 ) -> None:
     """Close the request's entries: the commit that answered it (lost steps 0: the emergency save
     is at the step the gang had reached), or the checkpoint the gang will resume from instead."""
     for i in request.members:
         entry = records[i]
-        if committed is not None:
+        if committed_step is not None:
             entry["committedAt"] = rfc3339(now)
-            entry["checkpointStep"] = int(committed.get("step") or 0)
+            entry["checkpointStep"] = committed_step
             entry["lostSteps"] = 0
         elif fallback_step is not None:
             entry["checkpointStep"] = fallback_step
 
 
-def copy_lost_steps(records: list[dict[str, Any]], attempt: int, resumed_raw: str | None) -> bool:
+def copy_lost_steps(records: list[dict[str, Any]], attempt: int, resumed: Resumed) -> bool:
     """Rank 0 of `attempt` reports how many steps the previous attempt lost: put the number on the
     previous attempt's interruption entries (the runtime measured it, so it wins). True if changed.
     """
-    resumed = parse_json(resumed_raw)
-    if not resumed or not isinstance(resumed.get("lostSteps"), int):
+    lost = resumed.lost_steps
+    if lost is None:
         return False
     changed = False
     for entry in records:
         if entry.get("attempt") != attempt - 1 or level_of(entry) == YELLOW:
             continue
-        updates: dict[str, Any] = {"lostSteps": int(resumed["lostSteps"])}
-        if isinstance(resumed.get("step"), int) and not entry.get("committedAt"):
-            updates["checkpointStep"] = int(resumed["step"])
+        updates: dict[str, Any] = {"lostSteps": lost}
+        if not entry.get("committedAt"):
+            updates["checkpointStep"] = resumed.step
         if any(entry.get(k) != v for k, v in updates.items()):
             entry.update(updates)
             changed = True

@@ -1,7 +1,11 @@
 """One reconcile pass for one job: read once, decide in memory, act. Called by the job's daemon.
 
 Pods and nodes come from kopf indexes (O(1) lookups, no listing); the job itself is read fresh
-from the API server so the restart counters are never judged on a stale copy.
+from the API server so the restart counters are never judged on a stale copy. The one exception:
+when a rank of the running attempt is missing from the index, the attempt's pods are read from
+the API server, because only the API can tell a pod the watch has not delivered yet from one that
+was deleted (every rank of an attempt is created before its status is written, so a rank the API
+does not have was deleted, whenever that happened: also while the operator was down).
 """
 
 from __future__ import annotations
@@ -9,36 +13,39 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from kubetrain.api.constants import LABEL_ATTEMPT, LABEL_JOB
 from kubetrain.k8s import Kube
 from kubetrain.reconcile.act import act
 from kubetrain.reconcile.decide import decide, policy_requeue
-from kubetrain.reconcile.observe import NodeView, PodView
-from kubetrain.reconcile.plan import JobView, Observed
+from kubetrain.reconcile.observe import NodeView, PodView, pod_view
+from kubetrain.reconcile.plan import JobView, Observed, Target
 from kubetrain.reconcile.target import to_target
+from kubetrain.status import TERMINAL_PHASES
+
+NodeUsage = Callable[[str], Sequence[PodView]]
 
 
-@dataclass
-class JobMemory:
-    """What one daemon remembers between passes: pod names of the current attempt it has seen.
+async def current_attempt_pods(
+    kube: Kube, job: JobView, target: Target, indexed: Sequence[PodView]
+) -> tuple[list[PodView], frozenset[str]]:
+    """(pods of the running attempt, names of its ranks that were deleted).
 
-    A pod seen and then gone was deleted under us (eviction, PodGC): an interruption. A pod never
-    seen is one whose creation was cut short: create it. Lost on operator restart, which only
-    means a deleted pod gets recreated once, the safe direction.
+    The index's view when it has every rank; else the API server's, which says for certain which
+    ranks are gone.
     """
-
-    attempt: int = 0
-    seen: set[str] = field(default_factory=set)
-
-    def vanished(self, attempt: int, present: Iterable[str]) -> frozenset[str]:
-        if attempt != self.attempt:
-            self.attempt, self.seen = attempt, set()
-        names = set(present)
-        gone = frozenset(self.seen - names)
-        self.seen |= names
-        return gone
+    attempt = job.attempt
+    current = [p for p in indexed if p.attempt == attempt]
+    expected = {target.pod_name(attempt, rank) for rank in range(target.policy.nodes)}
+    settled = job.status.get("phase") in TERMINAL_PHASES or target.policy.suspend
+    if attempt <= 0 or job.status.get("restartAfter") or settled:
+        return current, frozenset()
+    if expected <= {p.name for p in current}:
+        return current, frozenset()
+    selector = f"{LABEL_JOB}={job.name},{LABEL_ATTEMPT}={attempt}"
+    fresh = [v for v in map(pod_view, await kube.list_pods(job.namespace, selector)) if v]
+    return fresh, frozenset(expected - {p.name for p in fresh})
 
 
 async def reconcile_once(
@@ -47,32 +54,37 @@ async def reconcile_once(
     name: str,
     pods: Iterable[PodView],
     node_lookup: Callable[[str], NodeView | None],
-    memory: JobMemory,
     logger: logging.Logger | logging.LoggerAdapter[Any],
     now: dt.datetime | None = None,
     all_nodes: Callable[[], Sequence[NodeView]] = tuple,
+    node_pods: NodeUsage = lambda _node: (),
 ) -> float | None:
     """Returns seconds until the next pass is due without events, or None when the job is gone.
 
-    `all_nodes` is called only when an attempt is about to start (choosing its zone), so the
-    usual pass stays O(pods of the job).
+    `all_nodes` and `node_pods` are called only when an attempt is about to start (choosing its
+    zone from free capacity), so the usual pass stays O(pods of the job).
     """
     body = await kube.get_job(namespace, name)
     if body is None:
         return None
     job = JobView.from_body(body)
+    target = to_target(body)
     pod_list = [p for p in pods if p.namespace == namespace and p.job == name]
-    attempt = int(job.status.get("attempt") or 0)
-    vanished = memory.vanished(attempt, (p.name for p in pod_list if p.attempt == attempt))
+    vanished: frozenset[str] = frozenset()
+    if isinstance(target, Target):
+        current, vanished = await current_attempt_pods(kube, job, target, pod_list)
+        pod_list = [p for p in pod_list if p.attempt != job.attempt] + current
     nodes = {p.node: node_lookup(p.node) for p in pod_list if p.node}
-    starting = attempt == 0 or bool(job.status.get("restartAfter"))
+    starting = job.attempt == 0 or bool(job.status.get("restartAfter"))
+    candidates = tuple(all_nodes()) if starting else ()
     observed = Observed(
         pods=pod_list,
         nodes=nodes,
         vanished=vanished,
-        all_nodes=tuple(all_nodes()) if starting else (),
+        all_nodes=candidates,
+        node_pods={n.name: tuple(node_pods(n.name)) for n in candidates},
     )
-    plan = decide(job, to_target(body), observed, now or dt.datetime.now(dt.UTC))
+    plan = decide(job, target, observed, now or dt.datetime.now(dt.UTC))
     await act(kube, body, plan, logger)
     if plan.delete_job:
         return None

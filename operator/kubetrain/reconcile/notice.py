@@ -1,29 +1,167 @@
-"""Interruptions with notice inside one pass: detect, put the request on every pod, wait, settle.
+"""The interruption path's one home: everything that ends an attempt without it being the user's
+fault, decided in one call per pass (`assess`).
 
-The pure rules live in `interrupt`; this module applies them to the status being computed and
-says whether the gang must restart (`decide` does the restart itself, with the budgets).
+In order: a node lost or a pod gone (no request can reach them: restart now); a spec edit that
+reshapes the pods (a coordinated checkpoint-restart, counted against neither budget); a node
+announcing that it is going away (request an emergency checkpoint from every pod, wait for the
+commit or the deadline, then restart elsewhere) or recommending a rebalance (an opportunistic
+checkpoint, training goes on); a rank that stopped on its own for an infrastructure reason (exit
+83 without a request, a disrupted pod). The pure rules over the timeline live in `interrupt`;
+`decide` applies the verdict with the budgets.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
-from kubetrain.api.constants import COND_CHECKPOINTING
+from kubetrain.api.constants import (
+    ANNOTATION_CHECKPOINT_REQUEST,
+    COND_CHECKPOINTING,
+    REQUEST_REASON_NODE_LOST,
+    SOURCE_NODE_DELETED,
+    SOURCE_NODE_NOT_READY,
+    SOURCE_SPEC_CHANGE,
+)
+from kubetrain.api.protocol import CheckpointCommitted
 from kubetrain.reconcile import interrupt as itr
 from kubetrain.reconcile.classify import Outcome, RankState
 from kubetrain.reconcile.draft import Draft
-from kubetrain.reconcile.observe import PodView, parse_committed
+from kubetrain.reconcile.observe import PodView
 from kubetrain.reconcile.plan import Observed, PodAnnotate, Policy
 from kubetrain.status import (
     REASON_CHECKPOINT_ABANDONED,
     REASON_CHECKPOINT_COMMITTED,
     REASON_CHECKPOINT_DEADLINE_MISSED,
     REASON_CHECKPOINT_REQUESTED,
+    REASON_FINISHED,
+    REASON_INTERRUPTED,
     REASON_INTERRUPTION_DETECTED,
+    REASON_NODE_LOST,
+    REASON_SPEC_CHANGED,
     is_true,
     rfc3339,
 )
+
+NODE_LOST_SOURCES = frozenset({SOURCE_NODE_DELETED, SOURCE_NODE_NOT_READY})
+# Once a checkpoint request is settled (committed, or its deadline passed) nothing the old gang
+# does is worth waiting for: its pods get this grace period instead of their own.
+SETTLED_GRACE_SECONDS = 5
+
+
+class Next(enum.Enum):
+    CARRY_ON = "carry-on"  # nothing ends the attempt here; decide judges the ranks
+    WAIT = "wait"  # a checkpoint request is out: hold the gang as it is
+    RESTART = "restart"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    next: Next
+    reason: str = ""  # Ready's reason for a restart: Interrupted | NodeLost | SpecChanged
+    cause: str = ""  # words for the restart message
+    counted: bool = True  # against maxInterruptions (False: a spec change)
+    grace_seconds: int | None = None  # for the old gang's pods (None: their own)
+
+
+CARRY_ON = Verdict(Next.CARRY_ON)
+WAIT = Verdict(Next.WAIT)
+
+
+def assess(
+    draft: Draft,
+    policy: Policy,
+    spec_hash: str,
+    states: Sequence[RankState],
+    gang: Sequence[PodView],
+    observed: Observed,
+) -> Verdict:
+    """Everything about the current attempt that is not the user's doing, in one verdict."""
+    rank0 = next((p for p in gang if p.rank == 0), None)
+    lost = [
+        s
+        for s in states
+        if s.outcome is Outcome.INTERRUPTED and (s.source in NODE_LOST_SOURCES or s.pod is None)
+    ]
+    if lost:  # no request can reach a lost node or a deleted pod: settle any request out
+        settle_request(draft, rank0)
+        _record(draft, lost)
+        return Verdict(Next.RESTART, REASON_NODE_LOST, lost[0].detail)
+
+    if _spec_changed(spec_hash, gang) and not any(p.phase == "Running" for p in gang):
+        abandon_request(draft)  # nothing has started training: nothing to checkpoint
+        return Verdict(
+            Next.RESTART,
+            REASON_SPEC_CHANGED,
+            "the spec changed before the gang was running",
+            counted=False,
+            grace_seconds=SETTLED_GRACE_SECONDS,
+        )
+    _request_spec_change(draft, policy, spec_hash, gang)
+    _detect(draft, policy, gang, observed)
+    records = draft.records()
+    request = itr.open_request(records, draft.job.name, draft.attempt, draft.now)
+    if request is None or request.level == itr.YELLOW:
+        _settle_yellow(draft, request, rank0, gang)
+        interrupted = [s for s in states if s.outcome is Outcome.INTERRUPTED]
+        if interrupted:  # stopped on its own: exit 83 on a SIGTERM we did not send, a disruption
+            _record(draft, interrupted)
+            return Verdict(Next.RESTART, REASON_NODE_LOST, interrupted[0].detail)
+        return CARRY_ON
+    # Every rank exiting 0 wins over an open request (decide checks success first), so a rank
+    # that succeeded is waited for, not taken as the gang breaking down.
+    stopped = any(
+        s.outcome is Outcome.FAILED
+        or (s.pod is not None and s.pod.finished and s.outcome is not Outcome.SUCCEEDED)
+        for s in states
+    )
+    matched = rank0 is not None and _answers(rank0.committed, request.id)
+    members = [records[i] for i in request.members]
+    spec_change_only = all(r.get("source") == SOURCE_SPEC_CHANGE for r in members)
+    if matched or stopped or draft.now >= request.deadline:
+        _, words = settle_request(draft, rank0, request)
+        head = members[0]
+        if spec_change_only:
+            return Verdict(
+                Next.RESTART,
+                REASON_SPEC_CHANGED,
+                f"the spec changed: {words}",
+                counted=False,
+                grace_seconds=SETTLED_GRACE_SECONDS,
+            )
+        return Verdict(
+            Next.RESTART,
+            REASON_INTERRUPTED,
+            f"node {head.get('node')} {head.get('source')}: {words}",
+            grace_seconds=SETTLED_GRACE_SECONDS,
+        )
+    _ask(draft, request, gang)
+    what = (
+        "the spec changed"
+        if spec_change_only
+        else f"node {members[0].get('node')} {members[0].get('source')} ({request.reason})"
+    )
+    draft.cond(
+        COND_CHECKPOINTING,
+        True,
+        REASON_CHECKPOINT_REQUESTED,
+        f"attempt {draft.attempt}: {what}; every pod asked for an emergency checkpoint by "
+        f"{rfc3339(request.deadline)} (request {request.id}); the gang restarts "
+        + ("with the new spec" if spec_change_only else "elsewhere")
+        + " once rank 0 commits",
+    )
+    return WAIT
+
+
+def settled_grace(draft: Draft, attempt: int) -> int | None:
+    """The grace period for what is left of `attempt`: short when it ended at a settled request."""
+    red = [r for r in draft.records() if r.get("attempt") == attempt and itr.level_of(r) == itr.RED]
+    return SETTLED_GRACE_SECONDS if red else None
+
+
+def _answers(commit: CheckpointCommitted | None, request_id: str) -> bool:
+    return commit is not None and commit.id == request_id
 
 
 def settle_request(
@@ -37,26 +175,25 @@ def settle_request(
     committed, never a partial one.
     """
     records = draft.records()
-    attempt = int(draft.status["attempt"])
     if request is None:
-        request = itr.open_request(records, draft.job.name, attempt, draft.now)
+        request = itr.open_request(records, draft.job.name, draft.attempt, draft.now)
         if request is None or request.level != itr.RED:
             return False, ""
-    commit = parse_committed(rank0.committed) if rank0 else None
+    commit = rank0.committed if rank0 else None
     checkpoint = draft.status.get("checkpoint") or {}
     before = records[request.members[0]].get("checkpointStep")
-    answered: dict[str, Any] | None = None
-    if commit is not None and commit.get("id") == request.id:
-        answered = commit
+    answered: int | None = None
+    if commit is not None and commit.id == request.id:
+        answered = commit.step
     elif checkpoint.get("kind") == "emergency" and (
         before is None or int(checkpoint.get("step") or 0) > int(before)
     ):
-        answered = checkpoint
+        answered = int(checkpoint.get("step") or 0)
     step = checkpoint.get("step")
     itr.conclude(records, request, draft.now, answered, None if step is None else int(step))
     draft.set_records(records)
     if answered is not None:
-        words = f"checkpoint at step {int(answered.get('step') or 0)} committed"
+        words = f"checkpoint at step {answered} committed"
         draft.cond(
             COND_CHECKPOINTING, False, REASON_CHECKPOINT_COMMITTED, f"request {request.id}: {words}"
         )
@@ -72,31 +209,105 @@ def settle_request(
     return False, words
 
 
-def handle(
-    draft: Draft,
-    policy: Policy,
-    states: Sequence[RankState],
-    gang: Sequence[PodView],
-    observed: Observed,
-) -> tuple[str, str]:
-    """Detect, request, wait: ("none" | "wait" | "restart", words for the restart message).
+def close_on_success(draft: Draft) -> None:
+    """The gang finished while a request was out: every rank exiting 0 wins, nothing was lost."""
+    if is_true(draft.conditions, COND_CHECKPOINTING):
+        draft.cond(
+            COND_CHECKPOINTING,
+            False,
+            REASON_FINISHED,
+            f"attempt {draft.attempt} succeeded before the checkpoint request was answered; "
+            "no checkpoint is needed",
+        )
 
-    Red: every pod gets the request; wait for rank 0's commit with its id, the deadline, or any
-    rank stopping; then restart. Yellow: the same request with `then: continue`; the commit just
-    closes it (status.checkpoint advances, no restart).
-    """
-    attempt = int(draft.status["attempt"])
+
+def abandon_request(draft: Draft) -> None:
+    """A request still out when the gang is torn down for another reason dies with it."""
+    if is_true(draft.conditions, COND_CHECKPOINTING):
+        draft.cond(
+            COND_CHECKPOINTING,
+            False,
+            REASON_CHECKPOINT_ABANDONED,
+            f"attempt {draft.attempt} is being torn down before its checkpoint request was "
+            "answered",
+        )
+
+
+def _record(draft: Draft, states: Sequence[RankState]) -> None:
+    """One status.interruptions entry per node (or, with no node known, per pod) not there yet."""
     records = draft.records()
-    checkpoint = draft.status.get("checkpoint") or {}
-    step = checkpoint.get("step")
+    attempt = draft.attempt
+    known = {r.get("node") or r.get("pod") for r in records if r.get("attempt") == attempt}
+    step = _checkpoint_step(draft)
+    for s in states:
+        key = s.node or s.pod_name
+        if key in known:
+            continue
+        known.add(key)
+        entry: dict[str, object] = {
+            "source": s.source or "",
+            "reason": REQUEST_REASON_NODE_LOST,
+            "detectedAt": draft.now_s,
+            "attempt": attempt,
+            ("node" if s.node else "pod"): key,
+        }
+        if step is not None:  # resumed from; the runtime reports the steps lost past it
+            entry["checkpointStep"] = step  # (interrupt.copy_lost_steps)
+        records.append(entry)
+    draft.set_records(records)
+
+
+def _request_spec_change(
+    draft: Draft, policy: Policy, spec_hash: str, gang: Sequence[PodView]
+) -> None:
+    """The user edited a field that shapes the pods: ask the gang for a checkpoint, once."""
+    if not _spec_changed(spec_hash, gang):
+        return
+    records = draft.records()
+    attempt = draft.attempt
+    if any(r.get("attempt") == attempt and r.get("source") == SOURCE_SPEC_CHANGE for r in records):
+        return
+    signal = itr.Signal("", itr.RED, SOURCE_SPEC_CHANGE)
     added = itr.record(
         records,
-        itr.detect(gang, observed.nodes),
+        [signal],
         job=draft.job.name,
         attempt=attempt,
         now=draft.now,
         default_deadline_seconds=policy.checkpoint_deadline_seconds,
-        checkpoint_step=None if step is None else int(step),
+        checkpoint_step=_checkpoint_step(draft),
+    )
+    draft.set_records(records)
+    if added:
+        draft.note(
+            REASON_SPEC_CHANGED,
+            f"attempt {attempt}: a field that shapes the pods was edited (generation "
+            f"{draft.job.generation}); asking every pod for a checkpoint, then restarting the "
+            "gang with the new spec",
+        )
+
+
+def _spec_changed(spec_hash: str, gang: Sequence[PodView]) -> bool:
+    """Some pod was built from another spec (pods of an older operator carry no hash: kept)."""
+    return bool(spec_hash) and any(p.spec_hash and p.spec_hash != spec_hash for p in gang)
+
+
+def _checkpoint_step(draft: Draft) -> int | None:
+    step = (draft.status.get("checkpoint") or {}).get("step")
+    return None if step is None else int(step)
+
+
+def _detect(draft: Draft, policy: Policy, gang: Sequence[PodView], observed: Observed) -> None:
+    """Put a timeline entry (and an Event) on each node newly announcing that it goes away."""
+    records = draft.records()
+    added = itr.record(
+        records,
+        itr.detect(gang, observed.nodes),
+        job=draft.job.name,
+        attempt=draft.attempt,
+        now=draft.now,
+        default_deadline_seconds=policy.checkpoint_deadline_seconds,
+        checkpoint_step=_checkpoint_step(draft),
     )
     for new in added:  # before trimming to the newest entries: `new.index` is into `records`
         sig = new.signal
@@ -110,52 +321,26 @@ def handle(
         source = f", deadline {deadline} from {new.deadline_source}" if new.deadline_source else ""
         draft.note(
             REASON_INTERRUPTION_DETECTED,
-            f"attempt {attempt}: node {sig.node} {sig.source} ({sig.reason}); {plan}{source}",
+            f"attempt {draft.attempt}: node {sig.node} {sig.source} ({sig.reason}); {plan}{source}",
         )
     draft.set_records(records)
-    records = draft.records()
-    request = itr.open_request(records, draft.job.name, attempt, draft.now)
-    rank0 = next((p for p in gang if p.rank == 0), None)
-    yellow = [
-        i
-        for i, r in enumerate(records)
-        if r.get("attempt") == attempt
-        and itr.level_of(r) == itr.YELLOW
-        and not r.get("committedAt")
-    ]
-    if request is None or request.level == itr.YELLOW:
-        _settle_yellow(draft, records, yellow, request, rank0, gang)
-        return "none", ""
-    commit = parse_committed(rank0.committed) if rank0 else None
-    stopped = any(s.outcome is Outcome.FAILED or (s.pod and s.pod.finished) for s in states)
-    matched = commit is not None and commit.get("id") == request.id
-    if matched or stopped or draft.now >= request.deadline:
-        head = records[request.members[0]]
-        _, words = settle_request(draft, rank0, request)
-        return "restart", f"node {head.get('node')} {head.get('source')}: {words}"
-    _ask(draft, request, gang)
-    head = records[request.members[0]]
-    draft.cond(
-        COND_CHECKPOINTING,
-        True,
-        REASON_CHECKPOINT_REQUESTED,
-        f"attempt {attempt}: node {head.get('node')} {head.get('source')} ({request.reason}); "
-        f"every pod asked for an emergency checkpoint by {rfc3339(request.deadline)} "
-        f"(request {request.id}); the gang restarts elsewhere once rank 0 commits",
-    )
-    return "wait", ""
 
 
 def _settle_yellow(
     draft: Draft,
-    records: list[dict[str, Any]],
-    open_yellow: Sequence[int],
     request: itr.OpenRequest | None,
     rank0: PodView | None,
     gang: Sequence[PodView],
 ) -> None:
     """A rebalance request: closed by rank 0's commit with its id, or dropped at its deadline."""
+    records = draft.records()
     if request is None:
+        open_yellow = any(
+            r.get("attempt") == draft.attempt
+            and itr.level_of(r) == itr.YELLOW
+            and not r.get("committedAt")
+            for r in records
+        )
         if open_yellow and is_true(draft.conditions, COND_CHECKPOINTING):
             draft.cond(
                 COND_CHECKPOINTING,
@@ -164,16 +349,16 @@ def _settle_yellow(
                 "no opportunistic checkpoint by the rebalance request's deadline; training goes on",
             )
         return
-    commit = parse_committed(rank0.committed) if rank0 else None
-    if commit is not None and commit.get("id") == request.id:
-        itr.conclude(records, request, draft.now, commit, None)
+    commit = rank0.committed if rank0 else None
+    if commit is not None and commit.id == request.id:
+        itr.conclude(records, request, draft.now, commit.step, None)
         draft.set_records(records)
         draft.cond(
             COND_CHECKPOINTING,
             False,
             REASON_CHECKPOINT_COMMITTED,
-            f"request {request.id}: opportunistic checkpoint at step "
-            f"{int(commit.get('step') or 0)} committed; training continues",
+            f"request {request.id}: opportunistic checkpoint at step {commit.step} committed; "
+            "training continues",
         )
         return
     _ask(draft, request, gang)
@@ -188,6 +373,20 @@ def _settle_yellow(
 
 def _ask(draft: Draft, request: itr.OpenRequest, gang: Sequence[PodView]) -> None:
     """Put the request on every pod still missing it, and look again at its deadline."""
-    for pod_name, wanted in itr.missing_requests(gang, request):
-        draft.annotates.append(PodAnnotate(pod_name, wanted))
+    annotation = {ANNOTATION_CHECKPOINT_REQUEST: request.message().encode()}
+    for pod_name in itr.missing_requests(gang, request):
+        draft.annotates.append(PodAnnotate(pod_name, annotation))
     draft.wake_at = request.deadline
+
+
+__all__ = [
+    "CARRY_ON",
+    "WAIT",
+    "Next",
+    "Verdict",
+    "abandon_request",
+    "assess",
+    "close_on_success",
+    "settle_request",
+    "settled_grace",
+]

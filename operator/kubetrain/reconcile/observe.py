@@ -16,48 +16,43 @@ from kubetrain.api.constants import (
     ANNOTATION_CHECKPOINT_REQUEST,
     ANNOTATION_NODE_SPOT_NOTICE,
     ANNOTATION_RESUMED,
+    ANNOTATION_SPEC_HASH,
+    CAPACITY_TYPE_LABELS,
+    INTERRUPTION_TAINTS,
     LABEL_ATTEMPT,
     LABEL_JOB,
     LABEL_RANK,
-    TAINT_KARPENTER_DISRUPTED,
-    TAINT_KUBETRAIN_REBALANCE,
-    TAINT_KUBETRAIN_SPOT_ITN,
-    TAINT_NTH_ASG_TERMINATION,
-    TAINT_NTH_REBALANCE,
-    TAINT_NTH_SCHEDULED_MAINTENANCE,
-    TAINT_NTH_SPOT_ITN,
-    TAINT_OUT_OF_SERVICE,
 )
+from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest, Resumed
+from kubetrain.api.quantity import parse_quantity
 
-# Taints that announce the node is going away (issue #4 acts on them; #3 only records them).
-INTERRUPTION_TAINTS = frozenset(
-    {
-        TAINT_NTH_SPOT_ITN,
-        TAINT_NTH_REBALANCE,
-        TAINT_NTH_ASG_TERMINATION,
-        TAINT_NTH_SCHEDULED_MAINTENANCE,
-        TAINT_KARPENTER_DISRUPTED,
-        TAINT_OUT_OF_SERVICE,
-        TAINT_KUBETRAIN_SPOT_ITN,
-        TAINT_KUBETRAIN_REBALANCE,
-    }
-)
 ZONE_LABEL = "topology.kubernetes.io/zone"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-# Capacity type in both label dialects (Karpenter, EKS managed node groups), normalized to
-# "spot" | "on-demand" (reserved capacity and Capacity Blocks are not reclaimed like spot).
-_CAPACITY_LABELS = {
-    "karpenter.sh/capacity-type": {
-        "spot": "spot",
-        "on-demand": "on-demand",
-        "reserved": "on-demand",
-    },
-    "eks.amazonaws.com/capacityType": {
-        "SPOT": "spot",
-        "ON_DEMAND": "on-demand",
-        "CAPACITY_BLOCK": "on-demand",
-    },
-}
+# Resources the zone choice counts (what a worker pod requests), in integer units: millicores for
+# cpu, bytes for memory, counts for the rest.
+COUNTED_RESOURCES = (
+    "cpu",
+    "memory",
+    "pods",
+    "nvidia.com/gpu",
+    "aws.amazon.com/neuron",
+    "vpc.amazonaws.com/efa",
+)
+Resources = tuple[tuple[str, int], ...]  # sorted (resource, amount) pairs: hashable, comparable
+
+
+def resource_amounts(raw: Mapping[str, Any] | None) -> dict[str, int]:
+    """{resource: integer amount} for the counted resources in a requests/allocatable map."""
+    out: dict[str, int] = {}
+    for key, value in (raw or {}).items():
+        if key not in COUNTED_RESOURCES:
+            continue
+        try:
+            amount = parse_quantity(str(value))
+        except ValueError:
+            continue
+        out[key] = int(amount * 1000) if key == "cpu" else int(amount)
+    return out
 
 
 @dataclass(frozen=True)
@@ -77,9 +72,11 @@ class PodView:
     exit_code: int | None  # first terminated container's exit code, if any
     disruption: str | None  # DisruptionTarget condition reason, or "Evicted"
     unschedulable: str | None  # PodScheduled=False message
-    committed: str | None  # raw ANNOTATION_CHECKPOINT_COMMITTED value
-    requested: str | None  # raw ANNOTATION_CHECKPOINT_REQUEST value
-    resumed: str | None = None  # raw ANNOTATION_RESUMED value (rank 0 of a resumed attempt)
+    committed: CheckpointCommitted | None  # rank 0's newest commit report
+    requested: CheckpointRequest | None  # the checkpoint request on the pod
+    resumed: Resumed | None = None  # rank 0 of a resumed attempt: what it restored
+    spec_hash: str | None = None  # ANNOTATION_SPEC_HASH: the spec the pod was built from
+    requests: Resources = ()  # what the pod holds on its node (zone choice)
 
     @property
     def deleting(self) -> bool:
@@ -100,6 +97,7 @@ class NodeView:
     instance_type: str | None = None
     capacity_type: str | None = None  # "spot" | "on-demand", from either label dialect
     notice_time: str | None = None  # "time" of the node agent's spot notice (RFC3339), if any
+    allocatable: Resources = ()
 
 
 def _int(value: object, default: int = -1) -> int:
@@ -158,10 +156,24 @@ def pod_view(body: Mapping[str, Any]) -> PodView | None:
         exit_code=exit_code,
         disruption=disruption,
         unschedulable=unschedulable,
-        committed=annotations.get(ANNOTATION_CHECKPOINT_COMMITTED),
-        requested=annotations.get(ANNOTATION_CHECKPOINT_REQUEST),
-        resumed=annotations.get(ANNOTATION_RESUMED),
+        committed=CheckpointCommitted.decode(annotations.get(ANNOTATION_CHECKPOINT_COMMITTED)),
+        requested=CheckpointRequest.decode(annotations.get(ANNOTATION_CHECKPOINT_REQUEST)),
+        resumed=Resumed.decode(annotations.get(ANNOTATION_RESUMED)),
+        spec_hash=annotations.get(ANNOTATION_SPEC_HASH),
+        requests=_pod_requests(body.get("spec") or {}),
     )
+
+
+def _pod_requests(spec: Mapping[str, Any]) -> Resources:
+    """Requests the scheduler counts: the sum over containers (init containers: the largest)."""
+    total: dict[str, int] = {"pods": 1}
+    for c in spec.get("containers") or []:
+        for key, amount in resource_amounts((c.get("resources") or {}).get("requests")).items():
+            total[key] = total.get(key, 0) + amount
+    for c in spec.get("initContainers") or []:
+        for key, amount in resource_amounts((c.get("resources") or {}).get("requests")).items():
+            total[key] = max(total.get(key, 0), amount)
+    return tuple(sorted(total.items()))
 
 
 def node_view(body: Mapping[str, Any]) -> NodeView:
@@ -182,7 +194,7 @@ def node_view(body: Mapping[str, Any]) -> NodeView:
     capacity = next(
         (
             mapping[str(labels[key])]
-            for key, mapping in _CAPACITY_LABELS.items()
+            for key, mapping in CAPACITY_TYPE_LABELS.items()
             if str(labels.get(key)) in mapping
         ),
         None,
@@ -196,6 +208,9 @@ def node_view(body: Mapping[str, Any]) -> NodeView:
         instance_type=labels.get(INSTANCE_TYPE_LABEL),
         capacity_type=capacity,
         notice_time=_notice_time((meta.get("annotations") or {}).get(ANNOTATION_NODE_SPOT_NOTICE)),
+        allocatable=tuple(
+            sorted(resource_amounts((body.get("status") or {}).get("allocatable")).items())
+        ),
     )
 
 
@@ -209,28 +224,3 @@ def _notice_time(raw: object) -> str | None:
         return None
     when = value.get("time") if isinstance(value, dict) else None
     return when if isinstance(when, str) and when else None
-
-
-def parse_json(raw: str | None) -> dict[str, Any] | None:
-    """A JSON-object annotation written by a pod, or None when absent or malformed."""
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def parse_committed(raw: str | None) -> dict[str, Any] | None:
-    """Rank 0's checkpoint-committed annotation as a dict, or None when absent or malformed.
-
-    A malformed value is the pod's bug, not a reason to stop reconciling the job.
-    """
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) and "id" in value else None

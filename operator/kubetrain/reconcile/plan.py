@@ -6,17 +6,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kubetrain.reconcile.observe import NodeView, PodView
+from kubetrain.build import Placement
+from kubetrain.reconcile.observe import NodeView, PodView, Resources
 from kubetrain.status import Transition
 
 
 class AttemptBuilder(Protocol):
-    """(attempt, resume_manifest, avoid_nodes[, zone=...]) -> manifests in creation order.
-
-    `zone` is passed only when the operator pinned one (kubetrain.build.build_attempt)."""
+    """(attempt, resume_manifest, placement) -> manifests in creation order
+    (kubetrain.build.build_attempt)."""
 
     def __call__(
-        self, attempt: int, resume: str | None, avoid: Sequence[str], /, zone: str | None = None
+        self, attempt: int, resume: str | None, placement: Placement | None = None, /
     ) -> list[dict[str, Any]]: ...
 
 
@@ -45,6 +45,10 @@ class JobView:
             deleting=meta.get("deletionTimestamp") is not None,
         )
 
+    @property
+    def attempt(self) -> int:
+        return int(self.status.get("attempt") or 0)
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -71,8 +75,9 @@ class PlacementNeeds:
     """
 
     instance_type: str | None
-    capacity_types: frozenset[str]  # subset of {"spot", "on-demand"}; empty = any
+    capacity_types: tuple[str, ...]  # of "spot", "on-demand", most preferred first; () = any
     zone: str | None = None
+    per_pod: Resources = ()  # what one pod of the gang requests (observe.resource_amounts units)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class Target:
     build: AttemptBuilder
     pod_name: PodNamer
     placement: PlacementNeeds | None = None  # None: the operator never pins a zone
+    spec_hash: str = ""  # of the fields that shape the pods (kubetrain.build.spec_hash)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,8 @@ class Observed:
     vanished: frozenset[str] = frozenset()  # current-attempt pod names seen before, now gone
     # Every node the operator knows (for choosing a zone); filled only when an attempt is due.
     all_nodes: Sequence[NodeView] = ()
+    # For each of those nodes: the kubetrain pods bound to it (what they hold is not free).
+    node_pods: Mapping[str, Sequence[PodView]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,9 @@ class PodDelete:
     name: str
     uid: str
     force: bool  # grace period 0: the node is gone/NotReady or the pod is stuck terminating
+    # A grace period shorter than the pod's own: the checkpoint request is settled, so nothing
+    # the old gang does any more is worth waiting for. None: the pod's own.
+    grace_seconds: int | None = None
 
 
 @dataclass(frozen=True)

@@ -6,20 +6,23 @@ either touches one small function.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+from kubetrain.api.constants import SPEC_CAPACITY_TYPES
 from kubetrain.api.errors import InvalidSpec
 from kubetrain.api.models import TrainingJobSpec
-from kubetrain.build import JobRef, build_attempt, completion_ranks, pod_name, resolve
+from kubetrain.build import (
+    JobRef,
+    Placement,
+    build_attempt,
+    build_pod,
+    completion_ranks,
+    pod_name,
+    resolve,
+)
+from kubetrain.reconcile.observe import pod_view
 from kubetrain.reconcile.plan import Invalid, PlacementNeeds, Policy, Target
-
-# spec.capacity.type -> capacity types a node may have (observe.NodeView.capacity_type).
-_CAPACITY = {
-    "spot": frozenset({"spot"}),
-    "on-demand": frozenset({"on-demand"}),
-    "spot-then-on-demand": frozenset({"spot", "on-demand"}),
-}
 
 
 def job_ref(body: Mapping[str, Any]) -> JobRef:
@@ -50,20 +53,27 @@ def to_target(body: Mapping[str, Any]) -> Target | Invalid:
         success_ranks=tuple(completion_ranks(resolved)),
         checkpoint_deadline_seconds=spec.checkpoint_deadline_seconds,
     )
+    # What one pod requests, read back from a built pod: the builders are the one definition.
+    sample = pod_view(build_pod(ref, resolved, 1, 0))
     placement = PlacementNeeds(
         instance_type=spec.accelerator.instance_type,
-        capacity_types=_CAPACITY.get(spec.capacity.type, frozenset()),
+        capacity_types=SPEC_CAPACITY_TYPES.get(spec.capacity.type, ()),
         zone=spec.capacity.zone,
+        per_pod=sample.requests if sample else (),
     )
 
     def build(
-        attempt: int, resume: str | None, avoid: Sequence[str], /, zone: str | None = None
+        attempt: int, resume: str | None, placement: Placement | None = None, /
     ) -> list[dict[str, Any]]:
-        return build_attempt(
-            ref, resolved, attempt, resume_manifest=resume, avoid_nodes=avoid, zone=zone
-        )
+        return build_attempt(ref, resolved, attempt, resume_manifest=resume, placement=placement)
 
     def name(attempt: int, rank: int) -> str:
         return pod_name(ref.name, attempt, rank)
 
-    return Target(policy=policy, build=build, pod_name=name, placement=placement)
+    return Target(
+        policy=policy,
+        build=build,
+        pod_name=name,
+        placement=placement,
+        spec_hash=resolved.spec_hash,
+    )

@@ -1,22 +1,29 @@
-"""Which zone an attempt's gang goes to, chosen from the nodes the operator knows.
+"""Where an attempt's gang goes: the zone (and, for spot-then-on-demand, the capacity type) with
+free room for the whole gang, counted from the nodes the operator knows and the pods on them.
 
 Why the operator chooses instead of the scheduler: with only a zone podAffinity, rank 0 may land
 in any zone, and the rest of the gang must follow it there even when that zone has no room; the
-attempt then waits out startupTimeoutSeconds. Counting fitting nodes per zone first and pinning
-the zone with room avoids that, and keeps a resumed gang next to its data when it can.
+attempt then waits out startupTimeoutSeconds beside idle nodes in another zone. Counting free
+allocatable per zone first and pinning a zone with room for every rank avoids that, and keeps a
+resumed gang next to its data when it can.
+
+What is counted: each node's allocatable (cpu, memory, pods, GPUs, NeuronDevices, EFA) minus the
+requests of the kubetrain pods bound to it. Pods of other workloads are not in the operator's
+watch; on nodes they share with training gangs, the scheduler still has the last word.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Collection, Iterable
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from kubetrain.reconcile.observe import NodeView
+from kubetrain.build import Placement
+from kubetrain.reconcile.observe import NodeView, PodView
 from kubetrain.reconcile.plan import PlacementNeeds
 
 
 def fits(node: NodeView, needs: PlacementNeeds, avoid: Collection[str]) -> bool:
-    """A node that could take one pod of the gang now (capacity left on it is not tracked)."""
+    """A node of the kind the gang asks for that is accepting new pods."""
     return (
         node.ready
         and not node.unschedulable
@@ -28,25 +35,64 @@ def fits(node: NodeView, needs: PlacementNeeds, avoid: Collection[str]) -> bool:
     )
 
 
+def slots(node: NodeView, pods: Iterable[PodView], per_pod: Mapping[str, int]) -> int:
+    """How many more pods of the gang fit on `node` now (1 when the node reports nothing)."""
+    if not node.allocatable or not per_pod:
+        return 1
+    free = dict(node.allocatable)
+    for pod in pods:
+        if pod.finished:
+            continue
+        for resource, amount in pod.requests:
+            free[resource] = free.get(resource, 0) - amount
+    counts = [free.get(r, 0) // amount for r, amount in per_pod.items() if amount > 0]
+    return max(0, min(counts)) if counts else 1
+
+
 def choose_zone(
     nodes: Iterable[NodeView],
     needs: PlacementNeeds,
     gang_size: int,
     avoid: Collection[str] = (),
     previous: str | None = None,
-) -> str | None:
-    """The zone for the next attempt, or None to leave the choice to the scheduler.
+    node_pods: Mapping[str, Sequence[PodView]] | None = None,
+) -> Placement | None:
+    """The placement of the next attempt, or None to leave the choice to the scheduler.
 
-    The previous attempt's zone while it still has `gang_size` fitting nodes (data and warm
-    caches are there), else the zone with the most fitting nodes (ties: name order, so the choice
-    is deterministic). None when the user pinned a zone (the builder uses theirs) or when no
-    known node fits (e.g. Karpenter scaling from zero: the autoscaler picks).
+    Capacity types in the spec's order of preference (spot before on-demand); for each, the
+    previous attempt's zone while it has room for the whole gang (data and warm caches are
+    there), else the zone with the most room. When no zone has room for the whole gang, the zone
+    with the most room (the gang waits there for the rest). None when the user pinned a zone
+    (the builder uses theirs) or when no known node fits (e.g. Karpenter scaling from zero: the
+    provisioner picks).
     """
     if needs.zone:
         return None
-    counts = Counter(n.zone for n in nodes if fits(n, needs, avoid))
-    if not counts:
+    per_pod = dict(needs.per_pod)
+    pods = node_pods or {}
+    room: dict[tuple[str | None, str], int] = defaultdict(int)  # (capacity type, zone) -> pods
+    for node in nodes:
+        if fits(node, needs, avoid):
+            free = slots(node, pods.get(node.name, ()), per_pod)
+            room[(node.capacity_type, str(node.zone))] += free
+    if not room:
         return None
-    if previous is not None and counts.get(previous, 0) >= gang_size:
+    pin_type = len(needs.capacity_types) > 1
+    for kind in needs.capacity_types or (None,):
+        zones = {z: n for (k, z), n in room.items() if kind is None or k == kind}
+        best = _best(zones, gang_size, previous)
+        if best is not None and zones[best] >= gang_size:
+            return Placement(zone=best, capacity_type=kind if pin_type else None)
+    total: dict[str, int] = defaultdict(int)
+    for (_, zone), n in room.items():
+        total[zone] += n
+    best = _best(total, gang_size, previous)
+    return Placement(zone=best) if best is not None else None
+
+
+def _best(zones: Mapping[str, int], gang_size: int, previous: str | None) -> str | None:
+    if not zones:
+        return None
+    if previous is not None and zones.get(previous, 0) >= gang_size:
         return previous
-    return min(counts, key=lambda zone: (-counts[zone], str(zone)))
+    return min(zones, key=lambda zone: (-zones[zone], zone))

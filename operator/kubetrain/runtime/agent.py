@@ -7,19 +7,16 @@ Rank 0 reports each commit on its pod so `status.checkpoint` follows the newest 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from datetime import datetime
 from typing import Any, Protocol
 
 from kubetrain.api.constants import (
     ANNOTATION_CHECKPOINT_COMMITTED,
     ANNOTATION_CHECKPOINT_REQUEST,
     ANNOTATION_RESUMED,
-    REQUEST_REASON_REBALANCE,
 )
-from kubetrain.runtime.podapi import parse_json_annotation
+from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest, Resumed
 from kubetrain.runtime.signals import StopFlag, StopLevel
 
 log = logging.getLogger(__name__)
@@ -35,21 +32,9 @@ class PodLike(Protocol):
     def watch_annotations(self, on_change: Any, stop: threading.Event) -> None: ...
 
 
-def parse_deadline(value: object) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def request_level(request: dict[str, Any]) -> StopLevel:
+def request_level(request: CheckpointRequest) -> StopLevel:
     """Emergency unless the operator says to keep going (`then: continue`, or a rebalance hint)."""
-    then = request.get("then")
-    if then == "continue" or (then is None and request.get("reason") == REQUEST_REASON_REBALANCE):
-        return StopLevel.SAVE
-    return StopLevel.SAVE_AND_EXIT
+    return StopLevel.SAVE if request.continues else StopLevel.SAVE_AND_EXIT
 
 
 class CheckpointAgent:
@@ -63,12 +48,12 @@ class CheckpointAgent:
     def start(self) -> None:
         """Ignore a request this pod already answered (a restarted process), then watch."""
         try:
-            committed = parse_json_annotation(
+            committed = CheckpointCommitted.decode(
                 self.pod.annotations().get(ANNOTATION_CHECKPOINT_COMMITTED)
             )
-            if committed and committed.get("id"):
-                self.seen.add(str(committed["id"]))
-                self.answered.add(str(committed["id"]))
+            if committed:
+                self.seen.add(committed.id)
+                self.answered.add(committed.id)
         except Exception as exc:  # the API being down must not stop training
             log.warning("checkpoint agent: reading own pod failed: %s", exc)
         self._thread = threading.Thread(
@@ -83,18 +68,13 @@ class CheckpointAgent:
         self.stop.set()
 
     def on_annotations(self, annotations: dict[str, str]) -> None:
-        request = parse_json_annotation(annotations.get(ANNOTATION_CHECKPOINT_REQUEST))
-        if not request or not request.get("id"):
+        request = CheckpointRequest.decode(annotations.get(ANNOTATION_CHECKPOINT_REQUEST))
+        if request is None or request.id in self.seen:
             return
-        request_id = str(request["id"])
-        if request_id in self.seen:
-            return
-        self.seen.add(request_id)
-        reason = str(request.get("reason") or "checkpoint-request")
-        log.info("checkpoint request %s (%s) on own pod", request_id, reason)
-        self.flag.request(
-            request_level(request), reason, request_id, parse_deadline(request.get("deadline"))
-        )
+        self.seen.add(request.id)
+        log.info("checkpoint request %s (%s) on own pod", request.id, request.reason)
+        deadline = request.deadline.timestamp() if request.deadline else None
+        self.flag.request(request_level(request), request.reason, request.id, deadline)
 
     def pending_request_id(self) -> str | None:
         """A request on our pod not answered yet: the all-reduce may beat our own watch to it."""
@@ -102,22 +82,16 @@ class CheckpointAgent:
             raw = self.pod.annotations().get(ANNOTATION_CHECKPOINT_REQUEST)
         except Exception:
             return None
-        request = parse_json_annotation(raw)
-        if request and request.get("id") and str(request["id"]) not in self.answered:
-            return str(request["id"])
+        request = CheckpointRequest.decode(raw)
+        if request is not None and request.id not in self.answered:
+            return request.id
         return None
 
     def report_resumed(self, *, step: int, previous_step: int | None, manifest: str) -> None:
         """Patch `resumed` on our pod: the step restored and how many steps the previous attempt
         had done past it (lost work), so the operator can put the number on its timeline."""
-        lost = None if previous_step is None else max(0, previous_step - step)
-        value = {
-            "step": step,
-            "previousStep": previous_step,
-            "lostSteps": lost,
-            "manifest": manifest,
-        }
-        self.pod.annotate(ANNOTATION_RESUMED, json.dumps(value))
+        report = Resumed(step=step, previous_step=previous_step, manifest=manifest)
+        self.pod.annotate(ANNOTATION_RESUMED, report.encode())
 
     def report_committed(
         self, *, step: int, manifest: str, kind: str, checkpoint_id: str, request_id: str | None
@@ -130,8 +104,8 @@ class CheckpointAgent:
         if ident is None and kind == "emergency":
             ident = self.pending_request_id()
         ident = ident or checkpoint_id
-        value = json.dumps({"id": ident, "step": step, "manifest": manifest, "kind": kind})
+        value = CheckpointCommitted(id=ident, step=step, manifest=manifest, kind=kind)
         self.answered.add(ident)
         self.seen.add(ident)
-        self.pod.annotate(ANNOTATION_CHECKPOINT_COMMITTED, value)
+        self.pod.annotate(ANNOTATION_CHECKPOINT_COMMITTED, value.encode())
         return ident

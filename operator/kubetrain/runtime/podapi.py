@@ -7,7 +7,6 @@ imported lazily so training images without it still import `kubetrain.runtime`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -85,13 +84,3 @@ class PodAPI:
             except Exception as exc:  # connection resets: retry until stopped
                 log.warning("watching pod %s/%s: %s", self.namespace, self.name, exc)
                 stop.wait(1.0)
-
-
-def parse_json_annotation(raw: str | None) -> dict[str, Any] | None:
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
