@@ -7,6 +7,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,35 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
         yield name
     finally:
         cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# --- the operator, in-process ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: Cluster) -> None:
+    from operator_harness import install_crd
+
+    install_crd(cluster)
+
+
+@pytest.fixture
+def operator(
+    cluster: Cluster, namespace: str, crd: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """The production handlers module under kopf's KopfRunner, scoped to the test's namespace.
+
+    Jobs are deleted while the operator still runs, so its finalizer is released.
+    """
+    from kopf.testing import KopfRunner
+
+    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
+    with KopfRunner(args, timeout=60) as runner:
+        try:
+            yield runner
+        finally:
+            cluster.kubectl(
+                "delete", "trainingjobs", "--all", "-n", namespace, "--timeout=60s", check=False
+            )
+    assert runner.exception is None, runner.output[-4000:]

@@ -37,9 +37,14 @@ def crd_yaml() -> str:
 
 def install_crd(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crd_yaml())
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/trainingjobs.kubetrain.dev", "--timeout=60s"
-    )
+
+    def established() -> bool:
+        crd = cluster.get("crd", "trainingjobs.kubetrain.dev")
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    # Not `kubectl wait`: it errors out when it reads the CRD before its first status write.
+    wait_for(established, timeout=60, interval=0.2, what="the TrainingJob CRD Established")
 
 
 def job_manifest(name: str, **spec: Any) -> dict[str, Any]:

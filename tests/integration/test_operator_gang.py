@@ -7,7 +7,6 @@ scoped to the test's namespace, so tests never see each other's jobs.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import pytest
 from kopf.testing import KopfRunner
@@ -15,7 +14,6 @@ from operator_harness import (
     apply,
     condition,
     dump,
-    install_crd,
     job_manifest,
     live_pods,
     pods,
@@ -51,28 +49,6 @@ def spare_nodes(cluster: Cluster) -> list[str]:
     for name in names:
         cluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
     return names
-
-
-@pytest.fixture(scope="module")
-def crd(cluster: Cluster) -> None:
-    install_crd(cluster)
-
-
-@pytest.fixture
-def operator(
-    cluster: Cluster, namespace: str, crd: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[KopfRunner]:
-    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
-        try:
-            yield runner
-        finally:
-            # Delete jobs while the operator runs so its finalizer is released, then stop it.
-            cluster.kubectl(
-                "delete", "trainingjobs", "--all", "-n", namespace, "--timeout=60s", check=False
-            )
-    assert runner.exception is None, runner.output[-4000:]
 
 
 def test_gang_lands_in_one_zone_runs_and_succeeds(

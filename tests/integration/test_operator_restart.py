@@ -99,3 +99,36 @@ def test_operator_killed_mid_creation_converges_to_one_gang(
     assert partial[0]["metadata"]["uid"] in {
         p["metadata"]["uid"] for p in pods(cluster, namespace, "resilient")
     }
+
+
+def test_a_pod_deleted_while_the_operator_is_down_restarts_the_whole_gang(
+    cluster: Cluster, namespace: str, procs: list[subprocess.Popen[str]]
+) -> None:
+    """Every rank of an attempt is created once: a rank that vanished while nobody watched is not
+    recreated alone beside the old ranks (the gang could never rendezvous), the gang restarts."""
+    install_crd(cluster)
+    apply(cluster, namespace, job_manifest("gap", nodes=NODES))
+    first = start_operator(cluster, namespace)
+    procs.append(first)
+    gang = running_pods(cluster, namespace, "gap", attempt=1, n=NODES)
+    wait_phase(cluster, namespace, "gap", "Running")
+    first.terminate()
+    first.wait(timeout=30)
+
+    victim = gang[1]["metadata"]
+    cluster.kubectl("delete", "pod", victim["name"], "-n", namespace, "--wait=true")
+    second = start_operator(cluster, namespace)
+    procs.append(second)
+    running_pods(cluster, namespace, "gap", attempt=2, n=NODES)
+    st = wait_phase(cluster, namespace, "gap", "Running")
+    assert st["attempt"] == 2
+    assert st["restarts"] == {"failures": 0, "interruptions": 1, "total": 1}
+    [record] = st["interruptions"]
+    assert (record["pod"], record["source"]) == (victim["name"], "pod-deleted")
+    # Never a second rank 1 in attempt 1.
+    assert all(
+        p["metadata"]["uid"] != victim["uid"]
+        and p["metadata"]["labels"]["kubetrain.dev/attempt"] == "2"
+        for p in pods(cluster, namespace, "gap")
+        if p["metadata"]["name"].startswith("gap-") and not p["metadata"].get("deletionTimestamp")
+    )

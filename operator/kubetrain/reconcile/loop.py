@@ -33,7 +33,9 @@ async def current_attempt_pods(
     """(pods of the running attempt, names of its ranks that were deleted).
 
     The index's view when it has every rank; else the API server's, which says for certain which
-    ranks are gone.
+    ranks are gone. Ranks are only known for a gang built from the current spec: after an edit
+    (pods of another spec hash) the attempt may have had another size, and the spec change
+    restarts the gang anyway.
     """
     attempt = job.attempt
     current = [p for p in indexed if p.attempt == attempt]
@@ -45,6 +47,8 @@ async def current_attempt_pods(
         return current, frozenset()
     selector = f"{LABEL_JOB}={job.name},{LABEL_ATTEMPT}={attempt}"
     fresh = [v for v in map(pod_view, await kube.list_pods(job.namespace, selector)) if v]
+    if any(p.spec_hash not in (None, target.spec_hash) for p in fresh):
+        return fresh, frozenset()
     return fresh, frozenset(expected - {p.name for p in fresh})
 
 
