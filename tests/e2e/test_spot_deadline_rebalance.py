@@ -192,10 +192,10 @@ def test_missed_deadline_resumes_from_the_checkpoint_before_the_notice(
     assert event["requestedAt"] <= event["deadline"] <= event["resumedAt"]
     assert event["checkpointStep"] == resumed_from["step"]
     # The resumed rank 0 measured the lost work: what attempt 1 did past the checkpoint.
+    # (0 when the deadline happened to fall right on a periodic save: one drill in twenty.)
     assert (
         died_at - resumed_from["step"] - 1 <= event["lostSteps"] <= died_at - resumed_from["step"]
     )
-    assert event["lostSteps"] > 0
 
 
 def test_rebalance_recommendation_checkpoints_without_a_restart(
