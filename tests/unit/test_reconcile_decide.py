@@ -451,3 +451,15 @@ def test_mpirun_style_success_is_rank_zero_and_releases_the_other_ranks() -> Non
     plan = decide(job(running_status()), target(success_ranks=(0,)), Observed(pods, ALL_NODES), NOW)
     assert plan.status["phase"] == "Succeeded"
     assert {d.name for d in plan.deletes} == {name(1, r) for r in (1, 2, 3)}
+
+
+def test_the_core_cannot_write_a_status_field_the_api_does_not_declare() -> None:
+    """decide computes on the API's status model: an undeclared key raises instead of being
+    pruned silently by the API server."""
+    from kubetrain.reconcile.draft import Draft
+
+    draft = Draft(job(running_status()), NOW)
+    with pytest.raises(ValueError, match="restartsAfter"):
+        draft.status.restartsAfter = "soon"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError):
+        draft.status.attempt = "three"  # type: ignore[assignment]

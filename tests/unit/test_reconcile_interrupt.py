@@ -38,6 +38,7 @@ from kubetrain.api.constants import (
     TAINT_NTH_SPOT_ITN,
     TAINT_OUT_OF_SERVICE,
 )
+from kubetrain.api.models import Interruption
 from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest, Resumed
 from kubetrain.reconcile import interrupt as itr
 from kubetrain.reconcile import notice
@@ -471,12 +472,14 @@ def test_spot_after_rebalance_on_the_same_node_sends_a_new_request() -> None:
 
 def test_lost_steps_reported_by_the_resumed_rank_0_land_on_the_previous_entry() -> None:
     records = [
-        {"node": "p5-a1", "reason": REQUEST_REASON_NODE_LOST, "attempt": 1, "checkpointStep": 40},
-        {"node": "p5-a2", "reason": REQUEST_REASON_REBALANCE, "attempt": 1, "committedAt": "x"},
+        Interruption(node="p5-a1", reason=REQUEST_REASON_NODE_LOST, attempt=1, checkpoint_step=40),
+        Interruption(
+            node="p5-a2", reason=REQUEST_REASON_REBALANCE, attempt=1, committed_at=rfc3339(NOW)
+        ),
     ]
     resumed = Resumed(step=40, previous_step=47, manifest="m")
     assert itr.copy_lost_steps(records, 2, resumed) is True
-    assert records[0]["lostSteps"] == 7 and "lostSteps" not in records[1]
+    assert records[0].lost_steps == 7 and records[1].lost_steps is None
     assert itr.copy_lost_steps(records, 2, resumed) is False  # idempotent
     assert Resumed.decode("not json") is None
 
@@ -514,7 +517,7 @@ def test_timeline_is_bounded_to_the_newest_twenty() -> None:
 
 
 def test_request_ids_are_deterministic_per_attempt() -> None:
-    records = [{"attempt": 1}, {"attempt": 2}, {"attempt": 2}, {"attempt": 3}]
+    records = [Interruption(attempt=a) for a in (1, 2, 2, 3)]
     assert [itr.request_id("j", records, i) for i in range(4)] == [
         "j-1-1",
         "j-2-1",
@@ -526,12 +529,12 @@ def test_request_ids_are_deterministic_per_attempt() -> None:
 def test_deadline_is_an_aware_datetime() -> None:
     req = itr.open_request(
         [
-            {
-                "attempt": 1,
-                "reason": REQUEST_REASON_SPOT,
-                "deadline": "2026-03-01T12:01:30Z",
-                "requestedAt": "2026-03-01T12:00:00Z",
-            }
+            Interruption(
+                attempt=1,
+                reason=REQUEST_REASON_SPOT,
+                deadline="2026-03-01T12:01:30Z",
+                requested_at="2026-03-01T12:00:00Z",
+            )
         ],
         "j",
         1,

@@ -770,10 +770,15 @@ ROOT_VALIDATIONS = [
 
 
 class _Status(BaseModel):
-    """Status parts: lenient on read (ignore fields an older operator wrote), frozen, camelCase."""
+    """Status parts: lenient on read (ignore fields an older operator wrote), camelCase.
+
+    Mutable, with every assignment validated: the reconcile core computes the next status on
+    these models, so a field they do not declare cannot be written (it raises) and a wrong type
+    never reaches the API server.
+    """
 
     model_config = ConfigDict(
-        frozen=True,
+        validate_assignment=True,
         populate_by_name=True,
         alias_generator=to_camel,
         extra="ignore",

@@ -19,6 +19,7 @@ from kubetrain.api.constants import (
     COND_SUSPENDED,
     REASON_INVALID_SPEC,
 )
+from kubetrain.api.models import CheckpointStatus
 from kubetrain.reconcile import classify as cl
 from kubetrain.reconcile import interrupt as itr
 from kubetrain.reconcile import notice
@@ -91,20 +92,20 @@ def _deletes(
 
 def _update_checkpoint(draft: Draft, pods: Sequence[PodView]) -> None:
     """status.checkpoint follows the newest commit reported by any rank 0 (periodic or emergency)."""
-    current = draft.status.get("checkpoint") or {}
-    step = int(current.get("step") or 0)
+    current = draft.status.checkpoint
+    step = current.step if current else 0
     best = None
     for pod in sorted(pods, key=lambda p: p.attempt):
         if pod.rank == 0 and pod.committed and pod.committed.step >= step:
             best, step = pod.committed, pod.committed.step
-    if best and best.id != current.get("id"):
-        draft.status["checkpoint"] = {
-            "id": best.id,
-            "step": best.step,
-            "uri": best.manifest,
-            "kind": best.kind,
-            "committedAt": draft.now_s,
-        }
+    if best and (current is None or best.id != current.id):
+        draft.status.checkpoint = CheckpointStatus(
+            id=best.id,
+            step=best.step,
+            uri=best.manifest,
+            kind=best.kind,  # type: ignore[arg-type]
+            committed_at=draft.now_s,
+        )
 
 
 def _copy_lost_steps(draft: Draft, pods: Sequence[PodView]) -> None:
@@ -113,18 +114,16 @@ def _copy_lost_steps(draft: Draft, pods: Sequence[PodView]) -> None:
     rank0 = next((p for p in pods if p.attempt == attempt and p.rank == 0), None)
     if rank0 is None or rank0.resumed is None:
         return
-    records = draft.records()
-    if itr.copy_lost_steps(records, attempt, rank0.resumed):
-        draft.set_records(records)
+    itr.copy_lost_steps(draft.records, attempt, rank0.resumed)
 
 
 def _terminal(draft: Draft, policy: Policy | None, observed: Observed) -> Plan:
     """Succeeded/Failed stay put; leftover live pods are released; TTL deletes the job."""
     live = [p for p in observed.pods if not p.finished]
     deletes = _deletes(live, observed, draft.now)
-    draft.status["nodes"] = {"ready": 0, "total": (policy.nodes if policy else 0)}
+    draft.nodes(0, policy.nodes if policy else 0)
     ttl = policy.ttl_seconds_after_finished if policy else None
-    done = parse_time(draft.status.get("completionTime"))
+    done = parse_time(draft.status.completion_time)
     if ttl is None or done is None:
         return draft.finish(deletes=deletes, requeue=WAIT_POLL_SECONDS if live else None)
     expires = done + dt.timedelta(seconds=ttl)
@@ -136,8 +135,8 @@ def _terminal(draft: Draft, policy: Policy | None, observed: Observed) -> Plan:
 def _fail(draft: Draft, reason: str, message: str) -> None:
     draft.cond(COND_FAILED, True, reason, message)
     draft.cond(COND_READY, False, reason, message)
-    draft.status.setdefault("completionTime", draft.now_s)
-    draft.drop("restartAfter")
+    draft.status.completion_time = draft.status.completion_time or draft.now_s
+    draft.status.restart_after = None
 
 
 def _invalid(draft: Draft, invalid: Invalid, observed: Observed) -> Plan:
@@ -145,7 +144,7 @@ def _invalid(draft: Draft, invalid: Invalid, observed: Observed) -> Plan:
     if invalid.field and invalid.field not in message:
         message = f"{invalid.field}: {message}"
     _fail(draft, REASON_INVALID_SPEC, message)
-    draft.status["message"] = message
+    draft.status.message = message
     return _terminal(draft, None, observed)
 
 
@@ -168,7 +167,7 @@ def _restart(
 
     `verdict`: the interruption path's reason to restart (notice.assess); None = a rank failed.
     """
-    restarts = draft.status["restarts"]
+    restarts = draft.status.restarts
     attempt = draft.attempt
     # Finished pods of the torn-down attempt go too: their capacity is free already, but a clean
     # slate is what `kubectl get pods` should show for the next attempt.
@@ -178,7 +177,7 @@ def _restart(
         delay = 0
         reason, detail, budget = verdict.reason, verdict.cause, "not counted against a budget"
     elif verdict is not None:
-        if restarts["interruptions"] >= policy.max_interruptions:
+        if restarts.interruptions >= policy.max_interruptions:
             _fail(
                 draft,
                 REASON_INTERRUPTION_LIMIT,
@@ -187,14 +186,14 @@ def _restart(
                 "spec.failurePolicy.maxInterruptions to keep retrying",
             )
             return _terminal(draft, policy, Observed(pods, observed.nodes))
-        restarts["interruptions"] += 1
+        restarts.interruptions += 1
         delay = _backoff(policy, 0)
         reason, detail = verdict.reason, verdict.cause
-        budget = f"interruption {restarts['interruptions']} of {policy.max_interruptions}"
+        budget = f"interruption {restarts.interruptions} of {policy.max_interruptions}"
     else:
         failed = cl.first(states, Outcome.FAILED)
         assert failed is not None
-        if restarts["failures"] >= policy.max_restarts:
+        if restarts.failures >= policy.max_restarts:
             _fail(
                 draft,
                 REASON_BACKOFF_LIMIT,
@@ -203,11 +202,11 @@ def _restart(
                 "spec.failurePolicy.maxRestarts or fix the failure)",
             )
             return _terminal(draft, policy, Observed(pods, observed.nodes))
-        restarts["failures"] += 1
-        delay = _backoff(policy, restarts["failures"])
+        restarts.failures += 1
+        delay = _backoff(policy, restarts.failures)
         reason, detail = REASON_RANK_FAILED, f"rank {failed.rank} {failed.detail}"
-        budget = f"restart {restarts['failures']} of {policy.max_restarts}"
-    draft.status["restartAfter"] = rfc3339(draft.now + dt.timedelta(seconds=delay))
+        budget = f"restart {restarts.failures} of {policy.max_restarts}"
+    draft.status.restart_after = rfc3339(draft.now + dt.timedelta(seconds=delay))
     draft.cond(
         COND_READY,
         False,
@@ -215,19 +214,13 @@ def _restart(
         f"attempt {attempt}: {detail}; deleting every pod of the attempt and starting attempt "
         f"{attempt + 1} in {delay}s ({budget})",
     )
-    draft.status["nodes"] = {"ready": 0, "total": policy.nodes}
+    draft.nodes(0, policy.nodes)
     return draft.finish(deletes=deletes, requeue=WAIT_POLL_SECONDS)
 
 
 def _avoid_nodes(draft: Draft, attempt: int) -> list[str]:
     """Nodes an interruption of `attempt` came from: the next attempt stays off them."""
-    return sorted(
-        {
-            str(r.get("node"))
-            for r in draft.status.get("interruptions") or []
-            if r.get("attempt") == attempt and r.get("node")
-        }
-    )
+    return sorted({r.node for r in draft.records if r.attempt == attempt and r.node})
 
 
 def _start_next(
@@ -251,11 +244,11 @@ def _start_next(
             deletes=_deletes([*old_pods, *stale], observed, draft.now, grace),
             requeue=WAIT_POLL_SECONDS,
         )
-    restart_after = parse_time(draft.status.get("restartAfter"))
+    restart_after = parse_time(draft.status.restart_after)
     if restart_after is not None and draft.now < restart_after:
         return draft.finish(requeue=seconds_until(restart_after, draft.now))
-    checkpoint = draft.status.get("checkpoint") or {}
-    resume = str(checkpoint["uri"]) if checkpoint.get("uri") else None
+    checkpoint = draft.status.checkpoint
+    resume = checkpoint.uri if checkpoint and checkpoint.uri else None
     placement = None
     if target.placement is not None:
         placement = choose_zone(
@@ -263,57 +256,55 @@ def _start_next(
             target.placement,
             policy.nodes,
             _avoid_nodes(draft, attempt),
-            previous=draft.status.get("zone"),
+            previous=draft.status.zone,
             node_pods=observed.node_pods,
         )
     creates = target.build(nxt, resume, placement)
     if placement is not None and placement.zone:
-        draft.status["zone"] = placement.zone
-    records = draft.records()
+        draft.status.zone = placement.zone
     resumed = [
         r
-        for r in records
-        if r.get("attempt") == attempt and not r.get("resumedAt") and itr.level_of(r) != itr.YELLOW
+        for r in draft.records
+        if r.attempt == attempt and not r.resumed_at and itr.level_of(r) != itr.YELLOW
     ]
     for record in resumed:
-        record["resumedAt"] = draft.now_s
-        if not record.get("committedAt") and checkpoint.get("step") is not None:
-            record["checkpointStep"] = int(checkpoint["step"])  # what the gang resumes from
-    draft.set_records(records)
+        record.resumed_at = draft.now_s
+        if not record.committed_at and checkpoint is not None:
+            record.checkpoint_step = checkpoint.step  # what the gang resumes from
     if resumed:
         where = (
-            f"from the checkpoint at step {checkpoint.get('step')} ({resume})"
-            if resume
+            f"from the checkpoint at step {checkpoint.step} ({resume})"
+            if checkpoint and resume
             else "from scratch (no checkpoint was committed)"
         )
-        away = sorted({str(r["node"]) for r in resumed if r.get("node")})
+        away = sorted({r.node for r in resumed if r.node})
         draft.note(
             REASON_RESUMED_FROM_CHECKPOINT,
             f"attempt {nxt} resumes {where}"
             + (f", away from {', '.join(away)}" if away else "")
             + (f", in zone {placement.zone}" if placement and placement.zone else ""),
         )
-    draft.status["attempt"] = nxt
-    draft.status["attemptStartTime"] = draft.now_s
-    draft.status.setdefault("startTime", draft.now_s)
+    draft.status.attempt = nxt
+    draft.status.attempt_start_time = draft.now_s
+    draft.status.start_time = draft.status.start_time or draft.now_s
     if resume:
-        draft.status["resumeManifest"] = resume
-    draft.drop("restartAfter")
+        draft.status.resume_manifest = resume
+    draft.status.restart_after = None
     draft.cond(
         COND_READY,
         False,
         REASON_PENDING,
         f"attempt {nxt}: created {policy.nodes} pods; waiting for all of them to be scheduled",
     )
-    draft.status["nodes"] = {"ready": 0, "total": policy.nodes}
+    draft.nodes(0, policy.nodes)
     return draft.finish(creates=creates, requeue=float(policy.startup_timeout_seconds))
 
 
 def _suspend(draft: Draft, policy: Policy, observed: Observed) -> Plan:
     draft.cond(COND_SUSPENDED, True, REASON_SUSPENDED, "spec.suspend is true: pods released")
     draft.cond(COND_READY, False, REASON_SUSPENDED, "suspended")
-    draft.drop("restartAfter")
-    draft.status["nodes"] = {"ready": 0, "total": policy.nodes}
+    draft.status.restart_after = None
+    draft.nodes(0, policy.nodes)
     return draft.finish(
         deletes=_deletes(observed.pods, observed, draft.now),
         requeue=WAIT_POLL_SECONDS if observed.pods else None,
@@ -346,7 +337,7 @@ def _observe_attempt(
         notice.close_on_success(draft)
         draft.cond(COND_SUCCEEDED, True, REASON_SUCCEEDED, message)
         draft.cond(COND_READY, False, REASON_FINISHED, message)
-        draft.status.setdefault("completionTime", draft.now_s)
+        draft.status.completion_time = draft.status.completion_time or draft.now_s
         return _terminal(draft, policy, observed)
     gang = [p for p in pods if 0 <= p.rank < n]
     verdict = notice.assess(draft, policy, target.spec_hash, states, gang, observed)
@@ -354,29 +345,29 @@ def _observe_attempt(
         return _restart(draft, policy, states, pods, observed, verdict)
     if verdict.next is Next.WAIT:
         up = cl.count(states, Outcome.RUNNING, Outcome.SUCCEEDED)
-        draft.status["nodes"] = {"ready": up, "total": n}
+        draft.nodes(up, n)
         return draft.finish(deletes=_deletes(strays, observed, draft.now))
     if cl.count(states, Outcome.FAILED):
         return _restart(draft, policy, states, pods, observed)
 
     running = cl.count(states, Outcome.RUNNING, Outcome.SUCCEEDED)
-    draft.status["nodes"] = {"ready": running, "total": n}
+    draft.nodes(running, n)
     rank0 = by_rank.get(0)
     zone_node = observed.nodes.get(rank0.node) if rank0 and rank0.node else None
     if zone_node and zone_node.zone:
-        draft.status["zone"] = zone_node.zone
+        draft.status.zone = zone_node.zone
     deletes = _deletes(strays, observed, draft.now)
     if running == n:
         draft.cond(COND_READY, True, REASON_RUNNING, f"attempt {attempt}: {n}/{n} ranks running")
         return draft.finish(deletes=deletes)
 
-    started = parse_time(draft.status.get("attemptStartTime")) or draft.now
+    started = parse_time(draft.status.attempt_start_time) or draft.now
     deadline = started + dt.timedelta(seconds=policy.startup_timeout_seconds)
     waiting = [s for s in states if s.outcome in (Outcome.PENDING, Outcome.MISSING)]
     if draft.now >= deadline and not is_true(draft.conditions, COND_READY):
         delay = _backoff(policy, 0)
         why = f"; {waiting[0].detail}" if waiting else ""
-        draft.status["restartAfter"] = rfc3339(draft.now + dt.timedelta(seconds=delay))
+        draft.status.restart_after = rfc3339(draft.now + dt.timedelta(seconds=delay))
         draft.cond(
             COND_READY,
             False,
@@ -385,7 +376,7 @@ def _observe_attempt(
             f"{policy.startup_timeout_seconds}{why}; released all pods, retrying as attempt "
             f"{attempt + 1} in {delay}s",
         )
-        draft.status["nodes"] = {"ready": 0, "total": n}
+        draft.nodes(0, n)
         return draft.finish(deletes=_deletes(pods, observed, draft.now), requeue=float(delay))
 
     unschedulable = [
@@ -422,7 +413,7 @@ def decide(job: JobView, target: Target | Invalid, observed: Observed, now: dt.d
     if failed and failed.get("status") == "True" and failed.get("reason") == REASON_INVALID_SPEC:
         # The user fixed the spec: start over from a clean slate for this generation.
         draft.cond(COND_FAILED, False, REASON_RESUMED, "spec is valid again")
-        draft.drop("completionTime", "message")
+        draft.status.completion_time = draft.status.message = None
     elif is_true(conditions, COND_FAILED) or is_true(conditions, COND_SUCCEEDED):
         return _terminal(draft, target.policy, observed)
 
@@ -435,10 +426,10 @@ def decide(job: JobView, target: Target | Invalid, observed: Observed, now: dt.d
     if is_true(conditions, COND_SUSPENDED):
         draft.cond(COND_SUSPENDED, False, REASON_RESUMED, "spec.suspend is false: resuming")
         if attempt > 0:
-            draft.status["restartAfter"] = draft.now_s
+            draft.status.restart_after = draft.now_s
             draft.cond(COND_READY, False, REASON_RESTARTING, "resuming as a new attempt")
 
-    if attempt == 0 or draft.status.get("restartAfter"):
+    if attempt == 0 or draft.status.restart_after:
         old = [p for p in observed.pods if p.attempt <= attempt]
         return _start_next(draft, target, observed, old)
 

@@ -1,17 +1,18 @@
 """The status being computed in one reconcile pass, plus what the pass wants done besides.
 
 Shared by `decide` and `notice` so each stays a small module; no I/O, no clock (`now` is given).
+The status is the API model (`TrainingJobStatus`), parsed once from the job and dumped once into
+the Plan: a field it does not declare cannot be written.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 from kubetrain.api.constants import COND_FAILED, COND_READY
-from kubetrain.api.models import TrainingJobStatus
+from kubetrain.api.models import Condition, Interruption, NodeCounts, TrainingJobStatus
 from kubetrain.reconcile.plan import JobView, Plan, PodAnnotate, PodDelete
 from kubetrain.status import (
     Transition,
@@ -31,6 +32,10 @@ def seconds_until(moment: dt.datetime | None, now: dt.datetime) -> float:
     return 0.0 if moment is None else max(0.0, (moment - now).total_seconds())
 
 
+def _dump(model: Condition) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 class Draft:
     """The status being computed; conditions are updated through `cond` so times stay right."""
 
@@ -38,11 +43,7 @@ class Draft:
         self.job = job
         self.now = now
         self.now_s = rfc3339(now)
-        self.status: dict[str, Any] = copy.deepcopy(dict(job.status))
-        self.status.setdefault("attempt", 0)
-        self.status.setdefault("restarts", {"failures": 0, "interruptions": 0})
-        self.status["restarts"].setdefault("failures", 0)
-        self.status["restarts"].setdefault("interruptions", 0)
+        self.status = TrainingJobStatus.model_validate(dict(job.status))
         # Beyond creates/deletes: checkpoint requests to write and timeline Events to post.
         self.annotates: list[PodAnnotate] = []
         self.notes: list[Transition] = []
@@ -50,24 +51,26 @@ class Draft:
 
     @property
     def attempt(self) -> int:
-        return int(self.status["attempt"])
+        return self.status.attempt
+
+    @property
+    def records(self) -> list[Interruption]:
+        """The interruption timeline of the job (entries are changed in place)."""
+        return self.status.interruptions
 
     def note(self, reason: str, message: str) -> None:
         """An Event with no condition of its own (the interruption timeline)."""
         self.notes.append(Transition("Interruption", "", reason, message))
 
-    def records(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.status.get("interruptions") or []]
-
-    def set_records(self, records: list[dict[str, Any]]) -> None:
-        self.status["interruptions"] = records[-MAX_INTERRUPTION_RECORDS:]
+    def nodes(self, ready: int, total: int) -> None:
+        self.status.nodes = NodeCounts(ready=ready, total=total)
 
     @property
     def conditions(self) -> list[dict[str, Any]]:
-        return list(self.status.get("conditions") or [])
+        return [_dump(c) for c in self.status.conditions]
 
     def cond(self, type_: str, value: bool, reason: str, message: str) -> None:
-        self.status["conditions"] = set_condition(
+        updated = set_condition(
             self.conditions,
             type_,
             value,
@@ -76,10 +79,7 @@ class Draft:
             now=self.now_s,
             observed_generation=self.job.generation,
         )
-
-    def drop(self, *keys: str) -> None:
-        for key in keys:
-            self.status.pop(key, None)
+        self.status.conditions = [Condition.model_validate(c) for c in updated]
 
     def finish(
         self,
@@ -89,22 +89,21 @@ class Draft:
         requeue: float | None = RESYNC_SECONDS,
         delete_job: bool = False,
     ) -> Plan:
-        self.status["phase"] = derive_phase(self.conditions)
-        self.status["observedGeneration"] = self.job.generation
-        # Through the API model: what the CRD would prune never gets written, and the computed
-        # printer-column fields (restarts.total, nodesReady) are always in step.
-        self.status = TrainingJobStatus.model_validate(self.status).model_dump(
-            mode="json", by_alias=True, exclude_none=True
-        )
-        headline = get_condition(self.conditions, COND_FAILED)
+        conditions = self.conditions
+        self.status.phase = derive_phase(conditions)  # type: ignore[assignment]
+        self.status.observed_generation = self.job.generation
+        self.status.interruptions = self.status.interruptions[-MAX_INTERRUPTION_RECORDS:]
+        headline = get_condition(conditions, COND_FAILED)
         if not (headline and headline.get("status") == "True"):
-            headline = get_condition(self.conditions, COND_READY)
+            headline = get_condition(conditions, COND_READY)
         if headline and headline.get("message"):
-            self.status["message"] = headline["message"]
+            self.status.message = str(headline["message"])
+        # Computed printer-column fields (restarts.total, nodesReady) come with the dump.
+        status = self.status.model_dump(mode="json", by_alias=True, exclude_none=True)
         old = self.job.status
-        changed = bool(status_patch(old, self.status))
+        changed = bool(status_patch(old, status))
         events: list[Transition] = list(self.notes)
-        for t in transitions(list(old.get("conditions") or []), self.conditions):
+        for t in transitions(list(old.get("conditions") or []), conditions):
             # Failed and Ready often flip together with the same words: one Event is enough.
             if not any(e.reason == t.reason and e.message == t.message for e in events):
                 events.append(t)
@@ -112,7 +111,7 @@ class Draft:
             due = seconds_until(self.wake_at, self.now) + 0.05
             requeue = due if requeue is None else min(requeue, due)
         return Plan(
-            status=self.status,
+            status=status,
             creates=tuple(creates),
             annotates=tuple(self.annotates),
             deletes=tuple(deletes),

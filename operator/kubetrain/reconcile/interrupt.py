@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from kubetrain.api.constants import (
     RED_INTERRUPTION_TAINTS,
@@ -32,6 +32,7 @@ from kubetrain.api.constants import (
     SPOT_INTERRUPTION_TAINTS,
     YELLOW_INTERRUPTION_TAINTS,
 )
+from kubetrain.api.models import Interruption
 from kubetrain.api.protocol import CheckpointRequest, Resumed
 from kubetrain.reconcile.observe import NodeView, PodView
 from kubetrain.status import parse_time, rfc3339
@@ -105,18 +106,17 @@ def detect(pods: Sequence[PodView], nodes: Mapping[str, NodeView | None]) -> lis
     return sorted(found.values(), key=lambda s: (s.level != RED, s.node))
 
 
-def level_of(entry: Mapping[str, Any]) -> str | None:
-    reason = entry.get("reason")
-    if reason in RED_REASONS:
+def level_of(entry: Interruption) -> str | None:
+    if entry.reason in RED_REASONS:
         return RED
-    if reason == REQUEST_REASON_REBALANCE:
+    if entry.reason == REQUEST_REASON_REBALANCE:
         return YELLOW
     return None  # node lost without notice: no request was ever possible
 
 
-def request_id(job: str, records: Sequence[Mapping[str, Any]], index: int) -> str:
-    attempt = records[index].get("attempt")
-    n = 1 + sum(1 for r in records[:index] if r.get("attempt") == attempt)
+def request_id(job: str, records: Sequence[Interruption], index: int) -> str:
+    attempt = records[index].attempt
+    n = 1 + sum(1 for r in records[:index] if r.attempt == attempt)
     return f"{job}-{attempt}-{n}"
 
 
@@ -135,37 +135,34 @@ class OpenRequest:
         return CheckpointRequest(self.id, self.reason, self.deadline, then)
 
 
-def _group(records: Sequence[Mapping[str, Any]], attempt: int, level: str) -> list[int]:
-    return [
-        i for i, r in enumerate(records) if r.get("attempt") == attempt and level_of(r) == level
-    ]
+def _group(records: Sequence[Interruption], attempt: int, level: str) -> list[int]:
+    return [i for i, r in enumerate(records) if r.attempt == attempt and level_of(r) == level]
 
 
 def open_request(
-    records: Sequence[Mapping[str, Any]], job: str, attempt: int, now: dt.datetime
+    records: Sequence[Interruption], job: str, attempt: int, now: dt.datetime
 ) -> OpenRequest | None:
     """Red first: every red entry of the attempt shares the first one's request (a red always
     ends the attempt). Else the newest yellow request not yet committed nor past its deadline."""
     red = _group(records, attempt, RED)
     if red:
         head = records[red[0]]
-        deadline = parse_time(head.get("deadline")) or now
+        deadline = parse_time(head.deadline) or now
         return OpenRequest(
-            request_id(job, records, red[0]), RED, str(head.get("reason")), deadline, tuple(red)
+            request_id(job, records, red[0]), RED, str(head.reason), deadline, tuple(red)
         )
-    yellow = [i for i in _group(records, attempt, YELLOW) if not records[i].get("committedAt")]
+    yellow = [i for i in _group(records, attempt, YELLOW) if not records[i].committed_at]
     if not yellow:
         return None
     head_index = yellow[0]
     head = records[head_index]
-    deadline = parse_time(head.get("deadline")) or now
+    deadline = parse_time(head.deadline) or now
     if now >= deadline:
         return None
     members = tuple(
         i
         for i in yellow
-        if records[i].get("requestedAt") == head.get("requestedAt")
-        and records[i].get("deadline") == head.get("deadline")
+        if records[i].requested_at == head.requested_at and records[i].deadline == head.deadline
     )
     return OpenRequest(
         request_id(job, records, head_index), YELLOW, REQUEST_REASON_REBALANCE, deadline, members
@@ -188,7 +185,7 @@ class Detected:
 
 
 def record(
-    records: list[dict[str, Any]],
+    records: list[Interruption],
     signals: Sequence[Signal],
     *,
     job: str,
@@ -207,36 +204,31 @@ def record(
     now_s = rfc3339(now)
     for signal in signals:
         known = any(
-            r.get("attempt") == attempt
-            and r.get("node") == signal.node
-            and level_of(r) == signal.level
+            r.attempt == attempt and r.node == (signal.node or None) and level_of(r) == signal.level
             for r in records
         )
         if known or (signal.level == YELLOW and _group(records, attempt, RED)):
             continue
-        entry: dict[str, Any] = {
-            "source": signal.source,
-            "reason": signal.reason,
-            "detectedAt": now_s,
-            "attempt": attempt,
-        }
-        if signal.node:
-            entry["node"] = signal.node
-        if checkpoint_step is not None:
-            entry["checkpointStep"] = checkpoint_step  # until a newer commit answers the request
+        entry = Interruption(
+            node=signal.node or None,
+            source=signal.source,
+            reason=signal.reason,
+            detected_at=now_s,
+            attempt=attempt,
+            checkpoint_step=checkpoint_step,  # until a newer commit answers the request
+        )
         current = open_request(records, job, attempt, now)
         source: str | None = None
         if current is not None and current.level == signal.level:
             head = records[current.members[0]]
-            entry["requestedAt"] = head.get("requestedAt", now_s)
-            entry["deadline"] = head.get("deadline")
-            if head.get("deadlineSource"):
-                entry["deadlineSource"] = head["deadlineSource"]
+            entry.requested_at = head.requested_at or now_s
+            entry.deadline = head.deadline
+            entry.deadline_source = head.deadline_source
         else:
             deadline, source = deadline_for(signal, now, default_deadline_seconds)
-            entry["requestedAt"] = now_s
-            entry["deadline"] = rfc3339(deadline)
-            entry["deadlineSource"] = source
+            entry.requested_at = now_s
+            entry.deadline = rfc3339(deadline)
+            entry.deadline_source = source
         records.append(entry)
         added.append(Detected(len(records) - 1, signal, source))
     return added
@@ -253,7 +245,7 @@ def missing_requests(pods: Sequence[PodView], request: OpenRequest) -> list[str]
 
 
 def conclude(
-    records: list[dict[str, Any]],
+    records: list[Interruption],
     request: OpenRequest,
     now: dt.datetime,
     committed_step: int | None,
@@ -264,14 +256,14 @@ def conclude(
     for i in request.members:
         entry = records[i]
         if committed_step is not None:
-            entry["committedAt"] = rfc3339(now)
-            entry["checkpointStep"] = committed_step
-            entry["lostSteps"] = 0
+            entry.committed_at = rfc3339(now)
+            entry.checkpoint_step = committed_step
+            entry.lost_steps = 0
         elif fallback_step is not None:
-            entry["checkpointStep"] = fallback_step
+            entry.checkpoint_step = fallback_step
 
 
-def copy_lost_steps(records: list[dict[str, Any]], attempt: int, resumed: Resumed) -> bool:
+def copy_lost_steps(records: list[Interruption], attempt: int, resumed: Resumed) -> bool:
     """Rank 0 of `attempt` reports how many steps the previous attempt lost: put the number on the
     previous attempt's interruption entries (the runtime measured it, so it wins). True if changed.
     """
@@ -280,12 +272,10 @@ def copy_lost_steps(records: list[dict[str, Any]], attempt: int, resumed: Resume
         return False
     changed = False
     for entry in records:
-        if entry.get("attempt") != attempt - 1 or level_of(entry) == YELLOW:
+        if entry.attempt != attempt - 1 or level_of(entry) == YELLOW:
             continue
-        updates: dict[str, Any] = {"lostSteps": lost}
-        if not entry.get("committedAt"):
-            updates["checkpointStep"] = resumed.step
-        if any(entry.get(k) != v for k, v in updates.items()):
-            entry.update(updates)
+        step = entry.checkpoint_step if entry.committed_at else resumed.step
+        if (entry.lost_steps, entry.checkpoint_step) != (lost, step):
+            entry.lost_steps, entry.checkpoint_step = lost, step
             changed = True
     return changed

@@ -24,6 +24,7 @@ from kubetrain.api.constants import (
     SOURCE_NODE_NOT_READY,
     SOURCE_SPEC_CHANGE,
 )
+from kubetrain.api.models import Interruption
 from kubetrain.api.protocol import CheckpointCommitted
 from kubetrain.reconcile import interrupt as itr
 from kubetrain.reconcile.classify import Outcome, RankState
@@ -100,7 +101,7 @@ def assess(
         )
     _request_spec_change(draft, policy, spec_hash, gang)
     _detect(draft, policy, gang, observed)
-    records = draft.records()
+    records = draft.records
     request = itr.open_request(records, draft.job.name, draft.attempt, draft.now)
     if request is None or request.level == itr.YELLOW:
         _settle_yellow(draft, request, rank0, gang)
@@ -118,7 +119,7 @@ def assess(
     )
     matched = rank0 is not None and _answers(rank0.committed, request.id)
     members = [records[i] for i in request.members]
-    spec_change_only = all(r.get("source") == SOURCE_SPEC_CHANGE for r in members)
+    spec_change_only = all(r.source == SOURCE_SPEC_CHANGE for r in members)
     if matched or stopped or draft.now >= request.deadline:
         _, words = settle_request(draft, rank0, request)
         head = members[0]
@@ -133,14 +134,14 @@ def assess(
         return Verdict(
             Next.RESTART,
             REASON_INTERRUPTED,
-            f"node {head.get('node')} {head.get('source')}: {words}",
+            f"node {head.node} {head.source}: {words}",
             grace_seconds=SETTLED_GRACE_SECONDS,
         )
     _ask(draft, request, gang)
     what = (
         "the spec changed"
         if spec_change_only
-        else f"node {members[0].get('node')} {members[0].get('source')} ({request.reason})"
+        else f"node {members[0].node} {members[0].source} ({request.reason})"
     )
     draft.cond(
         COND_CHECKPOINTING,
@@ -156,7 +157,7 @@ def assess(
 
 def settled_grace(draft: Draft, attempt: int) -> int | None:
     """The grace period for what is left of `attempt`: short when it ended at a settled request."""
-    red = [r for r in draft.records() if r.get("attempt") == attempt and itr.level_of(r) == itr.RED]
+    red = [r for r in draft.records if r.attempt == attempt and itr.level_of(r) == itr.RED]
     return SETTLED_GRACE_SECONDS if red else None
 
 
@@ -174,24 +175,25 @@ def settle_request(
     the gang resumes from status.checkpoint: only ever a checkpoint some rank 0 reported as
     committed, never a partial one.
     """
-    records = draft.records()
+    records = draft.records
     if request is None:
         request = itr.open_request(records, draft.job.name, draft.attempt, draft.now)
         if request is None or request.level != itr.RED:
             return False, ""
     commit = rank0.committed if rank0 else None
-    checkpoint = draft.status.get("checkpoint") or {}
-    before = records[request.members[0]].get("checkpointStep")
+    checkpoint = draft.status.checkpoint
+    step = checkpoint.step if checkpoint else None
+    before = records[request.members[0]].checkpoint_step
     answered: int | None = None
     if commit is not None and commit.id == request.id:
         answered = commit.step
-    elif checkpoint.get("kind") == "emergency" and (
-        before is None or int(checkpoint.get("step") or 0) > int(before)
+    elif (
+        checkpoint
+        and checkpoint.kind == "emergency"
+        and (before is None or checkpoint.step > before)
     ):
-        answered = int(checkpoint.get("step") or 0)
-    step = checkpoint.get("step")
-    itr.conclude(records, request, draft.now, answered, None if step is None else int(step))
-    draft.set_records(records)
+        answered = checkpoint.step
+    itr.conclude(records, request, draft.now, answered, step)
     if answered is not None:
         words = f"checkpoint at step {answered} committed"
         draft.cond(
@@ -235,26 +237,26 @@ def abandon_request(draft: Draft) -> None:
 
 def _record(draft: Draft, states: Sequence[RankState]) -> None:
     """One status.interruptions entry per node (or, with no node known, per pod) not there yet."""
-    records = draft.records()
     attempt = draft.attempt
-    known = {r.get("node") or r.get("pod") for r in records if r.get("attempt") == attempt}
-    step = _checkpoint_step(draft)
+    known = {r.node or r.pod for r in draft.records if r.attempt == attempt}
     for s in states:
         key = s.node or s.pod_name
         if key in known:
             continue
         known.add(key)
-        entry: dict[str, object] = {
-            "source": s.source or "",
-            "reason": REQUEST_REASON_NODE_LOST,
-            "detectedAt": draft.now_s,
-            "attempt": attempt,
-            ("node" if s.node else "pod"): key,
-        }
-        if step is not None:  # resumed from; the runtime reports the steps lost past it
-            entry["checkpointStep"] = step  # (interrupt.copy_lost_steps)
-        records.append(entry)
-    draft.set_records(records)
+        draft.records.append(
+            Interruption(
+                node=s.node,
+                pod=None if s.node else s.pod_name,
+                source=s.source or "",
+                reason=REQUEST_REASON_NODE_LOST,
+                detected_at=draft.now_s,
+                attempt=attempt,
+                # What the gang resumes from; the runtime reports the steps lost past it
+                # (interrupt.copy_lost_steps).
+                checkpoint_step=_checkpoint_step(draft),
+            )
+        )
 
 
 def _request_spec_change(
@@ -263,13 +265,12 @@ def _request_spec_change(
     """The user edited a field that shapes the pods: ask the gang for a checkpoint, once."""
     if not _spec_changed(spec_hash, gang):
         return
-    records = draft.records()
     attempt = draft.attempt
-    if any(r.get("attempt") == attempt and r.get("source") == SOURCE_SPEC_CHANGE for r in records):
+    if any(r.attempt == attempt and r.source == SOURCE_SPEC_CHANGE for r in draft.records):
         return
     signal = itr.Signal("", itr.RED, SOURCE_SPEC_CHANGE)
     added = itr.record(
-        records,
+        draft.records,
         [signal],
         job=draft.job.name,
         attempt=attempt,
@@ -277,7 +278,6 @@ def _request_spec_change(
         default_deadline_seconds=policy.checkpoint_deadline_seconds,
         checkpoint_step=_checkpoint_step(draft),
     )
-    draft.set_records(records)
     if added:
         draft.note(
             REASON_SPEC_CHANGED,
@@ -293,13 +293,12 @@ def _spec_changed(spec_hash: str, gang: Sequence[PodView]) -> bool:
 
 
 def _checkpoint_step(draft: Draft) -> int | None:
-    step = (draft.status.get("checkpoint") or {}).get("step")
-    return None if step is None else int(step)
+    return draft.status.checkpoint.step if draft.status.checkpoint else None
 
 
 def _detect(draft: Draft, policy: Policy, gang: Sequence[PodView], observed: Observed) -> None:
     """Put a timeline entry (and an Event) on each node newly announcing that it goes away."""
-    records = draft.records()
+    records = draft.records
     added = itr.record(
         records,
         itr.detect(gang, observed.nodes),
@@ -309,7 +308,7 @@ def _detect(draft: Draft, policy: Policy, gang: Sequence[PodView], observed: Obs
         default_deadline_seconds=policy.checkpoint_deadline_seconds,
         checkpoint_step=_checkpoint_step(draft),
     )
-    for new in added:  # before trimming to the newest entries: `new.index` is into `records`
+    for new in added:  # trimmed to the newest entries only in Draft.finish: indexes hold
         sig = new.signal
         if new.deadline_source is None:
             plan = "joins the checkpoint request already out"
@@ -317,13 +316,12 @@ def _detect(draft: Draft, policy: Policy, gang: Sequence[PodView], observed: Obs
             plan = "asking every pod for an opportunistic checkpoint (training continues)"
         else:
             plan = "asking every pod for an emergency checkpoint, then restarting elsewhere"
-        deadline = records[new.index].get("deadline")
+        deadline = records[new.index].deadline
         source = f", deadline {deadline} from {new.deadline_source}" if new.deadline_source else ""
         draft.note(
             REASON_INTERRUPTION_DETECTED,
             f"attempt {draft.attempt}: node {sig.node} {sig.source} ({sig.reason}); {plan}{source}",
         )
-    draft.set_records(records)
 
 
 def _settle_yellow(
@@ -333,12 +331,10 @@ def _settle_yellow(
     gang: Sequence[PodView],
 ) -> None:
     """A rebalance request: closed by rank 0's commit with its id, or dropped at its deadline."""
-    records = draft.records()
+    records = draft.records
     if request is None:
         open_yellow = any(
-            r.get("attempt") == draft.attempt
-            and itr.level_of(r) == itr.YELLOW
-            and not r.get("committedAt")
+            r.attempt == draft.attempt and itr.level_of(r) == itr.YELLOW and not r.committed_at
             for r in records
         )
         if open_yellow and is_true(draft.conditions, COND_CHECKPOINTING):
@@ -352,7 +348,6 @@ def _settle_yellow(
     commit = rank0.committed if rank0 else None
     if commit is not None and commit.id == request.id:
         itr.conclude(records, request, draft.now, commit.step, None)
-        draft.set_records(records)
         draft.cond(
             COND_CHECKPOINTING,
             False,
