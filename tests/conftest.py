@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import secrets
@@ -91,6 +92,23 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
         yield name
     finally:
         cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def spare_nodes(cluster: Cluster) -> list[str]:
+    """A third p5 node in each zone, so a gang of 2 still fits in its zone after losing one node
+    (the pools have 2 per zone); restore_nodes() removes them after the test."""
+    names = []
+    for model in ("p5-spot-a0", "p5-spot-b0"):
+        node = copy.deepcopy(cluster.node_spec(model))
+        name = model[:-1] + "9"
+        node["metadata"]["name"] = name
+        node["metadata"]["labels"]["kubernetes.io/hostname"] = name
+        cluster.add_node(node)
+        names.append(name)
+    for name in names:
+        cluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
+    return names
 
 
 # --- the operator, in-process ----------------------------------------------------------------------

@@ -29,6 +29,7 @@ from operator_harness import apply, install_crd, job_manifest, pods, status
 from cluster import Cluster
 from kubetrain.api.constants import (
     ENV_RESUME_MANIFEST,
+    REQUEST_REASON_DRAIN,
     REQUEST_REASON_SPOT,
     TAINT_KARPENTER_DISRUPTED,
     TAINT_NTH_SPOT_ITN,
@@ -124,8 +125,13 @@ def finish(cluster: Cluster, ns: str, job: str, kubelet: LocalKubelet) -> dict[s
 
 
 @pytest.mark.parametrize(
-    ("taint", "value"),
-    [(TAINT_NTH_SPOT_ITN, "spot-itn-event-1"), (TAINT_KARPENTER_DISRUPTED, "")],
+    ("taint", "value", "reason"),
+    [
+        (TAINT_NTH_SPOT_ITN, "spot-itn-event-1", REQUEST_REASON_SPOT),
+        # Karpenter's taint marks every disruption (consolidation, drift, a NodeClaim deleted by
+        # hand), not only spot reclaims: named truthfully as a drain.
+        (TAINT_KARPENTER_DISRUPTED, "", REQUEST_REASON_DRAIN),
+    ],
     ids=["node-termination-handler", "karpenter"],
 )
 def test_spot_notice_checkpoints_the_gang_and_resumes_exactly(
@@ -136,6 +142,7 @@ def test_spot_notice_checkpoints_the_gang_and_resumes_exactly(
     reference_digest: str,
     taint: str,
     value: str,
+    reason: str,
 ) -> None:
     job = "drill"
     apply(cluster, namespace, drill_job(job))
@@ -154,7 +161,7 @@ def test_spot_notice_checkpoints_the_gang_and_resumes_exactly(
             lambda: recorder.requests(1, 2), timeout=30, what="checkpoint request on every pod"
         )
         assert requests[0] == requests[1]
-        assert requests[0]["reason"] == REQUEST_REASON_SPOT and requests[0]["deadline"]
+        assert requests[0]["reason"] == reason and requests[0]["deadline"]
 
         # 2. The gang comes back as attempt 2, away from the node, resuming from the commit.
         second = running_attempt(cluster, namespace, job, 2)

@@ -62,7 +62,9 @@ def main() -> None:
         optim.step()
         optim.zero_grad()
         dist.barrier()
-        (progress / pod).write_text(str(step + 1))
+        tmp = progress / f".{pod}.tmp"  # atomic: a kill mid-write never leaves an empty file
+        tmp.write_text(str(step + 1))
+        tmp.replace(progress / pod)
         if step_seconds:
             time.sleep(step_seconds)
         ckpt.step(step + 1, state)  # periodic save; on a notice: save this step and exit 83

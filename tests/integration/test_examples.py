@@ -18,8 +18,9 @@ from kopf.testing import KopfRunner
 from operator_harness import install_crd, pods, status
 
 from cluster import Cluster
+from kubetrain.api.constants import CAPACITY_TYPE_LABELS
 from kubetrain.api.models import TrainingJobSpec
-from kubetrain.build import JobRef, build_attempt, resolve
+from kubetrain.build import JobRef, Placement, build_attempt, resolve
 from support import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -164,14 +165,22 @@ def test_example_runs_on_matching_nodes_and_succeeds(
 
     live = wait_for(running, timeout=90, what=f"{nodes} pods of {name} Running")
 
-    # Exactly the builders' pods for this job.
+    # Exactly the builders' pods for this job, with the capacity type the operator pinned for
+    # a spot-then-on-demand gang (the one of the nodes it found room on).
     job = cluster.get("trainingjob", name, "-n", namespace)
     ref = JobRef(name=name, namespace=namespace, uid=job["metadata"]["uid"])
-    built = [
-        o
-        for o in build_attempt(ref, resolve(TrainingJobSpec.parse(doc["spec"])), 1)
-        if o["kind"] == "Pod"
-    ]
+    placement = None
+    if (doc["spec"].get("capacity") or {}).get("type") == "spot-then-on-demand":
+        node_labels = cluster.get("node", live[0]["spec"]["nodeName"])["metadata"]["labels"]
+        placement = Placement(
+            capacity_type=next(
+                kinds[node_labels[label]]
+                for label, kinds in CAPACITY_TYPE_LABELS.items()
+                if node_labels.get(label) in kinds
+            )
+        )
+    spec = resolve(TrainingJobSpec.parse(doc["spec"]))
+    built = [o for o in build_attempt(ref, spec, 1, placement=placement) if o["kind"] == "Pod"]
     for got, want in zip(
         [comparable(p) for p in live], [comparable(p) for p in built], strict=True
     ):

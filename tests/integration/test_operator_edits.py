@@ -6,7 +6,6 @@ checkpoint-restart (SpecChanged) into a gang built wholly from the new spec.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -38,18 +37,6 @@ from support import wait_for
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture
-def third_node_per_zone(cluster: Cluster) -> None:
-    """Room for a gang of 3 in one zone (the pools hold 2 p5 nodes per zone)."""
-    for model in ("p5-spot-a0", "p5-spot-b0"):
-        node = copy.deepcopy(cluster.node_spec(model))
-        name = model[:-1] + "9"
-        node["metadata"]["name"] = name
-        node["metadata"]["labels"]["kubernetes.io/hostname"] = name
-        cluster.add_node(node)
-        cluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
-
-
 def env_of(pod: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0]["env"]}
 
@@ -61,7 +48,7 @@ def request_on(pod: dict[str, Any]) -> CheckpointRequest | None:
 
 
 def test_growing_a_running_job_checkpoints_and_restarts_one_consistent_gang(
-    cluster: Cluster, namespace: str, operator: Any, third_node_per_zone: None
+    cluster: Cluster, namespace: str, operator: Any, spare_nodes: list[str]
 ) -> None:
     apply(cluster, namespace, job_manifest("grow", nodes=2))
     first = running_pods(cluster, namespace, "grow", attempt=1, n=2)

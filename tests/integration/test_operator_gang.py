@@ -6,8 +6,6 @@ scoped to the test's namespace, so tests never see each other's jobs.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 from kopf.testing import KopfRunner
 from operator_harness import (
@@ -32,23 +30,6 @@ pytestmark = pytest.mark.cluster
 def pods_in(cluster: Cluster, namespace: str) -> list[dict[str, object]]:
     items: list[dict[str, object]] = cluster.get("pods", "-n", namespace)["items"]
     return items
-
-
-@pytest.fixture
-def spare_nodes(cluster: Cluster) -> list[str]:
-    """A third p5 node in each zone, so a gang of 2 still fits in its zone after losing one node
-    (the pools have 2 per zone); restore_nodes() removes them after the test."""
-    names = []
-    for model in ("p5-spot-a0", "p5-spot-b0"):
-        node = copy.deepcopy(cluster.node_spec(model))
-        name = model[:-1] + "9"
-        node["metadata"]["name"] = name
-        node["metadata"]["labels"]["kubernetes.io/hostname"] = name
-        cluster.add_node(node)
-        names.append(name)
-    for name in names:
-        cluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
-    return names
 
 
 def test_gang_lands_in_one_zone_runs_and_succeeds(

@@ -3,7 +3,7 @@
 torchrun uses a static rendezvous (`--master_addr/--master_port/--node_rank`) rather than c10d
 rendezvous: the world is fixed per attempt and restarts belong to the operator (`--max_restarts=0`),
 so elastic rendezvous would add a timeout and nothing else, while static ranks equal pod ranks
-(what logs, the checkpoint protocol and `avoid_nodes` talk about). Flags use the underscore
+(what logs and the checkpoint protocol talk about). Flags use the underscore
 spelling every torchrun release accepts.
 """
 
