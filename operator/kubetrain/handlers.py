@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from typing import Any
 
@@ -70,6 +71,7 @@ async def configure(
     memo.kube = Kube(load_api_client())
     memo.wakeups = Wakeups()
     memo.nodes_seen = {}
+    memo.pods_seen = {}
     if not settings.peering.standalone and settings.peering.clusterwide:
         try:
             await memo.kube.ensure_cluster_peering(settings.peering.name)
@@ -105,10 +107,21 @@ def nodes_by_name(body: kopf.Body, **_: Any) -> dict[str, NodeView]:
 
 
 @kopf.on.event("v1", "pods", id="wake_on_pod", labels=WORKER_PODS)
-def wake_on_pod(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def wake_on_pod(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> None:
+    """Wake the pod's job, unless all that changed is rank 0's progress heartbeat: the index
+    has it, and the job's daemon reads it at its own hang-check deadline."""
     view = pod_view(body)
-    if view:
-        memo.wakeups.wake((view.namespace, view.job))
+    if not view:
+        return
+    seen: dict[str, PodView] = memo.pods_seen
+    if type == "DELETED":
+        seen.pop(view.uid, None)
+    else:
+        quiet = dataclasses.replace(view, progress=None)
+        if seen.get(view.uid) == quiet:
+            return
+        seen[view.uid] = quiet
+    memo.wakeups.wake((view.namespace, view.job))
 
 
 @kopf.on.event("v1", "nodes", id="wake_on_node")

@@ -52,6 +52,8 @@ REASON_INTERRUPTED: Final = "Interrupted"
 # Ready=False while a gang restarts to apply an edit of a field that shapes the pods (counted
 # against neither budget).
 REASON_SPEC_CHANGED: Final = "SpecChanged"
+# Ready=False while a gang restarts because rank 0 reported no new step for progressTimeoutSeconds.
+REASON_HANG: Final = "Hang"
 # Reasons of the Checkpointing condition: True while the gang answers a checkpoint request.
 REASON_CHECKPOINT_REQUESTED: Final = "CheckpointRequested"
 REASON_CHECKPOINT_COMMITTED: Final = "CheckpointCommitted"
@@ -69,6 +71,7 @@ _RESTARTING_REASONS: Final = frozenset(
         REASON_STARTUP_TIMEOUT,
         REASON_INTERRUPTED,
         REASON_SPEC_CHANGED,
+        REASON_HANG,
     }
 )
 # Reasons worth a Warning event rather than a Normal one.
@@ -76,6 +79,7 @@ WARNING_REASONS: Final = frozenset(
     {
         REASON_RANK_FAILED,
         REASON_NODE_LOST,
+        REASON_HANG,
         REASON_STARTUP_TIMEOUT,
         REASON_UNSCHEDULABLE,
         REASON_BACKOFF_LIMIT,

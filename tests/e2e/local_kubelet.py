@@ -132,6 +132,11 @@ class LocalKubelet:
                     self._start(pod)
                 continue
             if pod.metadata.deletion_timestamp is not None:
+                # Like a kubelet: the deletion's own grace period (a delete may shorten the
+                # pod's terminationGracePeriodSeconds), counted from when it was asked for.
+                shortened = pod.metadata.deletion_grace_period_seconds
+                if shortened is not None:
+                    proc.grace = min(proc.grace, float(shortened))
                 self._terminate(proc)
             self._reap(proc)
         with self._lock:  # pods gone from the API: their containers stop, as on a kubelet

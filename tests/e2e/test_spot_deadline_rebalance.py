@@ -85,16 +85,15 @@ def operator(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) 
 
 
 def drill_job(name: str, **extra: Any) -> dict[str, Any]:
-    return job_manifest(
-        name,
-        nodes=2,
-        launcher="none",
-        accelerator={"kind": "nvidia", "instanceType": "p5.48xlarge"},
-        capacity={"type": "spot"},
-        checkpoint={"dir": f"/fsx/checkpoints/{name}", "keep": 3},
-        failurePolicy={"maxRestarts": 0, "maxInterruptions": 3, "backoffSeconds": 0},
-        **extra,
-    )
+    spec: dict[str, Any] = {
+        "nodes": 2,
+        "launcher": "none",
+        "accelerator": {"kind": "nvidia", "instanceType": "p5.48xlarge"},
+        "capacity": {"type": "spot"},
+        "checkpoint": {"dir": f"/fsx/checkpoints/{name}", "keep": 3},
+        "failurePolicy": {"maxRestarts": 0, "maxInterruptions": 3, "backoffSeconds": 0},
+    }
+    return job_manifest(name, **{**spec, **extra})
 
 
 def progress(workdir: Path, pod: str) -> int:
@@ -237,3 +236,47 @@ def test_rebalance_recommendation_checkpoints_without_a_restart(
     assert "resumedAt" not in event
     done = condition(st, COND_CHECKPOINTING)
     assert (done["status"], done["reason"]) == ("False", "CheckpointCommitted")
+
+
+def test_a_hung_gang_restarts_from_its_newest_checkpoint(
+    cluster: Cluster, namespace: str, operator: None, tmp_path: Path, reference_digest: str
+) -> None:
+    """Every rank stops stepping after step 50 (no error, no exit: a stuck pipeline). Rank 0's
+    progress heartbeat stops, the operator restarts the gang after progressTimeoutSeconds
+    (reason Hang, one failure counted) and training finishes from the step-40 checkpoint."""
+    job = "hung"
+    policy = {
+        "maxRestarts": 1,
+        "maxInterruptions": 0,
+        "backoffSeconds": 0,
+        "progressTimeoutSeconds": 60,
+    }
+    apply(cluster, namespace, drill_job(job, failurePolicy=policy))
+    env = {
+        **TOY_ENV,
+        "TOY_HANG_AT_STEP": "50",
+        "TOY_HANG_ATTEMPT": "1",
+        "KUBETRAIN_PROGRESS_SECONDS": "1",
+    }
+    with LocalKubelet(cluster, namespace, job, TOY, tmp_path, extra_env=env) as kubelet:
+        running_attempt(cluster, namespace, job, 1)
+        wait_for(lambda: progress(tmp_path, f"{job}-1-0") == 50, timeout=60, what="step 50")
+        hung = wait_for(
+            lambda: (status(cluster, namespace, job).get("progress") or {}).get("step") == 50,
+            timeout=90,
+            what="the last step before the hang in status.progress",
+        )
+        assert hung
+        wait_for(
+            lambda: status(cluster, namespace, job).get("attempt") == 2,
+            timeout=120,
+            what="the hung gang restarted",
+        )
+        assert progress(tmp_path, f"{job}-1-0") == 50  # it really never moved on
+        st = finish(cluster, namespace, job, kubelet, f"{job}-2-0")
+
+    assert st["restarts"] == {"failures": 1, "interruptions": 0, "total": 1}
+    assert "Hang" in reasons(cluster, namespace, job)
+    result = json.loads((tmp_path / "results" / f"{job}-2-0.json").read_text())
+    assert result["started_at_step"] == 40
+    assert result["params"] == reference_digest

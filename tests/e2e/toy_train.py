@@ -7,6 +7,8 @@ finishes, and `progress/<pod>` (the last completed step) as it goes.
     TOY_STEPS          total steps (default 200)
     TOY_STEP_SECONDS   time one step takes (default 0.05)
     TOY_EVERY          periodic checkpoint interval in steps (default 20)
+    TOY_HANG_AT_STEP   every rank stops making progress after this step (a stuck input pipeline
+                       or collective), in the attempt TOY_HANG_ATTEMPT (default 1) only
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def main() -> None:
     steps = int(os.environ.get("TOY_STEPS", "200"))
     step_seconds = float(os.environ.get("TOY_STEP_SECONDS", "0.05"))
     every = int(os.environ.get("TOY_EVERY", "20"))
+    hang_at = -1
+    if os.environ.get("KUBETRAIN_ATTEMPT") == os.environ.get("TOY_HANG_ATTEMPT", "1"):
+        hang_at = int(os.environ.get("TOY_HANG_AT_STEP", "-1"))
     out = Path.cwd()
 
     addr, port = os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]
@@ -51,6 +56,8 @@ def main() -> None:
     progress = out / "progress"
     progress.mkdir(exist_ok=True)
     for step in range(start, steps):
+        while step == hang_at:
+            time.sleep(1)  # hung: no step, no heartbeat (SIGTERM only sets the runtime's flag)
         gen = torch.Generator().manual_seed(step * 1000 + rank)
         x = torch.randn(16, 8, generator=gen)
         loss = (model(x) - x.sum(dim=1, keepdim=True)).pow(2).mean()

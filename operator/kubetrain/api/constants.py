@@ -170,3 +170,10 @@ LIVE_SPEC_FIELDS: Final = (
     "startupTimeoutSeconds",
     "checkpointDeadlineSeconds",
 )
+
+# --- Progress (hang detection) ----------------------------------------------------------------------
+# Rank 0 -> operator: {"step": 1200, "time": "<RFC3339>"} (kubetrain.api.protocol.Progress), written
+# at most every ENV_PROGRESS_SECONDS (default 30) so a thousand jobs cost the API server little.
+ANNOTATION_PROGRESS: Final = PREFIX + "progress"
+ENV_PROGRESS_SECONDS: Final = "KUBETRAIN_PROGRESS_SECONDS"
+DEFAULT_PROGRESS_SECONDS: Final = 30.0

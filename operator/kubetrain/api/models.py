@@ -459,6 +459,16 @@ MSG_MAX_INTERRUPTIONS = _msg_non_negative(
 MSG_BACKOFF = "spec.failurePolicy.backoffSeconds must be between 0 and 86400: set the wait before a new attempt"
 
 
+MSG_PROGRESS_TIMEOUT = (
+    "spec.failurePolicy.progressTimeoutSeconds must be between 60 and 86400: set how long a gang "
+    "may go without a new training step before it counts as hung, or remove it"
+)
+MSG_FIRST_PROGRESS = (
+    "spec.failurePolicy.firstProgressTimeoutSeconds must be between 60 and 86400: set how long a "
+    "resumed attempt may take to its first step"
+)
+
+
 class FailurePolicy(_Model):
     """Separate budgets: a buggy script should not burn spot resumes, and spot should not fail a job."""
 
@@ -479,9 +489,29 @@ class FailurePolicy(_Model):
         description="Wait before the next attempt after a failure.",
         json_schema_extra=_cel(_rule("self >= 0 && self <= 86400", MSG_BACKOFF)),
     )
+    progress_timeout_seconds: int | None = Field(
+        default=None,
+        description="Hang detection: a running gang whose rank 0 reported progress (the runtime "
+        "does, every 30 s at most) and then reports no new step for this long is restarted from "
+        "its newest checkpoint with reason Hang, counted against maxRestarts. Unset: off. A job "
+        "that never reports progress is never judged hung.",
+        json_schema_extra=_cel(_rule("self >= 60 && self <= 86400", MSG_PROGRESS_TIMEOUT)),
+    )
+    first_progress_timeout_seconds: int = Field(
+        default=1800,
+        description="With progressTimeoutSeconds: how long a resumed attempt may take to its first "
+        "step once every rank runs (restore, compile, warm-up).",
+        json_schema_extra=_cel(_rule("self >= 60 && self <= 86400", MSG_FIRST_PROGRESS)),
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FailurePolicy:
+        if self.progress_timeout_seconds is not None and not (
+            60 <= self.progress_timeout_seconds <= 86400
+        ):
+            _fail("spec.failurePolicy.progressTimeoutSeconds", MSG_PROGRESS_TIMEOUT)
+        if not 60 <= self.first_progress_timeout_seconds <= 86400:
+            _fail("spec.failurePolicy.firstProgressTimeoutSeconds", MSG_FIRST_PROGRESS)
         if not 0 <= self.max_restarts <= MAX_RESTARTS:
             _fail("spec.failurePolicy.maxRestarts", MSG_MAX_RESTARTS)
         if not 0 <= self.max_interruptions <= MAX_RESTARTS:
@@ -850,6 +880,14 @@ class Interruption(_Status):
     attempt: int | None = None
 
 
+class ProgressStatus(_Status):
+    """The newest training step rank 0 reported (kubetrain.api.protocol.Progress)."""
+
+    step: int
+    time: str | None = RFC3339
+    attempt: int | None = None
+
+
 MAX_INTERRUPTIONS_KEPT = 20
 
 
@@ -875,6 +913,7 @@ class TrainingJobStatus(_Status):
     nodes: NodeCounts = Field(default_factory=NodeCounts)
     restarts: RestartCounts = Field(default_factory=RestartCounts)
     checkpoint: CheckpointStatus | None = None
+    progress: ProgressStatus | None = None
     interruptions: list[Interruption] = Field(
         default_factory=list, max_length=MAX_INTERRUPTIONS_KEPT
     )

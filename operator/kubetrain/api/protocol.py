@@ -5,7 +5,8 @@ Three JSON annotations on worker pods carry the protocol (names in `kubetrain.ap
 - the request, operator -> every pod: `{"id", "reason", "deadline"[, "then"]}`;
 - the commit, rank 0 -> operator: `{"id", "step", "manifest", "kind"}`;
 - the resume report, rank 0 of a resumed attempt -> operator:
-  `{"step", "previousStep", "lostSteps", "manifest"}`.
+  `{"step", "previousStep", "lostSteps", "manifest"}`;
+- progress, rank 0 -> operator, at a bounded rate: `{"step", "time"}`.
 
 Standard library only: the runtime imports this inside training images. Parsing never raises: a
 malformed annotation is the writer's bug and reads as absent, so neither side stops over it.
@@ -154,3 +155,21 @@ class Resumed:
         if previous is None and lost is not None:
             previous = step + lost
         return cls(step=step, previous_step=previous, manifest=str(value.get("manifest") or ""))
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int  # steps done
+    time: dt.datetime  # when rank 0 finished that step
+
+    def encode(self) -> str:
+        return json.dumps({"step": self.step, "time": rfc3339(self.time)}, sort_keys=True)
+
+    @classmethod
+    def decode(cls, raw: str | None) -> Progress | None:
+        value = _object(raw)
+        step = _int(value.get("step")) if value else None
+        when = parse_time(value.get("time")) if value else None
+        if step is None or when is None:
+            return None
+        return cls(step=step, time=when)

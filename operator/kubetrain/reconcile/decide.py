@@ -19,13 +19,13 @@ from kubetrain.api.constants import (
     COND_SUSPENDED,
     REASON_INVALID_SPEC,
 )
-from kubetrain.api.models import CheckpointStatus
+from kubetrain.api.models import CheckpointStatus, ProgressStatus
 from kubetrain.reconcile import classify as cl
 from kubetrain.reconcile import interrupt as itr
 from kubetrain.reconcile import notice
 from kubetrain.reconcile.classify import Outcome, RankState
 from kubetrain.reconcile.draft import RESYNC_SECONDS, Draft, seconds_until
-from kubetrain.reconcile.notice import Next, Verdict
+from kubetrain.reconcile.notice import Budget, Next, Verdict
 from kubetrain.reconcile.observe import PodView
 from kubetrain.reconcile.plan import (
     Invalid,
@@ -40,6 +40,7 @@ from kubetrain.reconcile.zones import choose_zone
 from kubetrain.status import (
     REASON_BACKOFF_LIMIT,
     REASON_FINISHED,
+    REASON_HANG,
     REASON_INTERRUPTION_LIMIT,
     REASON_PENDING,
     REASON_RANK_FAILED,
@@ -158,25 +159,20 @@ def _backoff(policy: Policy, failures: int) -> int:
 def _restart(
     draft: Draft,
     policy: Policy,
-    states: Sequence[RankState],
     pods: Sequence[PodView],
     observed: Observed,
-    verdict: Verdict | None = None,
+    verdict: Verdict,
 ) -> Plan:
-    """Tear the gang down as one and count the cause against the right budget.
-
-    `verdict`: the interruption path's reason to restart (notice.assess); None = a rank failed.
-    """
+    """Tear the gang down as one and count the cause against the right budget."""
     restarts = draft.status.restarts
     attempt = draft.attempt
     # Finished pods of the torn-down attempt go too: their capacity is free already, but a clean
     # slate is what `kubectl get pods` should show for the next attempt.
-    deletes = _deletes(pods, observed, draft.now, verdict.grace_seconds if verdict else None)
+    deletes = _deletes(pods, observed, draft.now, verdict.grace_seconds)
     notice.abandon_request(draft)
-    if verdict is not None and not verdict.counted:
-        delay = 0
-        reason, detail, budget = verdict.reason, verdict.cause, "not counted against a budget"
-    elif verdict is not None:
+    if verdict.budget is Budget.NONE:
+        delay, budget = 0, "not counted against a budget"
+    elif verdict.budget is Budget.INTERRUPTIONS:
         if restarts.interruptions >= policy.max_interruptions:
             _fail(
                 draft,
@@ -188,34 +184,75 @@ def _restart(
             return _terminal(draft, policy, Observed(pods, observed.nodes))
         restarts.interruptions += 1
         delay = _backoff(policy, 0)
-        reason, detail = verdict.reason, verdict.cause
         budget = f"interruption {restarts.interruptions} of {policy.max_interruptions}"
     else:
-        failed = cl.first(states, Outcome.FAILED)
-        assert failed is not None
         if restarts.failures >= policy.max_restarts:
             _fail(
                 draft,
                 REASON_BACKOFF_LIMIT,
-                f"attempt {attempt}: rank {failed.rank} {failed.detail}; maxRestarts="
-                f"{policy.max_restarts} restarts are used up (raise "
-                "spec.failurePolicy.maxRestarts or fix the failure)",
+                f"attempt {attempt}: {verdict.cause}; maxRestarts={policy.max_restarts} restarts "
+                "are used up (raise spec.failurePolicy.maxRestarts or fix the failure)",
             )
             return _terminal(draft, policy, Observed(pods, observed.nodes))
         restarts.failures += 1
         delay = _backoff(policy, restarts.failures)
-        reason, detail = REASON_RANK_FAILED, f"rank {failed.rank} {failed.detail}"
         budget = f"restart {restarts.failures} of {policy.max_restarts}"
     draft.status.restart_after = rfc3339(draft.now + dt.timedelta(seconds=delay))
     draft.cond(
         COND_READY,
         False,
-        reason,
-        f"attempt {attempt}: {detail}; deleting every pod of the attempt and starting attempt "
-        f"{attempt + 1} in {delay}s ({budget})",
+        verdict.reason,
+        f"attempt {attempt}: {verdict.cause}; deleting every pod of the attempt and starting "
+        f"attempt {attempt + 1} in {delay}s ({budget})",
     )
     draft.nodes(0, policy.nodes)
     return draft.finish(deletes=deletes, requeue=WAIT_POLL_SECONDS)
+
+
+def _rank_failed(states: Sequence[RankState]) -> Verdict | None:
+    failed = cl.first(states, Outcome.FAILED)
+    if failed is None:
+        return None
+    return Verdict(
+        Next.RESTART, REASON_RANK_FAILED, f"rank {failed.rank} {failed.detail}", Budget.FAILURES
+    )
+
+
+def _hung(draft: Draft, policy: Policy, rank0: PodView | None) -> Verdict | None:
+    """No new step from rank 0 within progressTimeoutSeconds (the first step of an attempt gets
+    firstProgressTimeoutSeconds from the moment every rank runs). A job that never reported
+    progress is never judged; otherwise the daemon looks again at the deadline."""
+    progress = rank0.progress if rank0 else None
+    if progress is not None:
+        draft.status.progress = ProgressStatus(
+            step=progress.step, time=rfc3339(progress.time), attempt=draft.attempt
+        )
+    timeout = policy.progress_timeout_seconds
+    if timeout is None or draft.status.progress is None:
+        return None
+    if progress is not None:
+        last, deadline = progress, progress.time + dt.timedelta(seconds=timeout)
+    else:  # a new attempt that has not stepped yet
+        ready = get_condition(draft.conditions, COND_READY)
+        since = parse_time(ready.get("lastTransitionTime")) if ready else None
+        if since is None:
+            return None
+        last, deadline = None, since + dt.timedelta(seconds=policy.first_progress_timeout_seconds)
+    if draft.now < deadline:
+        draft.wake_at = deadline if draft.wake_at is None else min(draft.wake_at, deadline)
+        return None
+    if last is None:
+        cause = (
+            f"no training step within firstProgressTimeoutSeconds="
+            f"{policy.first_progress_timeout_seconds} of every rank running"
+        )
+    else:
+        cause = (
+            f"no training step since step {last.step} at {rfc3339(last.time)} "
+            f"(progressTimeoutSeconds={timeout}): the gang looks hung"
+        )
+    # A hung process will not checkpoint on SIGTERM: the old gang goes quickly.
+    return Verdict(Next.RESTART, REASON_HANG, cause, Budget.FAILURES, notice.SETTLED_GRACE_SECONDS)
 
 
 def _avoid_nodes(draft: Draft, attempt: int) -> list[str]:
@@ -342,13 +379,14 @@ def _observe_attempt(
     gang = [p for p in pods if 0 <= p.rank < n]
     verdict = notice.assess(draft, policy, target.spec_hash, states, gang, observed)
     if verdict.next is Next.RESTART:
-        return _restart(draft, policy, states, pods, observed, verdict)
+        return _restart(draft, policy, pods, observed, verdict)
     if verdict.next is Next.WAIT:
         up = cl.count(states, Outcome.RUNNING, Outcome.SUCCEEDED)
         draft.nodes(up, n)
         return draft.finish(deletes=_deletes(strays, observed, draft.now))
-    if cl.count(states, Outcome.FAILED):
-        return _restart(draft, policy, states, pods, observed)
+    failed = _rank_failed(states)
+    if failed is not None:
+        return _restart(draft, policy, pods, observed, failed)
 
     running = cl.count(states, Outcome.RUNNING, Outcome.SUCCEEDED)
     draft.nodes(running, n)
@@ -359,6 +397,9 @@ def _observe_attempt(
     deletes = _deletes(strays, observed, draft.now)
     if running == n:
         draft.cond(COND_READY, True, REASON_RUNNING, f"attempt {attempt}: {n}/{n} ranks running")
+        hung = _hung(draft, policy, rank0)
+        if hung is not None:
+            return _restart(draft, policy, pods, observed, hung)
         return draft.finish(deletes=deletes)
 
     started = parse_time(draft.status.attempt_start_time) or draft.now

@@ -57,12 +57,18 @@ class Next(enum.Enum):
     RESTART = "restart"
 
 
+class Budget(enum.Enum):
+    FAILURES = "failures"  # maxRestarts: the user's (a rank failed, the gang hung)
+    INTERRUPTIONS = "interruptions"  # maxInterruptions: the infrastructure's
+    NONE = "none"  # counted against neither (a spec change)
+
+
 @dataclass(frozen=True)
 class Verdict:
     next: Next
-    reason: str = ""  # Ready's reason for a restart: Interrupted | NodeLost | SpecChanged
+    reason: str = ""  # Ready's reason for a restart: Interrupted | NodeLost | SpecChanged | ...
     cause: str = ""  # words for the restart message
-    counted: bool = True  # against maxInterruptions (False: a spec change)
+    budget: Budget = Budget.INTERRUPTIONS
     grace_seconds: int | None = None  # for the old gang's pods (None: their own)
 
 
@@ -96,7 +102,7 @@ def assess(
             Next.RESTART,
             REASON_SPEC_CHANGED,
             "the spec changed before the gang was running",
-            counted=False,
+            budget=Budget.NONE,
             grace_seconds=SETTLED_GRACE_SECONDS,
         )
     _request_spec_change(draft, policy, spec_hash, gang)
@@ -128,7 +134,7 @@ def assess(
                 Next.RESTART,
                 REASON_SPEC_CHANGED,
                 f"the spec changed: {words}",
-                counted=False,
+                budget=Budget.NONE,
                 grace_seconds=SETTLED_GRACE_SECONDS,
             )
         return Verdict(
@@ -377,6 +383,7 @@ def _ask(draft: Draft, request: itr.OpenRequest, gang: Sequence[PodView]) -> Non
 __all__ = [
     "CARRY_ON",
     "WAIT",
+    "Budget",
     "Next",
     "Verdict",
     "abandon_request",

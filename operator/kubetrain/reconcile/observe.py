@@ -15,6 +15,7 @@ from kubetrain.api.constants import (
     ANNOTATION_CHECKPOINT_COMMITTED,
     ANNOTATION_CHECKPOINT_REQUEST,
     ANNOTATION_NODE_SPOT_NOTICE,
+    ANNOTATION_PROGRESS,
     ANNOTATION_RESUMED,
     ANNOTATION_SPEC_HASH,
     CAPACITY_TYPE_LABELS,
@@ -23,7 +24,7 @@ from kubetrain.api.constants import (
     LABEL_JOB,
     LABEL_RANK,
 )
-from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest, Resumed
+from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest, Progress, Resumed
 from kubetrain.api.quantity import parse_quantity
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -77,6 +78,7 @@ class PodView:
     resumed: Resumed | None = None  # rank 0 of a resumed attempt: what it restored
     spec_hash: str | None = None  # ANNOTATION_SPEC_HASH: the spec the pod was built from
     requests: Resources = ()  # what the pod holds on its node (zone choice)
+    progress: Progress | None = None  # rank 0's newest training step (hang detection)
 
     @property
     def deleting(self) -> bool:
@@ -160,6 +162,7 @@ def pod_view(body: Mapping[str, Any]) -> PodView | None:
         requested=CheckpointRequest.decode(annotations.get(ANNOTATION_CHECKPOINT_REQUEST)),
         resumed=Resumed.decode(annotations.get(ANNOTATION_RESUMED)),
         spec_hash=annotations.get(ANNOTATION_SPEC_HASH),
+        progress=Progress.decode(annotations.get(ANNOTATION_PROGRESS)),
         requests=_pod_requests(body.get("spec") or {}),
     )
 

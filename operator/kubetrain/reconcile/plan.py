@@ -65,6 +65,9 @@ class Policy:
     success_ranks: tuple[int, ...] | None = None
     # Deadline of a checkpoint request when the node gave no notice time of its own.
     checkpoint_deadline_seconds: int = 90
+    # Hang detection (None: off), and the allowance for an attempt's first step.
+    progress_timeout_seconds: int | None = None
+    first_progress_timeout_seconds: int = 1800
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ def to_target(body: Mapping[str, Any]) -> Target | Invalid:
         ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
         success_ranks=tuple(completion_ranks(resolved)),
         checkpoint_deadline_seconds=spec.checkpoint_deadline_seconds,
+        progress_timeout_seconds=fp.progress_timeout_seconds,
+        first_progress_timeout_seconds=fp.first_progress_timeout_seconds,
     )
     # What one pod requests, read back from a built pod: the builders are the one definition.
     sample = pod_view(build_pod(ref, resolved, 1, 0))

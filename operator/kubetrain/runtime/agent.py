@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kubetrain.api.constants import (
     ANNOTATION_CHECKPOINT_COMMITTED,
     ANNOTATION_CHECKPOINT_REQUEST,
+    ANNOTATION_PROGRESS,
     ANNOTATION_RESUMED,
+    DEFAULT_PROGRESS_SECONDS,
 )
-from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest, Resumed
+from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest, Progress, Resumed
 from kubetrain.runtime.signals import StopFlag, StopLevel
 
 log = logging.getLogger(__name__)
@@ -38,12 +41,17 @@ def request_level(request: CheckpointRequest) -> StopLevel:
 
 
 class CheckpointAgent:
-    def __init__(self, pod: PodLike, flag: StopFlag) -> None:
+    def __init__(
+        self, pod: PodLike, flag: StopFlag, progress_seconds: float = DEFAULT_PROGRESS_SECONDS
+    ) -> None:
         self.pod, self.flag = pod, flag
         self.seen: set[str] = set()  # request ids acted on
         self.answered: set[str] = set()  # ids reported committed
         self.stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.progress_seconds = progress_seconds
+        self._progress: Progress | None = None  # newest step, written by the reporter thread
+        self._progress_thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Ignore a request this pod already answered (a restarted process), then watch."""
@@ -66,6 +74,30 @@ class CheckpointAgent:
 
     def close(self) -> None:
         self.stop.set()
+
+    def report_progress(self, step: int) -> None:
+        """Note the newest step (rank 0 calls this every step; it never blocks training). A
+        background thread writes it on the pod at most every `progress_seconds`, so a thousand
+        jobs cost the API server little and the operator's hang detection has a heartbeat."""
+        self._progress = Progress(step=step, time=datetime.now(UTC))
+        if self._progress_thread is None:
+            self._progress_thread = threading.Thread(
+                target=self._report_loop, name="kubetrain-progress", daemon=True
+            )
+            self._progress_thread.start()
+
+    def _report_loop(self) -> None:
+        sent: int | None = None
+        while True:
+            progress = self._progress
+            if progress is not None and progress.step != sent:
+                try:
+                    self.pod.annotate(ANNOTATION_PROGRESS, progress.encode())
+                    sent = progress.step
+                except Exception as exc:  # the API being down must not stop training
+                    log.warning("reporting progress on the pod failed: %s", exc)
+            if self.stop.wait(self.progress_seconds):
+                return
 
     def on_annotations(self, annotations: dict[str, str]) -> None:
         request = CheckpointRequest.decode(annotations.get(ANNOTATION_CHECKPOINT_REQUEST))

@@ -25,6 +25,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from kubetrain.api.constants import (
+    DEFAULT_PROGRESS_SECONDS,
     ENV_ATTEMPT,
     ENV_CHECKPOINT_DIR,
     ENV_CHECKPOINT_KEEP,
@@ -32,6 +33,7 @@ from kubetrain.api.constants import (
     ENV_JOB,
     ENV_POD_NAME,
     ENV_POD_NAMESPACE,
+    ENV_PROGRESS_SECONDS,
     ENV_RESUME_MANIFEST,
     EXIT_CHECKPOINTED_AND_STOPPED,
 )
@@ -284,6 +286,8 @@ class Checkpointer:
         coll = self.collective
         if coll.rank == 0:
             self._write_progress(step)
+            if self.agent is not None:
+                self.agent.report_progress(step)
         local = self.flag.level
         if (
             self.every_seconds is not None
@@ -394,7 +398,8 @@ def start_pod_agent(pod: str, namespace: str, flag: StopFlag) -> CheckpointAgent
     try:
         from kubetrain.runtime.podapi import PodAPI
 
-        agent = CheckpointAgent(PodAPI(pod, namespace), flag)
+        seconds = float(os.environ.get(ENV_PROGRESS_SECONDS) or DEFAULT_PROGRESS_SECONDS)
+        agent = CheckpointAgent(PodAPI(pod, namespace), flag, progress_seconds=seconds)
     except Exception as exc:  # no client library, no credentials: signals still work
         log.warning("checkpoint agent disabled (%s); SIGTERM still triggers checkpoints", exc)
         return None
