@@ -54,6 +54,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
     {"name": "Capacity", "type": "string", "jsonPath": ".spec.capacity.type", "priority": 1},
     {"name": "Zone", "type": "string", "jsonPath": ".status.zone", "priority": 1},
+    {
+        "name": "Goodput",
+        "type": "number",
+        "jsonPath": ".status.goodput.ratio",
+        "description": "productive training time / wall time",
+        "priority": 1,
+    },
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
 ]
 
@@ -119,7 +126,7 @@ def _add_computed(model: type[BaseModel], schema: dict[str, Any]) -> None:
     """Computed fields (nodesReady, restarts.total) are serialized, so the schema must keep them."""
     props = schema.setdefault("properties", {})
     for name, info in model.model_computed_fields.items():
-        kind = {int: "integer", str: "string"}[info.return_type]
+        kind = {int: "integer", str: "string", float: "number"}[info.return_type]
         entry: dict[str, Any] = {"type": kind}
         if info.description:
             entry["description"] = info.description

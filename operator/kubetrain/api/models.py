@@ -889,6 +889,71 @@ class ProgressStatus(_Status):
 
 
 MAX_INTERRUPTIONS_KEPT = 20
+MAX_ATTEMPTS_KEPT = 20
+
+
+class AttemptTimes(_Status):
+    """When one attempt reached each stage (goodput accounting; all from recorded events)."""
+
+    attempt: int
+    created_at: str | None = RFC3339
+    running_at: str | None = Field(
+        default=None, description="Every rank running.", json_schema_extra={"format": "date-time"}
+    )
+    first_step: int | None = None
+    first_step_at: str | None = RFC3339
+    last_step: int | None = None
+    last_step_at: str | None = RFC3339
+    saving_seconds: float | None = Field(
+        default=None, description="Training time rank 0 spent in checkpoint saves."
+    )
+    lost_steps: int | None = Field(
+        default=None, description="Steps done after the checkpoint the next attempt resumed from."
+    )
+    ended_at: str | None = RFC3339
+
+
+class TimeSplit(_Status):
+    """Where wall time went, in seconds."""
+
+    productive: float = Field(default=0.0, description="Training steps that were kept.")
+    startup: float = Field(
+        default=0.0, description="Every rank running to the first step (restore, warm-up)."
+    )
+    checkpointing: float = Field(default=0.0, description="Training stalled by checkpoint saves.")
+    waiting: float = Field(
+        default=0.0, description="Attempt created to every rank running (capacity, scheduling)."
+    )
+    backoff: float = Field(
+        default=0.0, description="Attempt ended to the next one created (teardown and backoff)."
+    )
+    recompute: float = Field(
+        default=0.0, description="Redoing steps lost since the last checkpoint before a restart."
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def wall(self) -> float:
+        return round(
+            self.productive
+            + self.startup
+            + self.checkpointing
+            + self.waiting
+            + self.backoff
+            + self.recompute,
+            1,
+        )
+
+
+class Goodput(_Status):
+    """Useful training time over wall time, as of the newest recorded event of each attempt."""
+
+    ratio: float | None = Field(default=None, description="productive / wall")
+    total: TimeSplit = Field(default_factory=TimeSplit)
+    earlier: TimeSplit | None = Field(
+        default=None, description="What attempts no longer listed contributed to total."
+    )
+    attempts: list[AttemptTimes] = Field(default_factory=list, max_length=MAX_ATTEMPTS_KEPT)
 
 
 class TrainingJobStatus(_Status):
@@ -914,6 +979,7 @@ class TrainingJobStatus(_Status):
     restarts: RestartCounts = Field(default_factory=RestartCounts)
     checkpoint: CheckpointStatus | None = None
     progress: ProgressStatus | None = None
+    goodput: Goodput | None = None
     interruptions: list[Interruption] = Field(
         default_factory=list, max_length=MAX_INTERRUPTIONS_KEPT
     )

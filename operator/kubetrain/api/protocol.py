@@ -6,7 +6,7 @@ Three JSON annotations on worker pods carry the protocol (names in `kubetrain.ap
 - the commit, rank 0 -> operator: `{"id", "step", "manifest", "kind"}`;
 - the resume report, rank 0 of a resumed attempt -> operator:
   `{"step", "previousStep", "lostSteps", "manifest"}`;
-- progress, rank 0 -> operator, at a bounded rate: `{"step", "time"}`.
+- progress, rank 0 -> operator, at a bounded rate: `{"step", "time", "savingSeconds"}`.
 
 Standard library only: the runtime imports this inside training images. Parsing never raises: a
 malformed annotation is the writer's bug and reads as absent, so neither side stops over it.
@@ -161,15 +161,19 @@ class Resumed:
 class Progress:
     step: int  # steps done
     time: dt.datetime  # when rank 0 finished that step
+    saving_seconds: float = 0.0  # training time this process spent in checkpoint saves so far
 
     def encode(self) -> str:
-        return json.dumps({"step": self.step, "time": rfc3339(self.time)}, sort_keys=True)
+        body = {"step": self.step, "time": rfc3339(self.time)}
+        return json.dumps(body | {"savingSeconds": round(self.saving_seconds, 2)}, sort_keys=True)
 
     @classmethod
     def decode(cls, raw: str | None) -> Progress | None:
         value = _object(raw)
         step = _int(value.get("step")) if value else None
         when = parse_time(value.get("time")) if value else None
-        if step is None or when is None:
+        if value is None or step is None or when is None:
             return None
-        return cls(step=step, time=when)
+        saving = value.get("savingSeconds")
+        seconds = float(saving) if isinstance(saving, int | float) and saving >= 0 else 0.0
+        return cls(step=step, time=when, saving_seconds=seconds)

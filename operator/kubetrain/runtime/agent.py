@@ -75,11 +75,11 @@ class CheckpointAgent:
     def close(self) -> None:
         self.stop.set()
 
-    def report_progress(self, step: int) -> None:
+    def report_progress(self, step: int, saving_seconds: float = 0.0) -> None:
         """Note the newest step (rank 0 calls this every step; it never blocks training). A
         background thread writes it on the pod at most every `progress_seconds`, so a thousand
         jobs cost the API server little and the operator's hang detection has a heartbeat."""
-        self._progress = Progress(step=step, time=datetime.now(UTC))
+        self._progress = Progress(step, datetime.now(UTC), saving_seconds)
         if self._progress_thread is None:
             self._progress_thread = threading.Thread(
                 target=self._report_loop, name="kubetrain-progress", daemon=True

@@ -120,6 +120,7 @@ class Checkpointer:
         self.mirror_wait_on_exit = mirror_wait_on_exit
         self.last: Manifest | None = None  # newest checkpoint restored or committed by this run
         self.last_save_seconds: float | None = None
+        self.saving_seconds = 0.0  # training time spent in saves by this process (goodput)
         self._last_save_time = time.monotonic()
 
     @classmethod
@@ -287,7 +288,7 @@ class Checkpointer:
         if coll.rank == 0:
             self._write_progress(step)
             if self.agent is not None:
-                self.agent.report_progress(step)
+                self.agent.report_progress(step, self.saving_seconds)
         local = self.flag.level
         if (
             self.every_seconds is not None
@@ -353,6 +354,7 @@ class Checkpointer:
             coll.barrier()  # nobody exits before the commit: a launcher may kill the rest
         self.last = manifest
         self.last_save_seconds = time.monotonic() - started
+        self.saving_seconds += self.last_save_seconds
         self._last_save_time = time.monotonic()
         if request is not None and request.deadline is not None:
             left = seconds_left(request.deadline)
