@@ -277,6 +277,17 @@ def test_a_hung_gang_restarts_from_its_newest_checkpoint(
 
     assert st["restarts"] == {"failures": 1, "interruptions": 0, "total": 1}
     assert "Hang" in reasons(cluster, namespace, job)
+    # Goodput from the recorded events: the hung minute is not productive, the 10 steps past
+    # the step-40 checkpoint were done twice, saves cost something.
+    good = st["goodput"]
+    first, second = good["attempts"]
+    assert (first["lastStep"], first["lostSteps"]) == (50, 10)
+    assert second["firstStep"] > 40 and second["endedAt"]
+    total = good["total"]
+    assert total["recompute"] > 0 and total["checkpointing"] > 0 and total["productive"] > 0
+    hung_for = 60  # progressTimeoutSeconds: the wait is counted, but not as productive
+    assert total["wall"] >= total["productive"] + hung_for
+    assert 0 < good["ratio"] < 1
     result = json.loads((tmp_path / "results" / f"{job}-2-0.json").read_text())
     assert result["started_at_step"] == 40
     assert result["params"] == reference_digest

@@ -6,8 +6,8 @@ import datetime as dt
 
 from test_reconcile_decide import ALL_NODES, at, gang, job, pod, running_status, target
 
-from kubetrain.api.models import Condition, Interruption, TrainingJobStatus
-from kubetrain.api.protocol import Progress
+from kubetrain.api.models import Condition, TrainingJobStatus
+from kubetrain.api.protocol import Progress, Resumed
 from kubetrain.reconcile import goodput
 from kubetrain.reconcile.decide import decide
 from kubetrain.reconcile.plan import Observed
@@ -35,9 +35,9 @@ def test_one_interrupted_attempt_and_its_resume_split_exactly() -> None:
     goodput.track(st, None, at(145))
     # attempt 2: created after the backoff, resumed; its rank 0 says attempt 1 lost 20 steps
     st.attempt, st.attempt_start_time, st.restart_after = 2, rfc3339(at(150)), None
-    st.interruptions = [Interruption(node="n", attempt=1, lost_steps=20)]
+    resumed = Resumed(step=90, previous_step=110, manifest="m")  # 20 steps lost
     running(st, at(170))
-    goodput.track(st, Progress(100, at(200), 0.0), at(201))
+    goodput.track(st, Progress(100, at(200), 0.0), at(201), resumed)
     goodput.track(st, Progress(200, at(300), 0.0), at(301))
     assert st.goodput is not None
     one, two = st.goodput.attempts
@@ -48,18 +48,19 @@ def test_one_interrupted_attempt_and_its_resume_split_exactly() -> None:
         rfc3339(at(145)),
     )
     total = st.goodput.total
-    # attempt 1: waiting 10, startup 30, training 105 of which 6 saving and 20 steps x 1 s redone
-    # attempt 2: waiting 20, startup 30, training 100; backoff 145 -> 150
+    # attempt 1: waiting 10, startup 30; steps 10 -> 110 reported by t140 at 1 s a step, no
+    # further step (the resume says it reached 110): 5 s stalled until the end at t145; 6 s of
+    # saves, 20 steps redone. attempt 2: waiting 20, startup 30, 100 s of steps; backoff 5.
     assert (total.waiting, total.startup, total.checkpointing, total.recompute) == (
         30.0,
         60.0,
         6.0,
         20.0,
     )
-    assert total.backoff == 5.0
-    assert total.productive == (105 - 6 - 20) + 100
+    assert (total.backoff, total.stalled) == (5.0, 5.0)
+    assert total.productive == (100 - 6 - 20) + 100
     assert total.wall == 300.0  # exactly job creation to the newest recorded event
-    assert st.goodput.ratio == round(179 / 300, 4)
+    assert st.goodput.ratio == round(174 / 300, 4)
 
 
 def test_folding_old_attempts_keeps_the_totals_exact() -> None:
@@ -74,8 +75,9 @@ def test_folding_old_attempts_keeps_the_totals_exact() -> None:
         goodput.track(st, None, t0 + dt.timedelta(seconds=80))
     assert st.goodput is not None
     assert len(st.goodput.attempts) == 20 and st.goodput.earlier is not None
-    # every attempt: 10 waiting, 10 startup, 60 productive; 20 backoff between attempts
-    assert st.goodput.total.productive == 25 * 60
+    # every attempt: 10 waiting, 10 startup, 50 stepping, 10 without a step before its end;
+    # 20 backoff between attempts
+    assert (st.goodput.total.productive, st.goodput.total.stalled) == (25 * 50, 25 * 10)
     assert st.goodput.total.waiting == 25 * 10 and st.goodput.total.backoff == 24 * 20
 
 

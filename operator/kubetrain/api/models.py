@@ -907,6 +907,9 @@ class AttemptTimes(_Status):
     saving_seconds: float | None = Field(
         default=None, description="Training time rank 0 spent in checkpoint saves."
     )
+    reached_step: int | None = Field(
+        default=None, description="The step the attempt had reached (the next attempt's report)."
+    )
     lost_steps: int | None = Field(
         default=None, description="Steps done after the checkpoint the next attempt resumed from."
     )
@@ -930,6 +933,10 @@ class TimeSplit(_Status):
     recompute: float = Field(
         default=0.0, description="Redoing steps lost since the last checkpoint before a restart."
     )
+    stalled: float = Field(
+        default=0.0,
+        description="Running but making no step: a hang, or a gang winding down before a restart.",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -940,7 +947,8 @@ class TimeSplit(_Status):
             + self.checkpointing
             + self.waiting
             + self.backoff
-            + self.recompute,
+            + self.recompute
+            + self.stalled,
             1,
         )
 

@@ -359,7 +359,8 @@ def _observe_attempt(
     policy = target.policy
     attempt = draft.attempt
     by_rank = {p.rank: p for p in pods}
-    draft.progress = by_rank[0].progress if 0 in by_rank else None
+    if 0 in by_rank:
+        draft.progress, draft.resumed = by_rank[0].progress, by_rank[0].resumed
     states = [
         cl.classify_rank(
             r, by_rank.get(r), observed.nodes, observed.vanished, target.pod_name(attempt, r)

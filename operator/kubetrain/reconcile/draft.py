@@ -13,7 +13,7 @@ from typing import Any
 
 from kubetrain.api.constants import COND_FAILED, COND_READY
 from kubetrain.api.models import Condition, Interruption, NodeCounts, TrainingJobStatus
-from kubetrain.api.protocol import Progress
+from kubetrain.api.protocol import Progress, Resumed
 from kubetrain.reconcile import goodput
 from kubetrain.reconcile.plan import JobView, Plan, PodAnnotate, PodDelete
 from kubetrain.status import (
@@ -51,6 +51,7 @@ class Draft:
         self.notes: list[Transition] = []
         self.wake_at: dt.datetime | None = None  # e.g. a request's deadline
         self.progress: Progress | None = None  # rank 0's newest step in the current attempt
+        self.resumed: Resumed | None = None  # what the current attempt's rank 0 restored
 
     @property
     def attempt(self) -> int:
@@ -96,7 +97,7 @@ class Draft:
         self.status.phase = derive_phase(conditions)  # type: ignore[assignment]
         self.status.observed_generation = self.job.generation
         self.status.interruptions = self.status.interruptions[-MAX_INTERRUPTION_RECORDS:]
-        goodput.track(self.status, self.progress, self.now)
+        goodput.track(self.status, self.progress, self.now, self.resumed)
         headline = get_condition(conditions, COND_FAILED)
         if not (headline and headline.get("status") == "True"):
             headline = get_condition(conditions, COND_READY)

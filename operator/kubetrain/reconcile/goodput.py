@@ -7,9 +7,10 @@ time, time spent saving), never from the operator's clock at the moment of a pas
 nothing new writes nothing.
 
 Per attempt: waiting (created -> every rank running), startup (running -> first step seen),
-training (first step -> last step seen, or the end), split into checkpointing (saves reported by
-the runtime), recompute (the steps the next attempt redid: lost steps x the measured step time)
-and productive (the rest); backoff (ended -> the next attempt created).
+training (first step -> the step the attempt reached, at the measured step time), split into
+checkpointing (saves reported by the runtime), recompute (the steps the next attempt redid: lost
+steps x step time) and productive (the rest); stalled (training time without steps: a hang, or a
+gang winding down); backoff (ended -> the next attempt created).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from kubetrain.api.models import (
     TimeSplit,
     TrainingJobStatus,
 )
-from kubetrain.api.protocol import Progress
+from kubetrain.api.protocol import Progress, Resumed
 from kubetrain.status import REASON_RUNNING, parse_time, rfc3339
 
-FIELDS = ("productive", "startup", "checkpointing", "waiting", "backoff", "recompute")
+FIELDS = ("productive", "startup", "checkpointing", "waiting", "backoff", "recompute", "stalled")
 
 
 def _seconds(start: str | None, end: str | None) -> float:
@@ -36,8 +37,17 @@ def _seconds(start: str | None, end: str | None) -> float:
     return max(0.0, (b - a).total_seconds()) if a and b else 0.0
 
 
-def track(status: TrainingJobStatus, progress: Progress | None, now: dt.datetime) -> None:
-    """Record what this pass learned about the current attempt, then recompute the split."""
+def track(
+    status: TrainingJobStatus,
+    progress: Progress | None,
+    now: dt.datetime,
+    resumed: Resumed | None = None,
+) -> None:
+    """Record what this pass learned about the current attempt, then recompute the split.
+
+    `resumed`: the current attempt's rank 0 report of what it restored, which says how many
+    steps the previous attempt did past that checkpoint (work done twice).
+    """
     if status.attempt <= 0:
         return
     goodput = status.goodput or Goodput()
@@ -59,11 +69,10 @@ def track(status: TrainingJobStatus, progress: Progress | None, now: dt.datetime
         current.saving_seconds = round(progress.saving_seconds, 2)
     if status.restart_after or status.completion_time:
         current.ended_at = current.ended_at or rfc3339(now)
-    for entry in status.interruptions:  # the resumed rank 0 measured what the attempt lost
-        if entry.lost_steps is not None and entry.attempt is not None:
-            for t in times:
-                if t.attempt == entry.attempt:
-                    t.lost_steps = max(t.lost_steps or 0, entry.lost_steps)
+    if resumed is not None and resumed.lost_steps is not None:
+        for t in times:
+            if t.attempt == status.attempt - 1:
+                t.lost_steps, t.reached_step = resumed.lost_steps, resumed.previous_step
     earlier = goodput.earlier
     while len(times) > MAX_ATTEMPTS_KEPT:  # fold the oldest into `earlier`: totals stay exact
         earlier = _add(earlier or TimeSplit(), _split(times[0], times[1]))
@@ -81,18 +90,23 @@ def _split(t: AttemptTimes, following: AttemptTimes | None) -> TimeSplit:
     waiting = _seconds(t.created_at, t.running_at)
     startup = _seconds(t.running_at, t.first_step_at)
     training = _seconds(t.first_step_at, end)
-    checkpointing = min(t.saving_seconds or 0.0, training)
     steps = (t.last_step or 0) - (t.first_step or 0)
     per_step = _seconds(t.first_step_at, t.last_step_at) / steps if steps > 0 else 0.0
-    recompute = min((t.lost_steps or 0) * per_step, training - checkpointing)
+    # Steps past the last report (the next attempt says how far it got) were made, at the
+    # measured pace; the rest of the time until the end made none.
+    unreported = max(0, (t.reached_step or 0) - (t.last_step or 0)) * per_step
+    active = min(training, _seconds(t.first_step_at, t.last_step_at) + unreported)
+    checkpointing = min(t.saving_seconds or 0.0, active)
+    recompute = min((t.lost_steps or 0) * per_step, active - checkpointing)
     backoff = _seconds(t.ended_at, following.created_at) if following else 0.0
     return TimeSplit(
-        productive=round(training - checkpointing - recompute, 1),
+        productive=round(active - checkpointing - recompute, 1),
         startup=round(startup, 1),
         checkpointing=round(checkpointing, 1),
         waiting=round(waiting, 1),
         backoff=round(backoff, 1),
         recompute=round(recompute, 1),
+        stalled=round(training - active, 1),
     )
 
 

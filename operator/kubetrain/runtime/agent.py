@@ -52,6 +52,7 @@ class CheckpointAgent:
         self.progress_seconds = progress_seconds
         self._progress: Progress | None = None  # newest step, written by the reporter thread
         self._progress_thread: threading.Thread | None = None
+        self._sent: int | None = None  # the step last written on the pod
 
     def start(self) -> None:
         """Ignore a request this pod already answered (a restarted process), then watch."""
@@ -73,7 +74,15 @@ class CheckpointAgent:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop watching; write the last step if the reporter has not yet (goodput is exact)."""
         self.stop.set()
+        progress = self._progress
+        if progress is not None and progress.step != self._sent:
+            try:
+                self.pod.annotate(ANNOTATION_PROGRESS, progress.encode())
+                self._sent = progress.step
+            except Exception as exc:
+                log.warning("reporting the last progress on the pod failed: %s", exc)
 
     def report_progress(self, step: int, saving_seconds: float = 0.0) -> None:
         """Note the newest step (rank 0 calls this every step; it never blocks training). A
@@ -87,13 +96,12 @@ class CheckpointAgent:
             self._progress_thread.start()
 
     def _report_loop(self) -> None:
-        sent: int | None = None
         while True:
             progress = self._progress
-            if progress is not None and progress.step != sent:
+            if progress is not None and progress.step != self._sent:
                 try:
                     self.pod.annotate(ANNOTATION_PROGRESS, progress.encode())
-                    sent = progress.step
+                    self._sent = progress.step
                 except Exception as exc:  # the API being down must not stop training
                     log.warning("reporting progress on the pod failed: %s", exc)
             if self.stop.wait(self.progress_seconds):
