@@ -106,3 +106,33 @@ def test_an_edit_before_any_rank_runs_restarts_at_once() -> None:
     assert plan.status["restarts"]["total"] == 0
     assert {d.name for d in plan.deletes} == {name(1, r) for r in range(4)}
     assert JOB in plan.deletes[0].name
+
+
+def test_a_spot_notice_during_a_spec_change_joins_its_request_and_counts() -> None:
+    from test_reconcile_interrupt import tainted
+
+    from kubetrain.api.constants import TAINT_NTH_SPOT_ITN
+
+    t = edited()
+    plan = decide(job(running_status(), 2), t, Observed(gang(1), ALL_NODES), NOW)  # type: ignore[arg-type]
+    raw = plan.annotates[0].annotations[ANNOTATION_CHECKPOINT_REQUEST]
+    request = CheckpointRequest.decode(raw)
+    pods = gang(1, requested=request)
+    plan = decide(job(plan.status, 2), t, Observed(pods, tainted(TAINT_NTH_SPOT_ITN)), at(2))  # type: ignore[arg-type]
+    assert plan.annotates == ()  # the same request covers both
+    assert [e["source"] for e in plan.status["interruptions"]] == [
+        SOURCE_SPEC_CHANGE,
+        TAINT_NTH_SPOT_ITN,
+    ]
+    assert request is not None
+    pods[0] = pod(
+        1,
+        0,
+        node="p5-a0",
+        requested=request,
+        committed=CheckpointCommitted(request.id, 9, "/fsx/m/step-9.json", "emergency"),
+    )
+    plan = decide(job(plan.status, 2), t, Observed(pods, tainted(TAINT_NTH_SPOT_ITN)), at(3))  # type: ignore[arg-type]
+    assert plan.status["restarts"]["interruptions"] == 1
+    ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "Interrupted" and "node p5-a1" in ready["message"]

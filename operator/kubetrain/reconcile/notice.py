@@ -125,10 +125,10 @@ def assess(
     )
     matched = rank0 is not None and _answers(rank0.committed, request.id)
     members = [records[i] for i in request.members]
-    spec_change_only = all(r.source == SOURCE_SPEC_CHANGE for r in members)
+    nodes = [r for r in members if r.source != SOURCE_SPEC_CHANGE]
+    spec_change_only = not nodes
     if matched or stopped or draft.now >= request.deadline:
         _, words = settle_request(draft, rank0, request)
-        head = members[0]
         if spec_change_only:
             return Verdict(
                 Next.RESTART,
@@ -140,14 +140,14 @@ def assess(
         return Verdict(
             Next.RESTART,
             REASON_INTERRUPTED,
-            f"node {head.node} {head.source}: {words}",
+            f"node {nodes[0].node} {nodes[0].source}: {words}",
             grace_seconds=SETTLED_GRACE_SECONDS,
         )
     _ask(draft, request, gang)
     what = (
         "the spec changed"
         if spec_change_only
-        else f"node {members[0].node} {members[0].source} ({request.reason})"
+        else f"node {nodes[0].node} {nodes[0].source} ({request.reason})"
     )
     draft.cond(
         COND_CHECKPOINTING,
