@@ -1,4 +1,6 @@
-"""`python -m kubetrain` / `kubetrain`: run the operator against the current kubeconfig.
+"""`kubetrain-operator` / `python -m kubetrain`: run the operator against the current kubeconfig.
+
+(The `kubetrain` command name belongs to the user CLI; this entry point is the operator only.)
 
 A thin front for `kopf run -m kubetrain.handlers`: all namespaces unless `--namespace` is given,
 and any other kopf option (`--standalone`, `--peering`, `--liveness`, `--verbose`, ...) passes
@@ -12,11 +14,12 @@ import sys
 from collections.abc import Sequence
 
 HANDLERS_MODULE = "kubetrain.handlers"
+PROG = "kubetrain-operator"
 
 
 def kopf_args(argv: Sequence[str]) -> list[str]:
     parser = argparse.ArgumentParser(
-        prog="kubetrain",
+        prog=PROG,
         description="Run the kubetrain operator (kopf) against the current kubeconfig. "
         "Options not listed here are passed to `kopf run`.",
     )
@@ -35,7 +38,7 @@ def kopf_args(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     from kopf.cli import main as kopf_main
 
-    kopf_main.main(args=kopf_args(sys.argv[1:] if argv is None else argv), prog_name="kubetrain")
+    kopf_main.main(args=kopf_args(sys.argv[1:] if argv is None else argv), prog_name=PROG)
 
 
 if __name__ == "__main__":
