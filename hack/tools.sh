@@ -2,7 +2,7 @@
 # Build the pinned Go tools the tests run into .cache/tools/ (never committed). Idempotent: a tool
 # whose stamp matches hack/tools/go.mod + go.sum is skipped, so tests and CI may call this always.
 #
-#   hack/tools.sh           build every tool (today: ec2-metadata-mock, the IMDS mock)
+#   hack/tools.sh           build every tool (ec2-metadata-mock, the IMDS mock; helm)
 #   hack/tools.sh --print   print the tools directory (for PATH=...)
 #
 # Versions live in hack/tools/go.mod (a module of its own with a committed go.sum), not here:

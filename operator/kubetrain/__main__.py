@@ -10,11 +10,13 @@ through unchanged, so the Deployment and a developer's shell run exactly the sam
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 HANDLERS_MODULE = "kubetrain.handlers"
 PROG = "kubetrain-operator"
+METRICS_ADDRESS_ENV = "KUBETRAIN_METRICS_ADDRESS"
 
 
 def kopf_args(argv: Sequence[str]) -> list[str]:
@@ -30,7 +32,16 @@ def kopf_args(argv: Sequence[str]) -> list[str]:
         default=[],
         help="watch only this namespace (repeatable; glob patterns allowed); default: all",
     )
+    parser.add_argument(
+        "--metrics-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics and the /readyz readiness probe here (default: off)",
+    )
     ours, rest = parser.parse_known_args(list(argv))
+    if ours.metrics_address:
+        # Read by the startup handler (same process): kopf's CLI has no room for our own options.
+        os.environ[METRICS_ADDRESS_ENV] = ours.metrics_address
     scope = [arg for ns in ours.namespace for arg in ("--namespace", ns)] or ["--all-namespaces"]
     return ["run", *scope, "-m", HANDLERS_MODULE, *rest]
 
