@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 HANDLERS_MODULE = "kubetrain.handlers"
 PROG = "kubetrain-operator"
-METRICS_ADDRESS_ENV = "KUBETRAIN_METRICS_ADDRESS"
+METRICS_ADDRESS_ENV = "KUBETRAIN_METRICS_ADDRESS"  # kubetrain.handlers reads it
 
 
 def kopf_args(argv: Sequence[str]) -> list[str]:

@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 from typing import Any
 
 import kopf
 
+from kubetrain import metrics
 from kubetrain.api.constants import GROUP, LABEL_JOB, LABEL_JOB_NAMESPACE, PLURAL, VERSION
 from kubetrain.k8s import Kube, KubeError, load_api_client
 from kubetrain.reconcile.loop import reconcile_once
@@ -25,6 +27,8 @@ from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
 Key = tuple[str, str]
 WORKER_PODS = {LABEL_JOB: kopf.PRESENT}
 ERROR_BACKOFF_SECONDS = 5.0
+# HOST:PORT for /metrics and /readyz (set by `kubetrain-operator --metrics-address`); unset: off.
+METRICS_ADDRESS_ENV = "KUBETRAIN_METRICS_ADDRESS"
 
 
 class Wakeups:
@@ -68,6 +72,13 @@ async def configure(
     settings.watching.label_selectors["v1", "pods"] = LABEL_JOB
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
+    # Before any watch starts (kopf starts them after the startup handlers): readiness needs them.
+    metrics.instrument_kopf_watches()
+    address = os.environ.get(METRICS_ADDRESS_ENV)
+    if address:
+        memo.metrics_server = metrics.Server(address)
+        await memo.metrics_server.start()
+        logger.info("serving /metrics and /readyz on %s", address)
     memo.kube = Kube(load_api_client())
     memo.wakeups = Wakeups()
     memo.nodes_seen = {}
@@ -77,6 +88,19 @@ async def configure(
             await memo.kube.ensure_cluster_peering(settings.peering.name)
         except KubeError as exc:  # the CRD is missing: kopf itself reports what to install
             logger.warning("cannot create ClusterKopfPeering %r: %s", settings.peering.name, exc)
+
+
+@kopf.on.cleanup(id="stop_metrics")
+async def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+    server = getattr(memo, "metrics_server", None)
+    if server is not None:
+        await server.stop()
+
+
+@kopf.on.probe(id="watches")
+def watches_probe(**_: Any) -> str:
+    """Shown by the liveness endpoint (/healthz) for people; readiness is /readyz."""
+    return metrics.WATCHES.ready()[1]
 
 
 @kopf.on.delete(
@@ -176,16 +200,17 @@ async def reconcile(
         while not stopped:
             wake.clear()
             try:
-                delay = await reconcile_once(
-                    memo.kube,
-                    namespace,
-                    name,
-                    list(pods_by_job.get(key, [])),
-                    node_lookup,
-                    logger,
-                    all_nodes=all_nodes,
-                    node_pods=node_pods,
-                )
+                with metrics.reconcile_timer():
+                    delay = await reconcile_once(
+                        memo.kube,
+                        namespace,
+                        name,
+                        list(pods_by_job.get(key, [])),
+                        node_lookup,
+                        logger,
+                        all_nodes=all_nodes,
+                        node_pods=node_pods,
+                    )
             except Exception as exc:  # retried: API hiccups, conflicts, a builder bug
                 logger.exception(
                     "reconcile failed, retrying in %ss: %s", ERROR_BACKOFF_SECONDS, exc
@@ -197,3 +222,4 @@ async def reconcile(
                 await asyncio.wait_for(wake.wait(), timeout=max(delay, 0.05))
     finally:
         memo.wakeups.forget(key)
+        metrics.forget(namespace, name)

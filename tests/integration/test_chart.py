@@ -151,6 +151,7 @@ def test_namespaced_watch_grants_roles_only_in_those_namespaces() -> None:
     cluster_rules = one(docs, "ClusterRole", "kubetrain-operator")["rules"]
     assert {res for r in cluster_rules for res in r["resources"]} == {
         "customresourcedefinitions",
+        "namespaces",
         "nodes",
         "persistentvolumes",
     }
