@@ -84,6 +84,11 @@ S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
 FSX_ID_PATTERN = r"^fs-[0-9a-f]{8,17}$"
 ZONE_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$"
 AWS_OFI_NCCL_VERSION_PATTERN = r"^[0-9]+[.][0-9]+([.][0-9]+)?$"
+SERVICE_ACCOUNT_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+MSG_SERVICE_ACCOUNT = (
+    "spec.serviceAccountName must name a ServiceAccount in the job's namespace "
+    "(lowercase letters, digits, '-' and '.', e.g. train-s3)"
+)
 
 
 def _rule(rule: str, message: str, **extra: str) -> dict[str, str]:
@@ -676,6 +681,16 @@ class TrainingJobSpec(_Model):
         json_schema_extra=_cel(_rule("self >= 0", MSG_TTL)),
     )
     env: list[EnvVar] = Field(default_factory=list, max_length=MAX_ENV)
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="An existing ServiceAccount the workers run as (e.g. annotated for IRSA or "
+        "with an EKS Pod Identity association, for the S3 checkpoint mirror); the job's pod Role "
+        "is bound to it. Unset: the operator makes a <job>-worker account per job.",
+        json_schema_extra=_cel(
+            _rule(f"self.matches('{SERVICE_ACCOUNT_PATTERN}')", MSG_SERVICE_ACCOUNT)
+        ),
+    )
     pod_template: dict[str, Any] | None = Field(
         default=None,
         description="Escape hatch merged onto each generated pod last ({metadata, spec}): labels, "
@@ -698,6 +713,13 @@ class TrainingJobSpec(_Model):
     def _image(cls, value: str) -> str:
         if not value.strip():
             _fail("spec.image", MSG_IMAGE)
+        return value
+
+    @field_validator("service_account_name")
+    @classmethod
+    def _service_account(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(SERVICE_ACCOUNT_PATTERN, value):
+            _fail("spec.serviceAccountName", MSG_SERVICE_ACCOUNT)
         return value
 
     @field_validator("command")
