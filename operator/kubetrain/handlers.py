@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from kubetrain import metrics
+from kubetrain import metrics, provision
 from kubetrain.api.constants import GROUP, LABEL_JOB, LABEL_JOB_NAMESPACE, PLURAL, VERSION
 from kubetrain.k8s import Kube, KubeError, load_api_client
 from kubetrain.reconcile.loop import reconcile_once
@@ -27,6 +27,7 @@ from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
 Key = tuple[str, str]
 WORKER_PODS = {LABEL_JOB: kopf.PRESENT}
 ERROR_BACKOFF_SECONDS = 5.0
+FSX_RETRY_SECONDS = 15.0
 # HOST:PORT for /metrics and /readyz (set by `kubetrain-operator --metrics-address`); unset: off.
 METRICS_ADDRESS_ENV = "KUBETRAIN_METRICS_ADDRESS"
 
@@ -107,8 +108,12 @@ def watches_probe(**_: Any) -> str:
     GROUP, VERSION, PLURAL, id="release_fsx_volume", optional=True, retries=5, backoff=5
 )
 async def release_fsx_volume(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """The static FSx PV is cluster-scoped, so owner references cannot collect it: we do."""
-    await memo.kube.delete_volumes(f"{LABEL_JOB}={name},{LABEL_JOB_NAMESPACE}={namespace}")
+    """The static FSx PV and a provisioned volume's StorageClass are cluster-scoped, so owner
+    references cannot collect them: we do (the provisioned claim goes with the job, and its
+    volume with the claim: reclaim policy Delete)."""
+    selector = f"{LABEL_JOB}={name},{LABEL_JOB_NAMESPACE}={namespace}"
+    await memo.kube.delete_volumes(selector)
+    await memo.kube.delete_storage_classes(selector)
 
 
 @kopf.index("v1", "pods", id="pods_by_job", labels=WORKER_PODS)
@@ -173,6 +178,7 @@ def wake_on_job(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> 
 async def reconcile(
     name: str,
     namespace: str | None,
+    body: kopf.Body,
     memo: kopf.Memo,
     stopped: kopf.DaemonStopped,
     logger: kopf.Logger,
@@ -197,6 +203,15 @@ async def reconcile(
         return list(pods_by_node.get(node, []))
 
     try:
+        # A new FSx volume first (once per job; the pods wait for their claim to bind anyway).
+        while provision.wants_fsx(body) and not stopped:
+            problem = await provision.ensure_fsx(memo.kube, body, logger)
+            if problem is None:
+                break
+            logger.warning("%s", problem)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=FSX_RETRY_SECONDS)
+            wake.clear()
         while not stopped:
             wake.clear()
             try:

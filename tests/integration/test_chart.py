@@ -154,6 +154,7 @@ def test_namespaced_watch_grants_roles_only_in_those_namespaces() -> None:
         "namespaces",
         "nodes",
         "persistentvolumes",
+        "storageclasses",
     }
 
 

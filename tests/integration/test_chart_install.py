@@ -48,13 +48,13 @@ DESIGN_WRITES = {
     "trainingjobs.kubetrain.dev": {"patch", "delete"},
     "trainingjobs.kubetrain.dev/status": {"patch"},
     "persistentvolumes": {"create", "deletecollection"},
+    "storageclasses.storage.k8s.io": {"create", "deletecollection"},
     "clusterkopfpeerings.kopf.dev": {"create", "patch"},
     # Every authenticated identity may ask what it may do (system:basic-user).
     "selfsubjectaccessreviews.authorization.k8s.io": {"create"},
     "selfsubjectrulesreviews.authorization.k8s.io": {"create"},
     "selfsubjectreviews.authentication.k8s.io": {"create"},
 }
-CLUSTER_SCOPED_WRITES = {"persistentvolumes", "clusterkopfpeerings.kopf.dev"}
 SELF_REVIEWS = {k for k in DESIGN_WRITES if k.startswith("selfsubject")}
 
 
@@ -312,9 +312,12 @@ def test_namespaced_install_runs_a_job_with_roles_in_that_namespace_only(
     expected = {k: v for k, v in DESIGN_WRITES.items() if k != "clusterkopfpeerings.kopf.dev"}
     expected["kopfpeerings.kopf.dev"] = {"patch"}  # leader election, in this namespace only
     assert writes(rules) == expected, writes(rules)
-    # Anywhere else: nothing namespaced to write, only the cluster-scoped FSx volumes.
+    # Anywhere else: nothing namespaced to write, only the cluster-scoped FSx volumes and classes.
     elsewhere = writes(can_i_list(cluster, "default"))
-    assert set(elsewhere) - SELF_REVIEWS == {"persistentvolumes"}, elsewhere
+    assert set(elsewhere) - SELF_REVIEWS == {
+        "persistentvolumes",
+        "storageclasses.storage.k8s.io",
+    }, elsewhere
     assert denied(cluster, "create", "pods", "default")
     assert denied(cluster, "list", "trainingjobs.kubetrain.dev", "default")
 
