@@ -32,7 +32,7 @@ cluster-up: $(STAMP) cluster-build
 cluster-down:
 	hack/cluster.sh down
 
-demo: $(STAMP) cluster-build
+demo: $(STAMP) cluster-build tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" hack/demo.sh
 
 # Unit tests need nothing but the venv; integration and e2e tests start the local control plane
