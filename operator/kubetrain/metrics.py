@@ -263,8 +263,9 @@ def _count_transitions(
                 )
                 if took is not None:
                     histogram.observe(took)
-        lost = entry.get("lostSteps")
-        if isinstance(lost, int) and lost > 0 and prior.get("lostSteps") is None:
+        # 0 when the commit answered the request, then what the resumed rank 0 measured.
+        lost = _int(entry.get("lostSteps")) - _int(prior.get("lostSteps"))
+        if lost > 0:
             LOST_STEPS.inc(lost)
     live = {_interruption_key(e) for e in new.get("interruptions") or []}
     state.detected = {k: v for k, v in state.detected.items() if k in live}

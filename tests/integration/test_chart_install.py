@@ -21,11 +21,23 @@ import pytest
 import yaml
 from chart_harness import CHART, helm
 from kopf.testing import KopfRunner
-from operator_harness import apply, dump, job_manifest, live_pods, running_pods, wait_phase
+from operator_harness import (
+    apply,
+    dump,
+    job_manifest,
+    live_pods,
+    running_pods,
+    status,
+    wait_phase,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster import Cluster
-from kubetrain.api.constants import ANNOTATION_CHECKPOINT_COMMITTED, ANNOTATION_CHECKPOINT_REQUEST
+from kubetrain.api.constants import (
+    ANNOTATION_CHECKPOINT_COMMITTED,
+    ANNOTATION_CHECKPOINT_REQUEST,
+    ANNOTATION_RESUMED,
+)
 from support import free_port, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -199,6 +211,23 @@ def spot_notice(cluster: Cluster, ns: str, job: str, attempt: int) -> None:
     )
     running_pods(cluster, ns, job, attempt=attempt + 1, n=2)
     wait_phase(cluster, ns, job, "Running")
+    # Rank 0 of the new attempt restored step 40; the interrupted one had reached step 47.
+    resumed = {"step": 40, "previousStep": 47, "lostSteps": 7, "manifest": commit["manifest"]}
+    cluster.kubectl(
+        "annotate",
+        "pod",
+        f"{job}-{attempt + 1}-0",
+        "-n",
+        ns,
+        "--overwrite",
+        f"{ANNOTATION_RESUMED}={json.dumps(resumed)}",
+    )
+
+    def lost_steps() -> bool:
+        entries = status(cluster, ns, job).get("interruptions") or []
+        return any(e.get("lostSteps") == 7 for e in entries)
+
+    wait_for(lost_steps, timeout=30, what="lostSteps 7 on the interruption")
 
 
 def finish(cluster: Cluster, ns: str, job: str, attempt: int) -> None:
@@ -281,6 +310,7 @@ def test_cluster_wide_install_runs_drills_as_its_service_account_with_metrics(
         assert 0 <= delta(after, before, f"{name}_sum{{}}") < 60
         assert delta(after, before, f'{name}_bucket{{le="+Inf"}}') == 1
     assert delta(after, before, 'kubetrain_checkpoints_committed_total{kind="emergency"}') == 1
+    assert delta(after, before, "kubetrain_lost_steps_total{}") == 7
     assert delta(after, before, 'kubetrain_jobs_finished_total{phase="Succeeded"}') == 1
     assert delta(after, before, "kubetrain_reconcile_duration_seconds_count{}") >= 5
     # Bounded cardinality: no pod or node name in any series.

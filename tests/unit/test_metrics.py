@@ -64,6 +64,19 @@ DETECTED = {"node": "n1", "source": SPOT, "detectedAt": "2026-01-01T00:00:00Z"}
                 ("kubetrain_lost_steps_total", ()): 3,
             },
         ),
+        (  # the commit wrote lostSteps 0; the resumed rank 0 measured 5 later
+            {
+                "interruptions": [
+                    {**DETECTED, "committedAt": "2026-01-01T00:00:07Z", "lostSteps": 0}
+                ]
+            },
+            {
+                "interruptions": [
+                    {**DETECTED, "committedAt": "2026-01-01T00:00:07Z", "lostSteps": 5}
+                ]
+            },
+            {("kubetrain_lost_steps_total", ()): 5},
+        ),
         (
             {"phase": "Running", "checkpoint": {"id": "a", "step": 10, "kind": "periodic"}},
             {"phase": "Succeeded", "checkpoint": {"id": "b", "step": 20, "kind": "emergency"}},
