@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ TERMINAL = ("Succeeded", "Failed")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300)
 # The watches a ready operator has listed once and keeps open.
 REQUIRED_WATCHES = ("trainingjobs", "pods", "nodes")
+PEERING_WATCHES = frozenset({"kopfpeerings", "clusterkopfpeerings"})  # peering listed: a peer
 
 ATTEMPTS = Counter(
     "kubetrain_attempts_started_total",
@@ -155,11 +156,16 @@ class _Watches(Collector):
     def __init__(self) -> None:
         self.state: dict[tuple[str, str], str] = {}
         self.instrumented = False
+        self.paused: Any = None  # kopf's operator-paused ToggleSet (peering), once seen
 
     def ready(self) -> tuple[bool, str]:
         if not self.instrumented:
             return True, "watch streams not instrumented (kopf internals changed): ready"
         up = {plural for (plural, _), s in self.state.items() if s == "up"}
+        if self.paused is not None and self.paused.is_on() and up & PEERING_WATCHES:
+            # kopf peering paused this replica (another one is active, or it is still deciding):
+            # ready to take over, and available, so a PodDisruptionBudget lets drains go.
+            return True, "standby: paused by peering"
         missing = [p for p in REQUIRED_WATCHES if p not in up]
         waiting = sorted(f"{p}@{ns or '*'}:{s}" for (p, ns), s in self.state.items() if s != "up")
         if missing or waiting:
@@ -324,6 +330,17 @@ def instrument_kopf_watches() -> bool:
 
     continuous_watch._kubetrain_instrumented = True  # type: ignore[attr-defined]
     watching.continuous_watch = continuous_watch
+    original_block = getattr(watching, "streaming_block", None)
+    if original_block is not None:
+
+        @asynccontextmanager
+        async def streaming_block(**kwargs: Any) -> AsyncIterator[Any]:
+            if kwargs.get("operator_paused") is not None:
+                WATCHES.paused = kwargs["operator_paused"]
+            async with original_block(**kwargs) as waiter:
+                yield waiter
+
+        watching.streaming_block = streaming_block
     WATCHES.instrumented = True
     return True
 

@@ -46,6 +46,8 @@ RELEASE_NS = "kubetrain-chart"
 SA = "kubetrain-operator"
 SUBJECT = f"system:serviceaccount:{RELEASE_NS}:{SA}"
 SPOT_TAINT = "aws-node-termination-handler/spot-itn"
+# kopf's streams in a cluster-wide run: CRDs (discovery), peering, and ours.
+WATCHED = "clusterkopfpeerings, customresourcedefinitions, nodes, pods, trainingjobs"
 WRITES = {"create", "update", "patch", "delete", "deletecollection", "*"}
 # Everything the operator may write, cluster-wide install (resource -> verbs).
 DESIGN_WRITES = {
@@ -158,14 +160,14 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
-def readyz(port: int) -> int:
+def readyz(port: int) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
-            return int(resp.status)
+            return int(resp.status), resp.read().decode()
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return 0
+        return int(exc.code), exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)
 
 
 def delta(after: dict[str, float], before: dict[str, float], key: str) -> float:
@@ -261,7 +263,13 @@ def test_cluster_wide_install_runs_drills_as_its_service_account_with_metrics(
     args = ["run", "--all-namespaces", "--peering=kubetrain", "-m", "kubetrain.handlers"]
     job = "drill"
     with KopfRunner(args, timeout=90) as runner:
-        wait_for(lambda: readyz(port) == 200, timeout=60, interval=0.2, what="/readyz 200")
+        # Ready as the active replica: every watch listed (not the brief peering standby).
+        wait_for(
+            lambda: readyz(port) == (200, f"watching: {WATCHED}\n") or None,
+            timeout=60,
+            interval=0.2,
+            what=f"/readyz 200 watching {WATCHED}",
+        )
         before = scrape(port)
         assert before["kubetrain_ready{}"] == 1
         assert before['kubetrain_watch_up{resource="trainingjobs"}'] == 1

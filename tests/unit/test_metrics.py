@@ -136,3 +136,23 @@ def test_not_ready_until_every_watch_has_listed() -> None:
     assert watches.ready()[0]
     watches.state[("pods", "")] = "down"  # a stream broke: not ready until it lists again
     assert not watches.ready()[0]
+
+
+def test_a_standby_replica_is_ready() -> None:
+    """Peering paused this replica (another one is active): ready, so PDBs allow drains."""
+
+    class Paused:
+        on = True
+
+        def is_on(self) -> bool:
+            return self.on
+
+    watches = metrics._Watches()
+    watches.instrumented = True
+    watches.paused = Paused()
+    watches.state = {("clusterkopfpeerings", ""): "up", ("trainingjobs", ""): "down"}
+    assert watches.ready() == (True, "standby: paused by peering")
+    watches.paused.on = False  # it takes over: ready once its watches have listed
+    assert not watches.ready()[0]
+    watches.state |= {("trainingjobs", ""): "up", ("pods", ""): "up", ("nodes", ""): "up"}
+    assert watches.ready()[0]
