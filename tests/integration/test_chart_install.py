@@ -325,7 +325,7 @@ def test_cluster_wide_install_runs_drills_as_its_service_account_with_metrics(
     assert not [k for k in after if f"{job}-1-" in k or "p5-" in k]
 
 
-def test_namespaced_install_runs_a_job_with_roles_in_that_namespace_only(
+def test_namespaced_install_runs_drills_with_roles_in_that_namespace_only(
     cluster: Cluster,
     namespace: str,
     install: Any,
@@ -366,7 +366,8 @@ def test_namespaced_install_runs_a_job_with_roles_in_that_namespace_only(
         try:
             apply(cluster, namespace, job_manifest(job, nodes=2))
             rank_failure(cluster, namespace, job)
-            finish(cluster, namespace, job, attempt=2)
+            spot_notice(cluster, namespace, job, attempt=2)
+            finish(cluster, namespace, job, attempt=3)
         except Exception:
             print(dump(cluster, namespace))
             raise

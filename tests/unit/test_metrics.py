@@ -156,3 +156,14 @@ def test_a_standby_replica_is_ready() -> None:
     assert not watches.ready()[0]
     watches.state |= {("trainingjobs", ""): "up", ("pods", ""): "up", ("nodes", ""): "up"}
     assert watches.ready()[0]
+
+
+def test_reconcile_timer_counts_errors_and_durations() -> None:
+    passes = value("kubetrain_reconcile_duration_seconds_count")
+    errors = value("kubetrain_reconcile_errors_total")
+    with metrics.reconcile_timer():
+        pass
+    with pytest.raises(RuntimeError), metrics.reconcile_timer():
+        raise RuntimeError("api hiccup")
+    assert value("kubetrain_reconcile_duration_seconds_count") - passes == 2
+    assert value("kubetrain_reconcile_errors_total") - errors == 1
