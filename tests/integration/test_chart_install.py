@@ -99,8 +99,16 @@ def install(cluster: Cluster) -> Iterator[Any]:
         )
 
     yield _install
-    for release in installed:
-        helm("uninstall", release, "-n", RELEASE_NS, "--wait", env=helm_env(cluster))
+    for release in installed:  # (already gone when the test uninstalled it itself)
+        helm(
+            "uninstall",
+            release,
+            "-n",
+            RELEASE_NS,
+            "--wait",
+            "--ignore-not-found",
+            env=helm_env(cluster),
+        )
     # The release namespace stays (deleting it races the next test's install into it).
 
 
@@ -377,3 +385,49 @@ def test_namespaced_install_runs_drills_with_roles_in_that_namespace_only(
             )
     assert runner.exception is None, runner.output[-3000:]
     assert "Forbidden" not in runner.output and " 403" not in runner.output, runner.output[-3000:]
+
+
+def test_node_agent_lands_on_spot_nodes_and_upgrade_and_uninstall_clean_up(
+    cluster: Cluster, install: Any
+) -> None:
+    install("--set", "nodeAgent.enabled=true")
+    spot_nodes = cluster.get("nodes", "-l", "karpenter.sh/capacity-type=spot")["items"]
+    managed_spot = cluster.get("nodes", "-l", "eks.amazonaws.com/capacityType=SPOT")["items"]
+    expected = len({n["metadata"]["name"] for n in spot_nodes + managed_spot})
+    assert expected > 0
+
+    def scheduled() -> int | None:
+        ds = cluster.get("daemonset", "kubetrain-node-agent", "-n", RELEASE_NS)
+        n = (ds.get("status") or {}).get("desiredNumberScheduled")
+        return n if n == expected else None
+
+    wait_for(scheduled, timeout=60, what=f"node agent desired on {expected} spot nodes")
+    pods = cluster.get(
+        "pods", "-n", RELEASE_NS, "-l", "app.kubernetes.io/name=kubetrain-node-agent"
+    )
+    spot_names = {n["metadata"]["name"] for n in spot_nodes + managed_spot}
+    assert {p["spec"].get("nodeName") for p in pods["items"]} <= spot_names | {None}
+
+    # helm upgrade turns it off again; helm uninstall leaves nothing cluster-scoped but the CRDs.
+    upgraded = helm(
+        "upgrade",
+        "kubetrain",
+        str(CHART),
+        "-n",
+        RELEASE_NS,
+        "--reuse-values",
+        "--set",
+        "nodeAgent.enabled=false",
+        env=helm_env(cluster),
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    gone = cluster.kubectl(
+        "get", "daemonset", "kubetrain-node-agent", "-n", RELEASE_NS, check=False
+    )
+    assert gone.returncode != 0
+    removed = helm("uninstall", "kubetrain", "-n", RELEASE_NS, "--wait", env=helm_env(cluster))
+    assert removed.returncode == 0, removed.stderr
+    for kind in ("clusterrole", "clusterrolebinding"):
+        names = [i["metadata"]["name"] for i in cluster.get(kind)["items"]]
+        assert not [n for n in names if n.startswith("kubetrain-")], names
+    assert cluster.kubectl("get", "crd", "trainingjobs.kubetrain.dev", check=False).returncode == 0
