@@ -104,9 +104,10 @@ def watches_probe(**_: Any) -> str:
     return metrics.WATCHES.ready()[1]
 
 
-@kopf.on.delete(
-    GROUP, VERSION, PLURAL, id="release_fsx_volume", optional=True, retries=5, backoff=5
-)
+# Not optional: an optional deletion handler runs only while something else (the daemon) holds
+# kopf's finalizer, and the daemon has returned already when ttlSecondsAfterFinished deletes the
+# job, so the cluster-scoped volumes and classes would be left behind.
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="release_fsx_volume", retries=5, backoff=5)
 async def release_fsx_volume(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """The static FSx PV and a provisioned volume's StorageClass are cluster-scoped, so owner
     references cannot collect them: we do (the provisioned claim goes with the job, and its

@@ -140,9 +140,15 @@ def base_class(cluster: Cluster, namespace: str) -> Iterator[str]:
     cluster.kubectl("delete", "storageclass", name, "--ignore-not-found", check=False)
 
 
-def test_job_provisions_its_fsx_volume_and_releases_it_on_deletion(
-    cluster: Cluster, namespace: str, base_class: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("release", ["delete", "ttl"])
+def test_job_provisions_its_fsx_volume_and_releases_it(
+    cluster: Cluster,
+    namespace: str,
+    base_class: str,
+    monkeypatch: pytest.MonkeyPatch,
+    release: str,
 ) -> None:
+    """Released when the job is deleted, or when ttlSecondsAfterFinished deletes it."""
     from operator_harness import install_crd
 
     install_crd(cluster)
@@ -157,6 +163,8 @@ def test_job_provisions_its_fsx_volume_and_releases_it_on_deletion(
     }
     job = "fsxjob"
     manifest = job_manifest(job, nodes=2, storage={"fsx": {"provision": provision}})
+    if release == "ttl":
+        manifest["spec"]["ttlSecondsAfterFinished"] = 1
     job_class = f"kubetrain-{namespace}-{job}-fsx"
     args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
     with (
@@ -194,7 +202,21 @@ def test_job_provisions_its_fsx_volume_and_releases_it_on_deletion(
             assert "FsxProvisioning" in reasons(cluster, namespace, job)
 
             # The job goes: its claim (owner reference), the volume (reclaim Delete) and its class.
-            cluster.kubectl("delete", "trainingjob", job, "-n", namespace, "--timeout=60s")
+            if release == "ttl":
+                for pod in items:
+                    cluster.set_pod_outcome(namespace, pod["metadata"]["name"], "Succeeded")
+                wait_for(
+                    lambda: (
+                        cluster.kubectl(
+                            "get", "trainingjob", job, "-n", namespace, check=False
+                        ).returncode
+                        != 0
+                    ),
+                    timeout=60,
+                    what="job deleted by its TTL",
+                )
+            else:
+                cluster.kubectl("delete", "trainingjob", job, "-n", namespace, "--timeout=60s")
             wait_for(
                 lambda: (
                     cluster.kubectl(
