@@ -22,7 +22,7 @@ venv: $(STAMP)
 cluster-build:
 	hack/cluster.sh build
 
-# Pinned Go tools the tests use (amazon-ec2-metadata-mock), built into .cache/tools.
+# Pinned Go tools the tests use (amazon-ec2-metadata-mock, helm), built into .cache/tools.
 tools:
 	hack/tools.sh
 
@@ -32,7 +32,7 @@ cluster-up: $(STAMP) cluster-build
 cluster-down:
 	hack/cluster.sh down
 
-demo: $(STAMP) cluster-build
+demo: $(STAMP) cluster-build tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" hack/demo.sh
 
 # Unit tests need nothing but the venv; integration and e2e tests start the local control plane
@@ -50,11 +50,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# Regenerate every generated file (CRD, compiled KFP YAML, ...); `make verify` checks for drift.
-generate: $(STAMP)
+# Regenerate every generated file (CRD, compiled KFP YAML, the manifests rendered from the Helm
+# chart, ...); `make verify` checks for drift. Both need helm (built by `make tools`).
+generate: $(STAMP) tools
 	PYTHON=$(PY) hack/generate.sh
 
-verify: $(STAMP)
+verify: $(STAMP) tools
 	PYTHON=$(PY) hack/generate.sh --check
 
 # Benchmarks (not tests): numbers go to hack/bench/results/*.json.

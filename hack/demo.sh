@@ -2,7 +2,8 @@
 # `make demo`: a TrainingJob's life on the local EKS-like cluster.
 #
 #  1. the control plane with simulated p5 / p4d / trn1 / g5 nodes (hack/cluster.sh)
-#  2. the TrainingJob CRD and the operator (`python -m kubetrain`)
+#  2. `helm install` of the chart (CRDs, RBAC, Deployment), and the operator run with the chart's
+#     ServiceAccount token (kwok simulates the Deployment's pod, so the process runs here)
 #  3. the p5 spot example (manifests/examples/p5-fsdp-spot.yaml): 4 pods, one zone, EFA, FSx
 #  4. one rank fails: the whole gang is replaced by attempt 2
 #  5. every rank succeeds: the job is Succeeded
@@ -43,14 +44,28 @@ hack/cluster.sh up
 eval "$(hack/cluster.sh env)"
 kubectl get nodes -o custom-columns='NAME:.metadata.name,INSTANCE:.metadata.labels.node\.kubernetes\.io/instance-type,ZONE:.metadata.labels.topology\.kubernetes\.io/zone,SPOT:.metadata.labels.karpenter\.sh/capacity-type,GPU:.status.allocatable.nvidia\.com/gpu,NEURON:.status.allocatable.aws\.amazon\.com/neuron,EFA:.status.allocatable.vpc\.amazonaws\.com/efa'
 
-say "2. TrainingJob CRD and the operator"
-kubectl apply --server-side --force-conflicts -f crds/trainingjob.yaml
-kubectl wait --for=condition=Established crd/trainingjobs.kubetrain.dev --timeout=60s
+say "2. helm install kubetrain (namespace kubetrain-system, watching $NS), then the operator as its ServiceAccount"
+HELM=$(hack/tools.sh --print)/helm
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
-python -m kubetrain --namespace "$NS" >"$LOGS/operator.log" 2>&1 &
+"$HELM" upgrade --install kubetrain manifests/charts/kubetrain -n kubetrain-system --create-namespace \
+  --set "watchNamespaces={$NS}" --set image.repository=kubetrain-operator
+kubectl wait --for=condition=Established crd/trainingjobs.kubetrain.dev --timeout=60s
+kubectl get -n kubetrain-system deploy,sa,pdb,svc -l app.kubernetes.io/part-of=kubetrain
+# The simulated nodes cannot run the image, so the operator runs here, authenticated exactly as the
+# Deployment's pod would be: a token of the chart's ServiceAccount, the chart's RBAC and nothing more.
+TOKEN=$(kubectl create token kubetrain-operator -n kubetrain-system --duration=2h)
+OPERATOR_KUBECONFIG=$LOGS/operator.kubeconfig
+kubectl config view --raw --minify >"$OPERATOR_KUBECONFIG"
+KUBECONFIG=$OPERATOR_KUBECONFIG kubectl config set-credentials kubetrain-operator --token="$TOKEN" >/dev/null
+KUBECONFIG=$OPERATOR_KUBECONFIG kubectl config set-context --current --user=kubetrain-operator >/dev/null
+METRICS_PORT=${DEMO_METRICS_PORT:-18081}
+KUBECONFIG=$OPERATOR_KUBECONFIG python -m kubetrain --namespace "$NS" --peering=kubetrain \
+  --metrics-address "127.0.0.1:$METRICS_PORT" >"$LOGS/operator.log" 2>&1 &
 OPERATOR=$!
 trap 'kill $OPERATOR 2>/dev/null || true' EXIT
-echo "operator running (pid $OPERATOR, log $LOGS/operator.log)"
+echo "operator running (pid $OPERATOR, log $LOGS/operator.log, metrics http://127.0.0.1:$METRICS_PORT/metrics)"
+ready() { curl -fsS "http://127.0.0.1:$METRICS_PORT/readyz"; }
+wait_for 60 "operator ready (/readyz)" ready
 # A previous demo's job goes first (its finalizer needs the operator running).
 kubectl delete tj --all -n "$NS" --timeout=60s
 
@@ -105,6 +120,14 @@ done
 wait_for 60 "phase Succeeded" phase_is Succeeded
 kubectl get tj -n "$NS"
 kubectl get tj "$JOB" -n "$NS" -o jsonpath='{range .status.conditions[*]}  {.type}={.status} ({.reason}): {.message}{"\n"}{end}'
+
+say "7. What the operator's metrics say"
+curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^kubetrain_(jobs\{|attempts_started_total|restarts_total|jobs_finished_total)' || true
+if grep -q ' 403\|Forbidden' "$LOGS/operator.log"; then
+  echo "the operator hit a permission error with the chart's RBAC (see $LOGS/operator.log)" >&2
+  exit 1
+fi
+echo "no permission errors in the operator log: the chart's RBAC was enough"
 
 say "Done. The cluster keeps running:"
 echo '  eval "$(hack/cluster.sh env)"; kubectl get tj -A     # look around'

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 rc=0
-# The CRD first: manifests/base carries a copy of it.
+# The CRD first: the chart and manifests/base carry copies of it; sync_manifests.py renders the
+# chart (helm from hack/tools.sh) into the kustomize bases and the EKS add-on schema.
 for gen in hack/gen_crd.py hack/gen_kfp.py hack/sync_manifests.py; do
   "$PY" "$gen" "$@" || rc=1
 done

@@ -1,4 +1,6 @@
-"""`python -m kubetrain` / `kubetrain`: run the operator against the current kubeconfig.
+"""`kubetrain-operator` / `python -m kubetrain`: run the operator against the current kubeconfig.
+
+(The `kubetrain` command name belongs to the user CLI; this entry point is the operator only.)
 
 A thin front for `kopf run -m kubetrain.handlers`: all namespaces unless `--namespace` is given,
 and any other kopf option (`--standalone`, `--peering`, `--liveness`, `--verbose`, ...) passes
@@ -8,15 +10,18 @@ through unchanged, so the Deployment and a developer's shell run exactly the sam
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 HANDLERS_MODULE = "kubetrain.handlers"
+PROG = "kubetrain-operator"
+METRICS_ADDRESS_ENV = "KUBETRAIN_METRICS_ADDRESS"  # kubetrain.handlers reads it
 
 
 def kopf_args(argv: Sequence[str]) -> list[str]:
     parser = argparse.ArgumentParser(
-        prog="kubetrain",
+        prog=PROG,
         description="Run the kubetrain operator (kopf) against the current kubeconfig. "
         "Options not listed here are passed to `kopf run`.",
     )
@@ -27,7 +32,16 @@ def kopf_args(argv: Sequence[str]) -> list[str]:
         default=[],
         help="watch only this namespace (repeatable; glob patterns allowed); default: all",
     )
+    parser.add_argument(
+        "--metrics-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics and the /readyz readiness probe here (default: off)",
+    )
     ours, rest = parser.parse_known_args(list(argv))
+    if ours.metrics_address:
+        # Read by the startup handler (same process): kopf's CLI has no room for our own options.
+        os.environ[METRICS_ADDRESS_ENV] = ours.metrics_address
     scope = [arg for ns in ours.namespace for arg in ("--namespace", ns)] or ["--all-namespaces"]
     return ["run", *scope, "-m", HANDLERS_MODULE, *rest]
 
@@ -35,7 +49,7 @@ def kopf_args(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     from kopf.cli import main as kopf_main
 
-    kopf_main.main(args=kopf_args(sys.argv[1:] if argv is None else argv), prog_name="kubetrain")
+    kopf_main.main(args=kopf_args(sys.argv[1:] if argv is None else argv), prog_name=PROG)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 from typing import Any
 
 import kopf
 
+from kubetrain import metrics, provision
 from kubetrain.api.constants import GROUP, LABEL_JOB, LABEL_JOB_NAMESPACE, PLURAL, VERSION
 from kubetrain.k8s import Kube, KubeError, load_api_client
 from kubetrain.reconcile.loop import reconcile_once
@@ -25,6 +27,9 @@ from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
 Key = tuple[str, str]
 WORKER_PODS = {LABEL_JOB: kopf.PRESENT}
 ERROR_BACKOFF_SECONDS = 5.0
+FSX_RETRY_SECONDS = 15.0
+# HOST:PORT for /metrics and /readyz (set by `kubetrain-operator --metrics-address`); unset: off.
+METRICS_ADDRESS_ENV = "KUBETRAIN_METRICS_ADDRESS"
 
 
 class Wakeups:
@@ -68,6 +73,13 @@ async def configure(
     settings.watching.label_selectors["v1", "pods"] = LABEL_JOB
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
+    # Before any watch starts (kopf starts them after the startup handlers): readiness needs them.
+    metrics.instrument_kopf_watches()
+    address = os.environ.get(METRICS_ADDRESS_ENV)
+    if address:
+        memo.metrics_server = metrics.Server(address)
+        await memo.metrics_server.start()
+        logger.info("serving /metrics and /readyz on %s", address)
     memo.kube = Kube(load_api_client())
     memo.wakeups = Wakeups()
     memo.nodes_seen = {}
@@ -79,12 +91,30 @@ async def configure(
             logger.warning("cannot create ClusterKopfPeering %r: %s", settings.peering.name, exc)
 
 
-@kopf.on.delete(
-    GROUP, VERSION, PLURAL, id="release_fsx_volume", optional=True, retries=5, backoff=5
-)
+@kopf.on.cleanup(id="stop_metrics")
+async def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+    server = getattr(memo, "metrics_server", None)
+    if server is not None:
+        await server.stop()
+
+
+@kopf.on.probe(id="watches")
+def watches_probe(**_: Any) -> str:
+    """Shown by the liveness endpoint (/healthz) for people; readiness is /readyz."""
+    return metrics.WATCHES.ready()[1]
+
+
+# Not optional: an optional deletion handler runs only while something else (the daemon) holds
+# kopf's finalizer, and the daemon has returned already when ttlSecondsAfterFinished deletes the
+# job, so the cluster-scoped volumes and classes would be left behind.
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="release_fsx_volume", retries=5, backoff=5)
 async def release_fsx_volume(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """The static FSx PV is cluster-scoped, so owner references cannot collect it: we do."""
-    await memo.kube.delete_volumes(f"{LABEL_JOB}={name},{LABEL_JOB_NAMESPACE}={namespace}")
+    """The static FSx PV and a provisioned volume's StorageClass are cluster-scoped, so owner
+    references cannot collect them: we do (the provisioned claim goes with the job, and its
+    volume with the claim: reclaim policy Delete)."""
+    selector = f"{LABEL_JOB}={name},{LABEL_JOB_NAMESPACE}={namespace}"
+    await memo.kube.delete_volumes(selector)
+    await memo.kube.delete_storage_classes(selector)
 
 
 @kopf.index("v1", "pods", id="pods_by_job", labels=WORKER_PODS)
@@ -149,6 +179,7 @@ def wake_on_job(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> 
 async def reconcile(
     name: str,
     namespace: str | None,
+    body: kopf.Body,
     memo: kopf.Memo,
     stopped: kopf.DaemonStopped,
     logger: kopf.Logger,
@@ -173,19 +204,29 @@ async def reconcile(
         return list(pods_by_node.get(node, []))
 
     try:
+        # A new FSx volume first (once per job; the pods wait for their claim to bind anyway).
+        while provision.wants_fsx(body) and not stopped:
+            problem = await provision.ensure_fsx(memo.kube, body, logger)
+            if problem is None:
+                break
+            logger.warning("%s", problem)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=FSX_RETRY_SECONDS)
+            wake.clear()
         while not stopped:
             wake.clear()
             try:
-                delay = await reconcile_once(
-                    memo.kube,
-                    namespace,
-                    name,
-                    list(pods_by_job.get(key, [])),
-                    node_lookup,
-                    logger,
-                    all_nodes=all_nodes,
-                    node_pods=node_pods,
-                )
+                with metrics.reconcile_timer():
+                    delay = await reconcile_once(
+                        memo.kube,
+                        namespace,
+                        name,
+                        list(pods_by_job.get(key, [])),
+                        node_lookup,
+                        logger,
+                        all_nodes=all_nodes,
+                        node_pods=node_pods,
+                    )
             except Exception as exc:  # retried: API hiccups, conflicts, a builder bug
                 logger.exception(
                     "reconcile failed, retrying in %ss: %s", ERROR_BACKOFF_SECONDS, exc
@@ -197,3 +238,4 @@ async def reconcile(
                 await asyncio.wait_for(wake.wait(), timeout=max(delay, 0.05))
     finally:
         memo.wakeups.forget(key)
+        metrics.forget(namespace, name)

@@ -36,6 +36,7 @@ _KINDS: Final[dict[str, tuple[str, bool]]] = {
     "Event": ("events", True),
     KIND: (PLURAL, True),
     "ClusterKopfPeering": ("clusterkopfpeerings", False),
+    "StorageClass": ("storageclasses", False),
 }
 
 
@@ -207,6 +208,27 @@ class Kube:
         """Delete cluster-scoped PVs we created for a job (reclaim Retain: data is untouched)."""
         await self._acall(
             "DELETE", "/api/v1/persistentvolumes", {}, query=[("labelSelector", label_selector)]
+        )
+
+    async def get_storage_class(self, name: str) -> dict[str, Any] | None:
+        """A StorageClass (the base of a provisioned FSx volume), or None when there is none."""
+        try:
+            result: dict[str, Any] = await self._acall(
+                "GET", f"/apis/storage.k8s.io/v1/storageclasses/{name}"
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    async def delete_storage_classes(self, label_selector: str) -> None:
+        """Delete the per-job StorageClasses we created (cluster-scoped: no owner reference)."""
+        await self._acall(
+            "DELETE",
+            "/apis/storage.k8s.io/v1/storageclasses",
+            {},
+            query=[("labelSelector", label_selector)],
         )
 
     async def ensure_cluster_peering(self, name: str) -> bool:

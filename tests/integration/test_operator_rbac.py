@@ -44,13 +44,18 @@ def strip_owner(obj: dict[str, Any]) -> dict[str, Any]:
 
 def core_as(cluster: Cluster, namespace: str, job: str) -> Any:
     """A CoreV1Api authenticated as the job's worker ServiceAccount (TokenRequest API)."""
+    return core_as_account(cluster, namespace, worker_service_account(job))
+
+
+def core_as_account(cluster: Cluster, namespace: str, account: str) -> Any:
+    """A CoreV1Api authenticated as a ServiceAccount (TokenRequest API)."""
     from kubernetes import client
 
     admin = cluster.api_client()
     token = (
         client.CoreV1Api(admin)
         .create_namespaced_service_account_token(
-            worker_service_account(job),
+            account,
             namespace,
             client.AuthenticationV1TokenRequest(
                 spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
@@ -115,3 +120,50 @@ def test_job_role_allows_own_pods_and_denies_other_jobs(cluster: Cluster, namesp
     beta = core_as(cluster, namespace, "beta")
     assert status_of(lambda: beta.read_namespaced_pod(other, namespace)) == 200
     assert status_of(lambda: beta.patch_namespaced_pod(own, namespace, patch)) == 403
+
+
+def test_existing_service_account_is_bound_instead_of_a_per_job_one(
+    cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """spec.serviceAccountName (e.g. IRSA-annotated): the pods run as it, the attempt's Role is
+    bound to it, no `<job>-worker` account is made, and its token can answer checkpoint requests."""
+    from kopf.testing import KopfRunner
+    from operator_harness import apply, install_crd, job_manifest, running_pods
+
+    install_crd(cluster)
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": "train-s3",
+            "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/train"},
+        },
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(account))
+    bad = job_manifest("bad-sa", serviceAccountName="Train_S3")
+    refused = cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(bad), check=False
+    )
+    assert refused.returncode != 0 and "spec.serviceAccountName" in refused.stderr
+
+    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
+    with KopfRunner(args, timeout=60) as runner:
+        apply(cluster, namespace, job_manifest("irsa", nodes=2, serviceAccountName="train-s3"))
+        items = running_pods(cluster, namespace, "irsa", attempt=1, n=2)
+        assert {p["spec"]["serviceAccountName"] for p in items} == {"train-s3"}
+        binding = cluster.get("rolebinding", "irsa-1-worker", "-n", namespace)
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "train-s3", "namespace": namespace}
+        ]
+        accounts = cluster.get("serviceaccounts", "-n", namespace)["items"]
+        assert "irsa-worker" not in {a["metadata"]["name"] for a in accounts}
+        core = core_as_account(cluster, namespace, "train-s3")
+        own = pod_name("irsa", 1, 0)
+        patch = {"metadata": {"annotations": {"kubetrain.dev/checkpoint-committed": '{"id": "y"}'}}}
+        assert status_of(lambda: core.patch_namespaced_pod(own, namespace, patch)) == 200
+        assert status_of(lambda: core.list_namespaced_pod(namespace)) == 403
+        cluster.kubectl("delete", "trainingjob", "irsa", "-n", namespace, "--timeout=60s")
+    assert runner.exception is None
+    # The user's account outlives the job (it is theirs, not owned by the job).
+    assert cluster.get("serviceaccount", "train-s3", "-n", namespace)["metadata"]["name"]

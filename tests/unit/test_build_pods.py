@@ -382,6 +382,30 @@ def test_rbac_lists_exactly_this_attempts_pods() -> None:
     ]
 
 
+def test_an_existing_service_account_gets_the_role_and_no_account_is_made() -> None:
+    """spec.serviceAccountName (IRSA / Pod Identity): bind the attempt's Role to it."""
+    r = _r(serviceAccountName="train-s3")
+    objs = build_attempt(JOB, r, 1)
+    assert not [o for o in objs if o["kind"] == "ServiceAccount"]
+    [binding] = [o for o in objs if o["kind"] == "RoleBinding"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "train-s3", "namespace": "team-a"}
+    ]
+    pods = [o for o in objs if o["kind"] == "Pod"]
+    assert {p["spec"]["serviceAccountName"] for p in pods} == {"train-s3"}
+    # Without it, as before: a per-job account.
+    default = build_attempt(JOB, _r(), 1)
+    assert [o["metadata"]["name"] for o in default if o["kind"] == "ServiceAccount"] == [
+        "demo-worker"
+    ]
+
+
+@pytest.mark.parametrize("bad", ["Train", "train_s3", "-train", "a" * 254])
+def test_service_account_name_is_checked(bad: str) -> None:
+    with pytest.raises(ValueError, match="serviceAccountName"):
+        _r(serviceAccountName=bad)
+
+
 def test_pod_names_fit_hostnames() -> None:
     assert len(pod_name("x" * 52, 99999, 4095)) == 63
     with pytest.raises(ValueError, match="63"):

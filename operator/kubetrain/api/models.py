@@ -84,6 +84,11 @@ S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
 FSX_ID_PATTERN = r"^fs-[0-9a-f]{8,17}$"
 ZONE_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$"
 AWS_OFI_NCCL_VERSION_PATTERN = r"^[0-9]+[.][0-9]+([.][0-9]+)?$"
+SERVICE_ACCOUNT_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+MSG_SERVICE_ACCOUNT = (
+    "spec.serviceAccountName must name a ServiceAccount in the job's namespace "
+    "(lowercase letters, digits, '-' and '.', e.g. train-s3)"
+)
 
 
 def _rule(rule: str, message: str, **extra: str) -> dict[str, str]:
@@ -282,9 +287,18 @@ class Resources(_Model):
 
 
 MSG_FSX_ONE_OF = (
-    "spec.storage.fsx needs exactly one of claimName (an existing PVC) or fileSystemId "
-    "(with dnsName and mountName): set one, remove the other"
+    "spec.storage.fsx needs exactly one of claimName (an existing PVC), fileSystemId "
+    "(with dnsName and mountName) or provision (a new file system): set one, remove the others"
 )
+MSG_FSX_S3_PATH = (
+    "spec.storage.fsx.provision.s3ImportPath/s3ExportPath must look like s3://bucket/prefix"
+)
+MSG_FSX_EXPORT = (
+    "spec.storage.fsx.provision.s3ExportPath needs s3ImportPath: FSx exports to the linked "
+    "bucket, set both"
+)
+
+
 MSG_FSX_STATIC = (
     "spec.storage.fsx.fileSystemId needs dnsName and mountName (from `aws fsx describe-file-systems`): "
     "set spec.storage.fsx.dnsName and spec.storage.fsx.mountName"
@@ -294,12 +308,71 @@ MSG_MOUNT_PATH = "spec.storage.fsx.mountPath must be an absolute path such as /f
 MSG_FSX_CAPACITY = "spec.storage.fsx.capacity must be a Kubernetes quantity such as 1200Gi"
 
 
+class FsxProvision(_Model):
+    """A new FSx for Lustre file system for this job, made by the FSx CSI driver and deleted with
+    the job: the operator copies `storageClassName` (an FSx CSI StorageClass holding the network
+    settings: subnetId, securityGroupIds) into a per-job StorageClass with these parameters."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            _rule("!has(self.s3ExportPath) || has(self.s3ImportPath)", MSG_FSX_EXPORT)
+        )
+    )
+
+    storage_class_name: str = Field(
+        max_length=253,
+        description="The FSx CSI StorageClass to start from (subnetId, securityGroupIds, ...).",
+    )
+    size: str = Field(
+        default="1200Gi",
+        max_length=32,
+        description="Storage capacity: 1200Gi, or a multiple of 2400Gi.",
+        json_schema_extra=_cel(_rule("isQuantity(self)", MSG_FSX_CAPACITY)),
+    )
+    deployment_type: Literal["SCRATCH_1", "SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"] = Field(
+        default="SCRATCH_2", description="FSx for Lustre deployment type."
+    )
+    per_unit_storage_throughput: int | None = Field(
+        default=None, description="MB/s/TiB for PERSISTENT types (e.g. 125, 250, 500, 1000)."
+    )
+    s3_import_path: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Linked S3 data: files appear at once and load lazily on first read.",
+        json_schema_extra=_cel(_rule(f"self.matches('{S3_URI_PATTERN}')", MSG_FSX_S3_PATH)),
+    )
+    s3_export_path: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Where data repository exports write (in the import path's bucket).",
+        json_schema_extra=_cel(_rule(f"self.matches('{S3_URI_PATTERN}')", MSG_FSX_S3_PATH)),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> FsxProvision:
+        if not is_quantity(self.size):
+            _fail("spec.storage.fsx.provision.size", MSG_FSX_CAPACITY)
+        for name, path in (
+            ("s3ImportPath", self.s3_import_path),
+            ("s3ExportPath", self.s3_export_path),
+        ):
+            if path is not None and not re.match(S3_URI_PATTERN, path):
+                _fail(f"spec.storage.fsx.provision.{name}", MSG_FSX_S3_PATH)
+        if self.s3_export_path and not self.s3_import_path:
+            _fail("spec.storage.fsx.provision.s3ExportPath", MSG_FSX_EXPORT)
+        return self
+
+
 class Fsx(_Model):
     """An FSx for Lustre file system: an existing claim, or a static PV/PVC from the file system's ids."""
 
     model_config = ConfigDict(
         json_schema_extra=_cel(
-            _rule("has(self.claimName) != has(self.fileSystemId)", MSG_FSX_ONE_OF),
+            _rule(
+                "(has(self.claimName) ? 1 : 0) + (has(self.fileSystemId) ? 1 : 0)"
+                " + (has(self.provision) ? 1 : 0) == 1",
+                MSG_FSX_ONE_OF,
+            ),
             _rule(
                 "!has(self.fileSystemId) || (has(self.dnsName) && has(self.mountName))",
                 MSG_FSX_STATIC,
@@ -317,6 +390,9 @@ class Fsx(_Model):
         max_length=32,
         description="FSx for Lustre file system id; the operator creates a static PV and PVC for it.",
         json_schema_extra=_cel(_rule(f"self.matches('{FSX_ID_PATTERN}')", MSG_FSX_ID)),
+    )
+    provision: FsxProvision | None = Field(
+        default=None, description="A new file system for this job, deleted with it."
     )
     dns_name: str | None = Field(
         default=None, max_length=253, description="The file system's DNS name."
@@ -339,7 +415,8 @@ class Fsx(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Fsx:
-        if (self.claim_name is None) == (self.file_system_id is None):
+        modes = (self.claim_name, self.file_system_id, self.provision)
+        if sum(m is not None for m in modes) != 1:
             _fail("spec.storage.fsx", MSG_FSX_ONE_OF)
         if self.file_system_id is not None:
             if not re.match(FSX_ID_PATTERN, self.file_system_id):
@@ -676,6 +753,16 @@ class TrainingJobSpec(_Model):
         json_schema_extra=_cel(_rule("self >= 0", MSG_TTL)),
     )
     env: list[EnvVar] = Field(default_factory=list, max_length=MAX_ENV)
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="An existing ServiceAccount the workers run as (e.g. annotated for IRSA or "
+        "with an EKS Pod Identity association, for the S3 checkpoint mirror); the job's pod Role "
+        "is bound to it. Unset: the operator makes a <job>-worker account per job.",
+        json_schema_extra=_cel(
+            _rule(f"self.matches('{SERVICE_ACCOUNT_PATTERN}')", MSG_SERVICE_ACCOUNT)
+        ),
+    )
     pod_template: dict[str, Any] | None = Field(
         default=None,
         description="Escape hatch merged onto each generated pod last ({metadata, spec}): labels, "
@@ -698,6 +785,13 @@ class TrainingJobSpec(_Model):
     def _image(cls, value: str) -> str:
         if not value.strip():
             _fail("spec.image", MSG_IMAGE)
+        return value
+
+    @field_validator("service_account_name")
+    @classmethod
+    def _service_account(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(SERVICE_ACCOUNT_PATTERN, value):
+            _fail("spec.serviceAccountName", MSG_SERVICE_ACCOUNT)
         return value
 
     @field_validator("command")

@@ -41,14 +41,25 @@ ROLE_WORKER = "worker"
 FSX_CSI_DRIVER = "fsx.csi.aws.com"
 
 
-def build_rbac(job: JobRef, attempt: int, nodes: int) -> list[dict[str, Any]]:
+def build_rbac(
+    job: JobRef, attempt: int, nodes: int, service_account: str | None = None
+) -> list[dict[str, Any]]:
     """The workers' identity: they may read, watch and annotate only this attempt's pods (the
-    checkpoint protocol runs through pod annotations), nothing else."""
-    sa = worker_service_account(job.name)
+    checkpoint protocol runs through pod annotations), nothing else.
+
+    `service_account`: the user's existing account (spec.serviceAccountName, e.g. IRSA): the Role
+    is bound to it and no account is made; else a per-job `<job>-worker` account, owned by the job.
+    """
+    sa = service_account or worker_service_account(job.name)
     role = worker_role(job.name, attempt)
     labels = {LABEL_ATTEMPT: str(attempt)}
+    account = (
+        []
+        if service_account
+        else [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(job, sa)}]
+    )
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(job, sa)},
+        *account,
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
@@ -206,7 +217,7 @@ def build_pod(
         "restartPolicy": "Never",
         "hostname": name,
         "subdomain": service_name(job.name),
-        "serviceAccountName": worker_service_account(job.name),
+        "serviceAccountName": r.spec.service_account_name or worker_service_account(job.name),
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": r.spec.termination_grace_period_seconds,
     }
@@ -234,7 +245,7 @@ def build_attempt(
     """Everything for one attempt, in creation order: RBAC first (pods need their account),
     storage, the Service (DNS before rendezvous), then pods rank 0..n-1."""
     return [
-        *build_rbac(job, attempt, r.spec.nodes),
+        *build_rbac(job, attempt, r.spec.nodes, r.spec.service_account_name),
         *build_fsx_static(job, r),
         build_service(job),
         *(

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from kubetrain import metrics
 from kubetrain.k8s import Kube, KubeError
 from kubetrain.reconcile.plan import Plan
 from kubetrain.status import status_patch
@@ -42,6 +43,7 @@ async def act(
         await kube.patch_job_status(
             namespace, name, status_patch(job.get("status") or {}, plan.status)
         )
+    metrics.record_status(job, plan.status if plan.status_changed else None)
     for delete in plan.deletes:
         if await kube.delete_pod(
             namespace, delete.name, delete.uid, force=delete.force, grace=delete.grace_seconds

@@ -1,0 +1,44 @@
+{{/* Names are fixed (kubetrain-operator, kubetrain-node-agent): the RBAC subjects, the README and
+the kustomize base all name them, and one kubetrain per cluster is the supported shape. */}}
+{{- define "kubetrain.operatorName" -}}kubetrain-operator{{- end -}}
+{{- define "kubetrain.nodeAgentName" -}}kubetrain-node-agent{{- end -}}
+
+{{- define "kubetrain.labels" -}}
+app.kubernetes.io/part-of: kubetrain
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- if .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "kubetrain.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* Rules the operator needs on namespaced objects, wherever it watches TrainingJobs. */}}
+{{- define "kubetrain.namespacedRules" -}}
+# The jobs: status through the subresource, the finalizer by patch, delete for ttlSecondsAfterFinished.
+- apiGroups: [kubetrain.dev]
+  resources: [trainingjobs]
+  verbs: [get, list, watch, patch, delete]
+- apiGroups: [kubetrain.dev]
+  resources: [trainingjobs/status]
+  verbs: [get, patch]
+# The gang: pods are annotated for checkpoint requests and deleted on restarts.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch, create, patch, delete]
+# Per-job children: created once with deterministic names, removed by owner references.
+- apiGroups: [""]
+  resources: [services, serviceaccounts, persistentvolumeclaims]
+  verbs: [create]
+# The workers' Role lets them get/list/watch/patch their own pods; granting it needs the same verbs
+# on pods above (RBAC escalation check) plus create here.
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [create]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}
