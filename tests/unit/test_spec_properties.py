@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from kubetrain.api.errors import InvalidSpec
 from kubetrain.api.models import TrainingJobSpec
 from kubetrain.api.podtemplate import DISRUPTION_TAINTS, RESERVED_ENV
-from kubetrain.build import JobRef, build_attempt, resolve, worker_service_account
+from kubetrain.build import JobRef, Placement, build_attempt, resolve, worker_service_account
 from kubetrain.build.env import master_addr
 
 JOB = JobRef(name="prop", namespace="ns", uid="uid-1")
@@ -254,7 +254,9 @@ def _run(raw: Any, privileged_ok: bool) -> None:
     try:
         spec = TrainingJobSpec.parse(raw, allow_privileged=privileged_ok)
         resolved = resolve(spec)
-        objects = build_attempt(JOB, resolved, 1, resume_manifest="/fsx/m.json", zone="us-west-2b")
+        objects = build_attempt(
+            JOB, resolved, 1, resume_manifest="/fsx/m.json", placement=Placement(zone="us-west-2b")
+        )
     except InvalidSpec as exc:
         assert exc.field.startswith(("spec", "metadata")), exc.field
         assert exc.field in exc.message
