@@ -25,16 +25,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from kubetrain.api.constants import COND_FAILED, COND_READY, REASON_INVALID_SPEC
+from kubetrain.api.constants import (
+    COND_FAILED,
+    COND_READY,
+    COND_RECONCILE_ERROR,
+    COND_SPEC_WARNING,
+    REASON_API_ERROR,
+    REASON_INVALID_SPEC,
+    REASON_NO_DURABLE_CHECKPOINT,
+    REASON_OPERATOR_ERROR,
+    REASON_RECOVERED,
+)
 from kubetrain.k8s import Kube, KubeError
 from kubetrain.status import derive_phase, get_condition, rfc3339, set_condition
 
-COND_RECONCILE_ERROR: Final = "ReconcileError"
-COND_SPEC_WARNING: Final = "SpecWarning"
-REASON_API_ERROR: Final = "APIError"
-REASON_OPERATOR_ERROR: Final = "OperatorError"
-REASON_RECOVERED: Final = "Recovered"
-REASON_NO_DURABLE_CHECKPOINT: Final = "NoDurableCheckpoint"
+__all__ = [
+    "COND_RECONCILE_ERROR",
+    "COND_SPEC_WARNING",
+    "ErrorTracker",
+    "backoff",
+    "on_error",
+    "on_success",
+    "rejected_this_generation",
+]
 # Prefix of a Failed/InvalidSpec message written for an API rejection (recognised on later passes).
 REJECTED_PREFIX: Final = "the API server rejected"
 

@@ -199,3 +199,22 @@ def test_admission_policy_covers_every_privileged_field_and_is_committed() -> No
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     assert (ROOT / "manifests" / "base" / "admission.yaml").read_text() == gen.render_admission()
+
+
+def test_instance_rules_in_the_crd_cover_every_profile() -> None:
+    """The CRD's instance-type rules are generated from profiles.py: every known type, with its
+    accelerators, EFA count, vCPUs and memory, is in the committed CRD (drift otherwise)."""
+    from kubetrain.api.rules import instance_rules
+    from kubetrain.profiles import PROFILES
+
+    crd = yaml.safe_load((ROOT / "crds" / "trainingjob.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    committed = spec["x-kubernetes-validations"]
+    for rule in instance_rules():
+        assert rule in committed, rule["fieldPath"]
+    text = " ".join(r["rule"] for r in instance_rules())
+    for name, p in PROFILES.items():
+        assert f"'{name}': {p.accelerators}" in text
+        assert f"'{name}': {p.efa_interfaces}" in text
+        assert f"'{name}': '{p.vcpu}'" in text
+        assert f"'{name}': '{p.memory_gib}Gi'" in text
