@@ -218,3 +218,30 @@ def test_instance_rules_in_the_crd_cover_every_profile() -> None:
         assert f"'{name}': {p.efa_interfaces}" in text
         assert f"'{name}': '{p.vcpu}'" in text
         assert f"'{name}': '{p.memory_gib}Gi'" in text
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        {"spec": {"volumes": None}},
+        {"spec": {"tolerations": None}},
+        {"spec": {"containers": [{"name": "worker", "resources": None, "env": None}]}},
+        {"spec": {"initContainers": None, "affinity": None}},
+    ],
+)
+def test_null_in_the_template_never_removes_the_operators_values(template: dict[str, Any]) -> None:
+    """Found by the property test: nulls replaced the operator's volumes, tolerations and the
+    worker's resources (a BestEffort pod without /dev/shm)."""
+    spec = TrainingJobSpec.parse(
+        {
+            **BASE,
+            "accelerator": {"kind": "nvidia", "instanceType": "g5.xlarge"},
+            "podTemplate": template,
+        }
+    )
+    pod = build_pod(JobRef("j", "ns", "u"), resolve(spec), 1, 0)
+    worker = pod["spec"]["containers"][0]
+    assert worker["resources"]["requests"]["cpu"] and worker["env"]
+    assert {v["name"] for v in pod["spec"]["volumes"]} >= {"dshm"}
+    assert pod["spec"]["tolerations"]
+    assert None not in pod["spec"].values()
