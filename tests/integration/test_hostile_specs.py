@@ -371,6 +371,10 @@ def test_repeated_error_backs_off_with_condition_and_clears(
     time.sleep(8)
     # Backoff 5, 10, 20 s...: a few more failures at most, not one every 5 s.
     assert oplog.count(RECONCILE_ERROR_LOG) <= failures + 2
+    # Rate-limited: an Event on the 2nd, 4th, 8th... failure in a row, not on every one.
+    failures = oplog.count(RECONCILE_ERROR_LOG)
+    events = reasons(cluster, namespace, "quota").count("ReconcileError")
+    assert 1 <= events <= max(1, failures.bit_length() - 1), (events, failures)
     cluster.kubectl("delete", "resourcequota", "no-pods", "-n", namespace)
 
     def cleared() -> dict[str, Any] | None:
