@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from kubetrain import metrics, provision
+from kubetrain import metrics, provision, surface
 from kubetrain.api.constants import GROUP, LABEL_JOB, LABEL_JOB_NAMESPACE, PLURAL, VERSION
 from kubetrain.k8s import Kube, KubeError, load_api_client
 from kubetrain.reconcile.loop import reconcile_once
@@ -26,10 +26,23 @@ from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
 
 Key = tuple[str, str]
 WORKER_PODS = {LABEL_JOB: kopf.PRESENT}
-ERROR_BACKOFF_SECONDS = 5.0
+ERROR_BACKOFF_SECONDS = surface.BACKOFF_BASE_SECONDS
 FSX_RETRY_SECONDS = 15.0
 # HOST:PORT for /metrics and /readyz (set by `kubetrain-operator --metrics-address`); unset: off.
 METRICS_ADDRESS_ENV = "KUBETRAIN_METRICS_ADDRESS"
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Store no last-handled configuration: the reconcile is level-based and reads the spec
+    itself, and kopf's annotation (the whole spec) would outgrow the 256 KiB annotation limit
+    for a large spec, leaving the job undeletable. `fetch` reports the current essence, so kopf
+    sees no change to handle; deletion handlers still run (they key on deletionTimestamp)."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self.build(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 class Wakeups:
@@ -64,9 +77,7 @@ async def configure(
     # Our bookkeeping lives under our own prefix; status stays exactly what the CRD schema allows.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Events with reasons come from the reconcile itself; kopf posts only its own failures.
     settings.posting.level = logging.ERROR
     # Server-side filter: the operator never receives events for pods that are not ours.
@@ -113,8 +124,13 @@ async def release_fsx_volume(name: str, namespace: str | None, memo: kopf.Memo, 
     references cannot collect them: we do (the provisioned claim goes with the job, and its
     volume with the claim: reclaim policy Delete)."""
     selector = f"{LABEL_JOB}={name},{LABEL_JOB_NAMESPACE}={namespace}"
-    await memo.kube.delete_volumes(selector)
-    await memo.kube.delete_storage_classes(selector)
+    try:
+        await memo.kube.delete_volumes(selector)
+        await memo.kube.delete_storage_classes(selector)
+    except KubeError as exc:
+        if exc.status in (401, 403):  # RBAC will not change by retrying: do not hold the delete
+            raise kopf.PermanentError(f"cannot delete the job's FSx volumes: {exc}") from exc
+        raise kopf.TemporaryError(f"deleting the job's FSx volumes: {exc}", delay=5) from exc
 
 
 @kopf.index("v1", "pods", id="pods_by_job", labels=WORKER_PODS)
@@ -175,6 +191,22 @@ def wake_on_job(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> 
     memo.wakeups.wake((namespace or "", name))
 
 
+async def _back_off(
+    wake: asyncio.Event, delay: float, body: kopf.Body, stopped: kopf.DaemonStopped
+) -> None:
+    """Sleep out a failed pass's backoff. Wake-ups do not cut it short (the failure's own status
+    write and every pod event would turn the backoff into a busy loop); a new spec does."""
+    generation = body.get("metadata", {}).get("generation")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + delay
+    while not stopped and (left := deadline - loop.time()) > 0:
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=left)
+        if body.get("metadata", {}).get("generation") != generation:
+            return
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=1.0)
 async def reconcile(
     name: str,
@@ -185,13 +217,18 @@ async def reconcile(
     logger: kopf.Logger,
     **kwargs: Any,
 ) -> None:
-    """The job's single writer: reconcile, then sleep until woken or the next deadline."""
+    """The job's single writer: reconcile, then sleep until woken or the next deadline.
+
+    Failures are the surface module's: backoff, a ReconcileError condition, rate-limited Events,
+    and Failed/InvalidSpec when the API server rejects what this spec builds (kubetrain.surface).
+    """
     pods_by_job: kopf.Index[Key, Any] = kwargs["pods_by_job"]
     nodes_by_name: kopf.Index[str, NodeView] = kwargs["nodes_by_name"]
     pods_by_node: kopf.Index[str, PodView] = kwargs["pods_by_node"]
     namespace = namespace or ""  # TrainingJob is namespaced; kopf's signature is generic
     key = (namespace, name)
     wake = memo.wakeups.register(key)
+    errors = surface.ErrorTracker()
 
     def node_lookup(node: str) -> NodeView | None:
         views = list(nodes_by_name.get(node, []))
@@ -215,6 +252,11 @@ async def reconcile(
             wake.clear()
         while not stopped:
             wake.clear()
+            if surface.rejected_this_generation(body):
+                # Building this spec was refused by the API server: wait for a new spec.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=surface.BACKOFF_MAX_SECONDS)
+                continue
             try:
                 with metrics.reconcile_timer():
                     delay = await reconcile_once(
@@ -227,13 +269,24 @@ async def reconcile(
                         all_nodes=all_nodes,
                         node_pods=node_pods,
                     )
-            except Exception as exc:  # retried: API hiccups, conflicts, a builder bug
-                logger.exception(
-                    "reconcile failed, retrying in %ss: %s", ERROR_BACKOFF_SECONDS, exc
-                )
-                delay = ERROR_BACKOFF_SECONDS
+            except Exception as exc:  # API hiccups, conflicts, rejections, a builder bug
+                if not isinstance(exc, KubeError):
+                    logger.debug("reconcile traceback", exc_info=True)
+                try:
+                    delay = await surface.on_error(memo.kube, namespace, name, exc, errors, logger)
+                except Exception as report_error:  # reporting must never kill the daemon
+                    logger.warning("could not report the reconcile error: %s", report_error)
+                    delay = surface.backoff(errors.failures)
+            else:
+                try:
+                    await surface.on_success(memo.kube, namespace, name, body, errors, logger)
+                except Exception as report_error:
+                    logger.warning("could not update conditions: %s", report_error)
             if delay is None:
                 return
+            if errors.failures:
+                await _back_off(wake, delay, body, stopped)
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=max(delay, 0.05))
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -41,11 +42,33 @@ _KINDS: Final[dict[str, tuple[str, bool]]] = {
 
 
 class KubeError(RuntimeError):
-    """An API call failed in a way the caller cannot treat as success (kopf will retry)."""
+    """An API call failed in a way the caller cannot treat as success.
 
-    def __init__(self, verb: str, path: str, status: int, reason: str) -> None:
-        super().__init__(f"{verb} {path}: HTTP {status} {reason}")
+    `message` is the API server's own explanation (the Status body's `message`, e.g. `Pod "x" is
+    invalid: spec.containers[1].name: Required value`), which is what a user needs to fix a spec.
+    """
+
+    def __init__(self, verb: str, path: str, status: int, reason: str, message: str = "") -> None:
+        text = f"{verb} {path}: HTTP {status} {reason}"
+        super().__init__(f"{text}: {message}" if message else text)
+        self.verb = verb
+        self.path = path
         self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def api_message(body: object) -> str:
+    """The `message` of a metav1.Status response body ("" when the body is not one)."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not isinstance(body, str) or not body:
+        return ""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body.strip()[:1024]
+    return str(parsed.get("message") or "") if isinstance(parsed, dict) else ""
 
 
 def load_api_client() -> client.ApiClient:
@@ -108,7 +131,9 @@ class Kube:
                 _request_timeout=30,
             )
         except ApiException as exc:
-            raise KubeError(verb, path, int(exc.status or 0), str(exc.reason)) from exc
+            raise KubeError(
+                verb, path, int(exc.status or 0), str(exc.reason), api_message(exc.body)
+            ) from exc
 
     async def _acall(self, verb: str, path: str, body: Any = None, **kw: Any) -> Any:
         return await asyncio.to_thread(self._call, verb, path, body, **kw)

@@ -42,6 +42,10 @@ def installed(cluster: Cluster) -> Iterator[list[dict[str, object]]]:
     # Never delete the CRDs here: other tests' jobs live in them.
     for kind in ("clusterrolebinding", "clusterrole"):
         cluster.kubectl("delete", kind, "kubetrain-operator", "--ignore-not-found", check=False)
+    for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+        cluster.kubectl(
+            "delete", kind, "kubetrain-privileged-pod-templates", "--ignore-not-found", check=False
+        )
     cluster.kubectl("delete", "namespace", "kubetrain-system", "--wait=false", check=False)
 
 
@@ -51,12 +55,15 @@ def test_base_renders_every_part_and_applies(installed: list[dict[str, object]])
     assert kinds == [
         "ClusterRole",
         "ClusterRoleBinding",
+        "ConfigMap",
         "CustomResourceDefinition",
         "Deployment",
         "Namespace",
         "PodDisruptionBudget",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
     [deploy] = [d for d in installed if d["kind"] == "Deployment"]
     container = deploy["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]

@@ -177,3 +177,14 @@ LIVE_SPEC_FIELDS: Final = (
 ANNOTATION_PROGRESS: Final = PREFIX + "progress"
 ENV_PROGRESS_SECONDS: Final = "KUBETRAIN_PROGRESS_SECONDS"
 DEFAULT_PROGRESS_SECONDS: Final = 30.0
+
+# --- Error surfacing and spec warnings (added by issue 9; written by kubetrain.surface) -----------
+# True while reconcile passes keep failing (with the error and the next retry in the message);
+# False with reason REASON_RECOVERED once a pass succeeds again.
+COND_RECONCILE_ERROR: Final = "ReconcileError"
+# True while the spec runs but risks losing work (reason says what, e.g. no durable checkpoints).
+COND_SPEC_WARNING: Final = "SpecWarning"
+REASON_API_ERROR: Final = "APIError"
+REASON_OPERATOR_ERROR: Final = "OperatorError"
+REASON_RECOVERED: Final = "Recovered"
+REASON_NO_DURABLE_CHECKPOINT: Final = "NoDurableCheckpoint"

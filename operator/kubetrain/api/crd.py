@@ -87,6 +87,9 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
         elif types == {"string", "integer"}:
             # int|str and Literal["auto"]|int: CEL rules on the field check the string values.
             node["x-kubernetes-int-or-string"] = True
+            for branch in concrete:  # a string length bound applies to the string values
+                if branch.get("type") == "string" and "maxLength" in branch:
+                    node["maxLength"] = branch["maxLength"]
         else:
             raise ValueError(f"cannot express union {concrete} in a structural schema")
     if "const" in node:
@@ -95,7 +98,9 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
         del node["default"]
     if node.get("type") == "object":
         extra = node.pop("additionalProperties", None)
-        if "properties" not in node and extra is not False:
+        if isinstance(extra, dict):  # a typed map (podTemplate labels): kept as a schema
+            node["additionalProperties"] = _inline(extra, defs)
+        elif "properties" not in node and extra is not False:
             node["x-kubernetes-preserve-unknown-fields"] = True
     if "properties" in node:
         node["properties"] = {k: _inline(v, defs) for k, v in node["properties"].items()}
@@ -145,6 +150,7 @@ def _add_computed(model: type[BaseModel], schema: dict[str, Any]) -> None:
 _KEY_ORDER = (
     "rule",
     "message",
+    "messageExpression",
     "fieldPath",
     "description",
     "type",
@@ -161,6 +167,8 @@ _KEY_ORDER = (
     "maxItems",
     "x-kubernetes-int-or-string",
     "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
     "required",
     "properties",
     "items",

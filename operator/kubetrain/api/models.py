@@ -21,6 +21,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
     computed_field,
     field_validator,
     model_validator,
@@ -28,8 +30,16 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from kubetrain.api import rules
 from kubetrain.api.errors import InvalidSpec
-from kubetrain.api.quantity import is_quantity
+from kubetrain.api.podtemplate import (
+    RESERVED_ENV,
+    RESERVED_ENV_PREFIXES,
+    check_pod_template,
+    worker_mount_paths,
+)
+from kubetrain.api.podtemplate import schema as pod_template_schema
+from kubetrain.api.quantity import is_quantity, parse_quantity
 
 __all__ = [
     "Accelerator",
@@ -66,21 +76,10 @@ MAX_ENV = 256
 MAX_ARGS = 1024
 JOB_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
-# Env names the operator owns: the distributed env and the runtime contract. A user value would
-# silently desynchronise ranks, so the CRD rejects them.
-RESERVED_ENV = (
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "WORLD_SIZE",
-    "RANK",
-    "LOCAL_WORLD_SIZE",
-    "NODE_RANK",
-    "NNODES",
-    "NPROC_PER_NODE",
-)
-RESERVED_ENV_PREFIXES = ("KUBETRAIN_", "PET_")
+# Env names the operator owns (RESERVED_ENV, RESERVED_ENV_PREFIXES) live in api/podtemplate.py,
+# which refuses them in podTemplate containers too.
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+S3_URI_PATTERN = rules.S3_URI_PATTERN
 FSX_ID_PATTERN = r"^fs-[0-9a-f]{8,17}$"
 ZONE_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$"
 AWS_OFI_NCCL_VERSION_PATTERN = r"^[0-9]+[.][0-9]+([.][0-9]+)?$"
@@ -122,16 +121,33 @@ class _Model(BaseModel):
 
 
 # Quantities accept `8` as well as "8" (as Kubernetes' own resource fields do) and normalise to str.
-# The CRD generator turns the str|int union into `x-kubernetes-int-or-string`.
-Quantity = str | int
+# The CRD generator turns the str|int union into `x-kubernetes-int-or-string`; the length bound
+# keeps CEL's quantity() within its cost budget.
+MAX_QUANTITY_LENGTH = 64
+Quantity = Annotated[
+    str | int,
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer"}, {"type": "string", "maxLength": MAX_QUANTITY_LENGTH}]}
+    ),
+]
 
 
-def _quantity(field: str, value: str | int | None, fix: str) -> str | None:
+def _quantity(
+    field: str, value: str | int | None, fix: str, message: str, maximum: str | None = None
+) -> str | None:
+    """A quantity the API server accepts, above zero and at most `maximum` (CEL: rules.quantity)."""
     if value is None:
         return None
     text = str(value)
-    if (isinstance(value, int) and value < 0) or not is_quantity(text):
-        _fail(field, f"{field} must be a Kubernetes quantity such as {fix}; got {text!r}")
+    if (
+        isinstance(value, bool)
+        or len(text) > MAX_QUANTITY_LENGTH
+        or not is_quantity(text)
+        or parse_quantity(text) <= 0
+    ):
+        _fail(field, f"{message}; got {text!r}")
+    if maximum is not None and parse_quantity(text) > parse_quantity(maximum):
+        _fail(field, f"{message}; got {text!r}, more than {maximum}")
     return text
 
 
@@ -251,8 +267,10 @@ class Efa(_Model):
         return value
 
 
-MSG_CPU = "spec.resources.cpu must be a Kubernetes quantity such as 8 or 7500m: set the CPU request per pod"
-MSG_MEMORY = "spec.resources.memory must be a Kubernetes quantity such as 64Gi: set the memory request per pod"
+MAX_CPU = "4096"
+MAX_MEMORY = "64Ti"
+MSG_CPU = f"spec.resources.cpu must be a Kubernetes quantity above 0 and at most {MAX_CPU}, such as 8 or 7500m: set the CPU request per pod"
+MSG_MEMORY = f"spec.resources.memory must be a Kubernetes quantity above 0 and at most {MAX_MEMORY}, such as 64Gi: set the memory request per pod"
 
 
 class Resources(_Model):
@@ -261,29 +279,23 @@ class Resources(_Model):
     cpu: Quantity | None = Field(
         default=None,
         description="CPU request per pod. Default: the instance's vCPUs minus ~6% for system daemons.",
-        json_schema_extra=_cel(_rule("type(self) == int ? self >= 1 : isQuantity(self)", MSG_CPU)),
+        json_schema_extra=_cel(_rule(rules.quantity(MAX_CPU), MSG_CPU)),
     )
     memory: Quantity | None = Field(
         default=None,
         description="Memory request and limit per pod (includes /dev/shm). Default: ~90% of the instance's.",
-        json_schema_extra=_cel(
-            _rule("type(self) == int ? self >= 1 : isQuantity(self)", MSG_MEMORY)
-        ),
+        json_schema_extra=_cel(_rule(rules.quantity(MAX_MEMORY), MSG_MEMORY)),
     )
 
     @field_validator("cpu")
     @classmethod
     def _cpu(cls, value: str | int | None) -> str | None:
-        if isinstance(value, int) and value < 1:
-            _fail("spec.resources.cpu", MSG_CPU + f"; got {value!r}")
-        return _quantity("spec.resources.cpu", value, "8 or 7500m")
+        return _quantity("spec.resources.cpu", value, "8 or 7500m", MSG_CPU, MAX_CPU)
 
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str | int | None) -> str | None:
-        if isinstance(value, int) and value < 1:
-            _fail("spec.resources.memory", MSG_MEMORY + f"; got {value!r}")
-        return _quantity("spec.resources.memory", value, "64Gi")
+        return _quantity("spec.resources.memory", value, "64Gi", MSG_MEMORY, MAX_MEMORY)
 
 
 MSG_FSX_ONE_OF = (
@@ -304,7 +316,12 @@ MSG_FSX_STATIC = (
     "set spec.storage.fsx.dnsName and spec.storage.fsx.mountName"
 )
 MSG_FSX_ID = "spec.storage.fsx.fileSystemId must look like fs-0123456789abcdef0: copy it from the FSx console"
-MSG_MOUNT_PATH = "spec.storage.fsx.mountPath must be an absolute path such as /fsx"
+MSG_MOUNT_PATH = (
+    "spec.storage.fsx.mountPath must be an absolute path such as /fsx, not /, a system directory "
+    "(/bin, /dev, /etc, /lib, /proc, /sys, /usr, /var/run) or a path with '..' or '//'"
+)
+MSG_FSX_CLAIM = "spec.storage.fsx.claimName must name a PersistentVolumeClaim (a DNS subdomain such as fsx-pvc): set it, or use fileSystemId"
+MSG_FSX_NAMES = "spec.storage.fsx.dnsName and spec.storage.fsx.mountName must not be empty: copy them from `aws fsx describe-file-systems`"
 MSG_FSX_CAPACITY = "spec.storage.fsx.capacity must be a Kubernetes quantity such as 1200Gi"
 
 
@@ -384,6 +401,7 @@ class Fsx(_Model):
         default=None,
         max_length=253,
         description="An existing ReadWriteMany PVC in the job's namespace.",
+        json_schema_extra=_cel(_rule(f"self.matches('{rules.DNS_SUBDOMAIN}')", MSG_FSX_CLAIM)),
     )
     file_system_id: str | None = Field(
         default=None,
@@ -395,10 +413,16 @@ class Fsx(_Model):
         default=None, description="A new file system for this job, deleted with it."
     )
     dns_name: str | None = Field(
-        default=None, max_length=253, description="The file system's DNS name."
+        default=None,
+        max_length=253,
+        description="The file system's DNS name.",
+        json_schema_extra=_cel(_rule("size(self) > 0", MSG_FSX_NAMES)),
     )
     mount_name: str | None = Field(
-        default=None, max_length=64, description="The file system's mount name."
+        default=None,
+        max_length=64,
+        description="The file system's mount name.",
+        json_schema_extra=_cel(_rule("size(self) > 0", MSG_FSX_NAMES)),
     )
     capacity: str = Field(
         default="1200Gi",
@@ -410,11 +434,15 @@ class Fsx(_Model):
         default="/fsx",
         max_length=MAX_STRING,
         description="Where the file system is mounted in every pod.",
-        json_schema_extra=_cel(_rule("self.startsWith('/')", MSG_MOUNT_PATH)),
+        json_schema_extra=_cel(_rule(rules.MOUNT_PATH_RULE, MSG_MOUNT_PATH)),
     )
 
     @model_validator(mode="after")
     def _check(self) -> Fsx:
+        if self.claim_name is not None and not re.match(rules.DNS_SUBDOMAIN, self.claim_name):
+            _fail("spec.storage.fsx.claimName", MSG_FSX_CLAIM + f"; got {self.claim_name!r}")
+        if self.dns_name == "" or self.mount_name == "":
+            _fail("spec.storage.fsx.dnsName", MSG_FSX_NAMES)
         modes = (self.claim_name, self.file_system_id, self.provision)
         if sum(m is not None for m in modes) != 1:
             _fail("spec.storage.fsx", MSG_FSX_ONE_OF)
@@ -423,16 +451,14 @@ class Fsx(_Model):
                 _fail("spec.storage.fsx.fileSystemId", MSG_FSX_ID)
             if self.dns_name is None or self.mount_name is None:
                 _fail("spec.storage.fsx.fileSystemId", MSG_FSX_STATIC)
-        if not self.mount_path.startswith("/"):
-            _fail("spec.storage.fsx.mountPath", MSG_MOUNT_PATH)
+        if not rules.mount_path_ok(self.mount_path):
+            _fail("spec.storage.fsx.mountPath", MSG_MOUNT_PATH + f"; got {self.mount_path!r}")
         if not is_quantity(self.capacity):
             _fail("spec.storage.fsx.capacity", MSG_FSX_CAPACITY)
         return self
 
 
-MSG_SHM = (
-    "spec.storage.sharedMemory must be a Kubernetes quantity such as 64Gi: set the /dev/shm size"
-)
+MSG_SHM = f"spec.storage.sharedMemory must be a Kubernetes quantity above 0 and at most {MAX_MEMORY}, such as 64Gi: set the /dev/shm size"
 
 
 class Storage(_Model):
@@ -441,20 +467,25 @@ class Storage(_Model):
         default=None,
         description="Size of /dev/shm (a memory emptyDir, counted in the pod's memory). "
         "Default: 1/8 of the memory request, at most 64Gi.",
-        json_schema_extra=_cel(_rule("type(self) == int ? self >= 1 : isQuantity(self)", MSG_SHM)),
+        json_schema_extra=_cel(_rule(rules.quantity(MAX_MEMORY), MSG_SHM)),
     )
 
     @field_validator("shared_memory")
     @classmethod
     def _shm(cls, value: str | int | None) -> str | None:
-        if isinstance(value, int) and value < 1:
-            _fail("spec.storage.sharedMemory", MSG_SHM + f"; got {value!r}")
-        return _quantity("spec.storage.sharedMemory", value, "64Gi")
+        return _quantity("spec.storage.sharedMemory", value, "64Gi", MSG_SHM, MAX_MEMORY)
 
 
-MSG_CKPT_DIR = "spec.checkpoint.dir must be an absolute path such as /fsx/checkpoints/my-job"
+MSG_CKPT_DIR = "spec.checkpoint.dir must be an absolute path such as /fsx/checkpoints/my-job, without '..' or '//'"
+MSG_CKPT_DIR_MOUNTED = (
+    "spec.checkpoint.dir must be inside a mounted volume (spec.storage.fsx.mountPath, or a "
+    "volumeMount of the worker container in spec.podTemplate): elsewhere checkpoints go to the "
+    "container's own filesystem and vanish at the next restart; put it under /fsx (or your mount)"
+)
 MSG_S3_URI = (
-    "spec.checkpoint.s3Uri must look like s3://bucket/prefix: fix the bucket name or remove s3Uri"
+    "spec.checkpoint.s3Uri must look like s3://bucket/prefix with a valid bucket name (3-63 "
+    "lowercase letters, digits, '.' and '-'; no '..', '.-' or '-.'; not an IP address; no xn-- "
+    "prefix, -s3alias or --ol-s3 suffix): fix the bucket name or remove s3Uri"
 )
 MSG_KEEP = "spec.checkpoint.keep must be at least 1: keep 1 or more committed checkpoints"
 MSG_PERIODIC = "spec.checkpoint.periodicSteps must be at least 1: set how many steps apart periodic checkpoints are, or remove it"
@@ -467,13 +498,13 @@ class Checkpoint(_Model):
         default=None,
         max_length=MAX_STRING,
         description="POSIX checkpoint directory (FSx or local NVMe). Default with FSx: <mountPath>/checkpoints/<job>.",
-        json_schema_extra=_cel(_rule("self.startsWith('/')", MSG_CKPT_DIR)),
+        json_schema_extra=_cel(_rule(rules.ABSOLUTE_PATH_RULE, MSG_CKPT_DIR)),
     )
     s3_uri: str | None = Field(
         default=None,
         max_length=1024,
         description="Optional S3 mirror and backstop (s3://bucket/prefix).",
-        json_schema_extra=_cel(_rule(f"self.matches('{S3_URI_PATTERN}')", MSG_S3_URI)),
+        json_schema_extra=_cel(_rule(rules.S3_URI_RULE, MSG_S3_URI)),
     )
     keep: int = Field(
         default=3,
@@ -488,10 +519,10 @@ class Checkpoint(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Checkpoint:
-        if self.dir is not None and not self.dir.startswith("/"):
-            _fail("spec.checkpoint.dir", MSG_CKPT_DIR)
-        if self.s3_uri is not None and not re.match(S3_URI_PATTERN, self.s3_uri):
-            _fail("spec.checkpoint.s3Uri", MSG_S3_URI)
+        if self.dir is not None and not rules.absolute_path_ok(self.dir):
+            _fail("spec.checkpoint.dir", MSG_CKPT_DIR + f"; got {self.dir!r}")
+        if self.s3_uri is not None and not rules.s3_uri_ok(self.s3_uri):
+            _fail("spec.checkpoint.s3Uri", MSG_S3_URI + f"; got {self.s3_uri!r}")
         if self.keep < 1:
             _fail("spec.checkpoint.keep", MSG_KEEP)
         if self.periodic_steps is not None and self.periodic_steps < 1:
@@ -611,6 +642,58 @@ MSG_ENV_FORK_SAFE = (
     "(FI_EFA_FORK_SAFE=1 is the libfabric setting, needed only on kernels older than 5.15)"
 )
 MSG_ENV_VALUE = "spec.env[] entries set value or valueFrom, not both: remove one"
+MSG_ENV_VALUE_FROM = (
+    "spec.env[].valueFrom must set exactly one of fieldRef, resourceFieldRef, configMapKeyRef or "
+    "secretKeyRef, as in a container's env: fix it or use value"
+)
+
+
+class _FieldRef(_Model):
+    field_path: str = Field(min_length=1, max_length=256)
+    api_version: str | None = Field(default=None, max_length=64)
+
+
+class _ResourceFieldRef(_Model):
+    resource: str = Field(min_length=1, max_length=256)
+    container_name: str | None = Field(default=None, max_length=253)
+    divisor: Quantity | None = None
+
+
+class _KeyRef(_Model):
+    name: str = Field(min_length=1, max_length=253)
+    key: str = Field(min_length=1, max_length=253)
+    optional: bool | None = None
+
+
+class EnvVarSource(_Model):
+    """A container env var's valueFrom: exactly one source."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            _rule(
+                "[has(self.fieldRef), has(self.resourceFieldRef), has(self.configMapKeyRef), "
+                "has(self.secretKeyRef)].filter(x, x).size() == 1",
+                MSG_ENV_VALUE_FROM,
+            )
+        )
+    )
+    field_ref: _FieldRef | None = None
+    resource_field_ref: _ResourceFieldRef | None = None
+    config_map_key_ref: _KeyRef | None = None
+    secret_key_ref: _KeyRef | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EnvVarSource:
+        sources = (
+            self.field_ref,
+            self.resource_field_ref,
+            self.config_map_key_ref,
+            self.secret_key_ref,
+        )
+        if sum(x is not None for x in sources) != 1:
+            _fail("spec.env[].valueFrom", MSG_ENV_VALUE_FROM)
+        return self
+
 
 _RESERVED_CEL = (
     "!(self.name in ["
@@ -636,9 +719,9 @@ class EnvVar(_Model):
         json_schema_extra=_cel(_rule(f"self.matches('{ENV_NAME_PATTERN}')", MSG_ENV_NAME)),
     )
     value: str | None = Field(default=None, max_length=32768)
-    value_from: dict[str, Any] | None = Field(
+    value_from: EnvVarSource | None = Field(
         default=None,
-        description="As in a container's env (secretKeyRef, configMapKeyRef, fieldRef, ...).",
+        description="As in a container's env (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef).",
     )
 
     @model_validator(mode="after")
@@ -655,9 +738,14 @@ class EnvVar(_Model):
 
 
 MSG_IMAGE = "spec.image must not be empty: set the training container image, e.g. <account>.dkr.ecr.<region>.amazonaws.com/train:1.4"
+MSG_IMAGE_FORMAT = (
+    "spec.image must be an image reference such as <account>.dkr.ecr.<region>.amazonaws.com/train:1.4 "
+    "(ASCII letters, digits and . _ - / : @ only; no spaces): fix it"
+)
 MSG_COMMAND = (
     "spec.command must not be empty: set the training entry point, e.g. [python, train.py]"
 )
+MSG_COMMAND_BLANK = "spec.command[0] must name a program, not be blank: set the entry point, e.g. [python, train.py]"
 MSG_NODES = f"spec.nodes must be between 1 and {MAX_NODES}: set it to the number of worker pods (one per instance)"
 MSG_STARTUP = (
     "spec.startupTimeoutSeconds must be between 30 and 86400: set how long a gang may take to start"
@@ -682,6 +770,18 @@ MSG_METADATA_NAME = (
 )
 
 
+POD_TEMPLATE_DESCRIPTION = (
+    "Merged onto each generated pod last ({metadata, spec}). Yours: labels, annotations (not "
+    "kubetrain.dev/*), volumes and mounts, sidecars, init containers, nodeSelector, affinity, "
+    "topologySpreadConstraints, tolerations (not of disruption taints), priorityClassName, "
+    "schedulerName, securityContext, imagePullSecrets. Refused: env the operator sets, hostname, "
+    "subdomain, serviceAccountName, automountServiceAccountToken, nodeName, "
+    "terminationGracePeriodSeconds, restartPolicy other than Never, volumes named dshm/fsx; "
+    "privileged, capabilities, hostNetwork/hostPID/hostIPC, hostPath and hostPort unless the "
+    "cluster admin allows privileged pods in the operator's configuration."
+)
+
+
 class TrainingJobSpec(_Model):
     """`spec` of a TrainingJob: one all-or-nothing gang of worker pods per attempt.
 
@@ -700,18 +800,28 @@ class TrainingJobSpec(_Model):
                 MSG_DEADLINE_GRACE,
                 fieldPath=".checkpointDeadlineSeconds",
             ),
+            _rule(
+                rules.CHECKPOINT_DIR_MOUNTED_RULE, MSG_CKPT_DIR_MOUNTED, fieldPath=".checkpoint.dir"
+            ),
+            *rules.instance_rules(),
         )
     )
     image: str = Field(
         max_length=MAX_STRING,
         description="Training container image.",
-        json_schema_extra=_cel(_rule("size(self) > 0", MSG_IMAGE)),
+        json_schema_extra=_cel(
+            _rule("size(self) > 0", MSG_IMAGE),
+            _rule(f"size(self) == 0 || self.matches('{rules.IMAGE_PATTERN}')", MSG_IMAGE_FORMAT),
+        ),
     )
     command: list[Annotated[str, Field(max_length=MAX_STRING)]] = Field(
         max_length=MAX_ARGS,
         description="Entry point, e.g. [python, train.py]; the launcher wraps it (torchrun: a leading "
         "python is dropped, `-m module` kept, other executables run with --no-python).",
-        json_schema_extra=_cel(_rule("size(self) > 0", MSG_COMMAND)),
+        json_schema_extra=_cel(
+            _rule("size(self) > 0", MSG_COMMAND),
+            _rule(f"size(self) == 0 || self[0].matches('{rules.NOT_BLANK}')", MSG_COMMAND_BLANK),
+        ),
     )
     args: list[Annotated[str, Field(max_length=MAX_STRING)]] = Field(
         default_factory=list, max_length=MAX_ARGS, description="Arguments after the command."
@@ -763,11 +873,10 @@ class TrainingJobSpec(_Model):
             _rule(f"self.matches('{SERVICE_ACCOUNT_PATTERN}')", MSG_SERVICE_ACCOUNT)
         ),
     )
-    pod_template: dict[str, Any] | None = Field(
-        default=None,
-        description="Escape hatch merged onto each generated pod last ({metadata, spec}): labels, "
-        "annotations, volumes, sidecars, nodeSelector, priorityClassName, ...",
-    )
+    pod_template: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema(pod_template_schema(POD_TEMPLATE_DESCRIPTION)),
+    ] = Field(default=None)
     termination_grace_period_seconds: int = Field(
         default=115,
         description="Pod grace period; long enough for an emergency checkpoint inside the two-minute spot notice.",
@@ -783,8 +892,10 @@ class TrainingJobSpec(_Model):
     @field_validator("image")
     @classmethod
     def _image(cls, value: str) -> str:
-        if not value.strip():
+        if not value:
             _fail("spec.image", MSG_IMAGE)
+        if not re.match(rules.IMAGE_PATTERN, value):
+            _fail("spec.image", MSG_IMAGE_FORMAT + f"; got {value!r}")
         return value
 
     @field_validator("service_account_name")
@@ -799,10 +910,12 @@ class TrainingJobSpec(_Model):
     def _command(cls, value: list[str]) -> list[str]:
         if not value:
             _fail("spec.command", MSG_COMMAND)
+        if not re.search(rules.NOT_BLANK, value[0]):
+            _fail("spec.command[0]", MSG_COMMAND_BLANK)
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> TrainingJobSpec:
+    def _check(self, info: ValidationInfo) -> TrainingJobSpec:
         checks = (
             (1 <= self.nodes <= MAX_NODES, "spec.nodes", MSG_NODES),
             (
@@ -834,16 +947,32 @@ class TrainingJobSpec(_Model):
         for ok, field, message in checks:
             if not ok:
                 _fail(field, message)
-        spec = (self.pod_template or {}).get("spec") or {}
-        if isinstance(spec, Mapping) and spec.get("restartPolicy", "Never") != "Never":
-            _fail("spec.podTemplate.spec.restartPolicy", MSG_POD_TEMPLATE_RESTART)
+        allow_privileged = bool((info.context or {}).get("allow_privileged", False))
+        try:
+            check_pod_template(self.pod_template, allow_privileged=allow_privileged)
+        except InvalidSpec as exc:
+            _fail(exc.field, exc.message)
+        if self.checkpoint.dir is not None:
+            mounts = worker_mount_paths(self.pod_template)
+            if self.storage.fsx is not None:
+                mounts.append(self.storage.fsx.mount_path)
+            if not any(rules.path_within(self.checkpoint.dir, m) for m in mounts):
+                _fail(
+                    "spec.checkpoint.dir", MSG_CKPT_DIR_MOUNTED + f"; got {self.checkpoint.dir!r}"
+                )
         return self
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> TrainingJobSpec:
-        """Parse `spec` as stored by the API server; every problem becomes one `InvalidSpec`."""
+    def parse(cls, raw: Mapping[str, Any], *, allow_privileged: bool = False) -> TrainingJobSpec:
+        """Parse `spec` as stored by the API server; every problem becomes one `InvalidSpec`.
+
+        `allow_privileged`: the operator's configuration lets podTemplate set privileged and
+        host-level fields (api/podtemplate.py).
+        """
+        if not isinstance(raw, Mapping):
+            raise InvalidSpec("spec", "spec must be an object: fix the TrainingJob")
         try:
-            return cls.model_validate(dict(raw))
+            return cls.model_validate(dict(raw), context={"allow_privileged": allow_privileged})
         except ValidationError as exc:
             raise _to_invalid_spec(exc) from None
 

@@ -6,7 +6,9 @@ Rules, chosen so adding things is easy and replacing things is explicit:
   mountPath, ports by containerPort): the `worker` container is extended, a new container is a
   sidecar;
 - tolerations, imagePullSecrets, topologySpreadConstraints and hostAliases are appended;
-- any other value is replaced by the user's (e.g. `affinity.nodeAffinity` terms, schedulerName).
+- any other value is replaced by the user's (e.g. `affinity.nodeAffinity` terms, schedulerName);
+- a null is no value: it never removes the operator's (a `resources: null` would make the worker
+  BestEffort, a `volumes: null` would drop /dev/shm).
 `kubetrain.dev/*` labels stay the operator's: it finds its pods by them.
 """
 
@@ -43,6 +45,8 @@ def _merge(ours: Any, theirs: Any, key: str) -> Any:
     if isinstance(ours, dict) and isinstance(theirs, Mapping):
         merged = dict(ours)
         for k, v in theirs.items():
+            if v is None:  # null means "not set" (as the API server reads it): keep ours
+                continue
             merged[k] = _merge(ours[k], v, k) if k in ours else copy.deepcopy(v)
         return merged
     if isinstance(ours, list) and isinstance(theirs, list):

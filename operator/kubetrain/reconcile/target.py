@@ -21,6 +21,7 @@ from kubetrain.build import (
     pod_name,
     resolve,
 )
+from kubetrain.config import operator_config
 from kubetrain.reconcile.observe import pod_view
 from kubetrain.reconcile.plan import Invalid, PlacementNeeds, Policy, Target
 
@@ -34,11 +35,14 @@ def to_target(body: Mapping[str, Any]) -> Target | Invalid:
     """Parse and resolve the spec once; semantic errors become `Invalid` (never an exception)."""
     ref = job_ref(body)
     try:
-        spec = TrainingJobSpec.parse(body.get("spec") or {})
+        spec = TrainingJobSpec.parse(
+            body.get("spec") or {}, allow_privileged=operator_config().allow_privileged_pods
+        )
         resolved = resolve(spec)
-        pod_name(ref.name, 1, max(spec.nodes - 1, 0))  # names must fit before anything is built
     except InvalidSpec as exc:
         return Invalid(exc.field, exc.message)
+    try:
+        pod_name(ref.name, 1, max(spec.nodes - 1, 0))  # names must fit before anything is built
     except ValueError as exc:
         return Invalid("metadata.name", f"metadata.name: {exc}; use a shorter TrainingJob name")
     fp = spec.failure_policy
