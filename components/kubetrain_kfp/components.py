@@ -90,11 +90,10 @@ def eks_training_job(
         base_spec=outputs.as_dict(spec, "spec"),
     )
     name = job_name or naming.k8s_name("kt", run_id, task_name)
-    manifest = build_manifest(
-        name, launcher.default_namespace(namespace), job_spec, run_id, task_name
-    )
+    tj = launcher.client(kubeconfig, namespace)
+    manifest = build_manifest(name, tj.namespace, job_spec, run_id, task_name)
     result = launcher.run(
-        launcher.custom_objects_api(kubeconfig),
+        tj,
         manifest,
         poll_seconds=poll_interval_seconds,
         timeout_seconds=timeout_seconds,

@@ -13,7 +13,6 @@ from kubetrain_kfp import validate as v
 from kubetrain_kfp.constants import (
     ANNOTATION_KFP_SPEC_HASH,
     API_VERSION,
-    COND_FAILED,
     KIND,
     LABEL_KFP_RUN,
     LABEL_KFP_TASK,
@@ -161,14 +160,6 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return max((parse(end) - parse(start)).total_seconds(), 0.0)
 
 
-def failure_message(obj: Mapping[str, Any]) -> str:
-    status = obj.get("status") or {}
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == COND_FAILED and cond.get("status") == "True":
-            return f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")
-    return str(status.get("message") or "no reason reported")
-
-
 def outcome(obj: Mapping[str, Any], export_uri: str = "", watched_seconds: float = 0.0) -> Outcome:
     """Outputs from a finished TrainingJob: newest checkpoint (or export) URI and metrics."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
@@ -204,46 +195,3 @@ def outcome(obj: Mapping[str, Any], export_uri: str = "", watched_seconds: float
             "backend": "eks",
         },
     )
-
-
-class Timeline:
-    """Remembers what was already reported so each condition change and interruption logs once."""
-
-    def __init__(self) -> None:
-        self._conditions: dict[str, tuple[str, str]] = {}
-        self._interruptions: set[str] = set()
-        self._phase = ""
-
-    def changes(self, obj: Mapping[str, Any]) -> list[str]:
-        status = obj.get("status") or {}
-        lines: list[str] = []
-        phase = str(status.get("phase") or "")
-        if phase and phase != self._phase:
-            lines.append(
-                f"phase {self._phase or '-'} -> {phase} (attempt {status.get('attempt', 0)})"
-            )
-            self._phase = phase
-        for cond in status.get("conditions") or []:
-            key = str(cond.get("type"))
-            now = (str(cond.get("status")), str(cond.get("reason", "")))
-            if self._conditions.get(key) != now:
-                self._conditions[key] = now
-                lines.append(
-                    f"condition {key}={now[0]} reason={now[1]} {cond.get('message', '')}".rstrip()
-                )
-        for item in status.get("interruptions") or []:
-            key = f"{item.get('node')}|{item.get('detectedAt')}|{item.get('attempt')}"
-            if key not in self._interruptions:
-                self._interruptions.add(key)
-                lines.append(
-                    "interruption on node {node} ({source}) detected {det}, checkpoint step {step}, "
-                    "lost steps {lost}, resumed {res}".format(
-                        node=item.get("node"),
-                        source=item.get("source") or item.get("reason") or "?",
-                        det=item.get("detectedAt") or "?",
-                        step=item.get("checkpointStep"),
-                        lost=item.get("lostSteps"),
-                        res=item.get("resumedAt") or "not yet",
-                    )
-                )
-        return lines

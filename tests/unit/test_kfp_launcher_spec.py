@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubetrain.client.views import JobView, Timeline
 from kubetrain_kfp.constants import ANNOTATION_KFP_SPEC_HASH, LABEL_KFP_RUN, LABEL_KFP_TASK
-from kubetrain_kfp.launcher_spec import Timeline, build_manifest, build_spec, outcome
+from kubetrain_kfp.launcher_spec import build_manifest, build_spec, outcome
 from kubetrain_kfp.naming import spec_hash
 
 IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/llama:1"
@@ -132,10 +133,10 @@ def test_outcome_prefers_export_then_falls_back_to_spec() -> None:
 
 def test_timeline_logs_each_change_once() -> None:
     timeline = Timeline()
-    first = timeline.changes(FINISHED)
+    first = timeline.changes(JobView.from_object(FINISHED))
     assert first[0] == "phase - -> Succeeded (attempt 3)"
     assert sum("interruption on node" in line for line in first) == 2
-    assert timeline.changes(FINISHED) == []
+    assert timeline.changes(JobView.from_object(FINISHED)) == []
     more = {
         **FINISHED,
         "status": {
@@ -143,4 +144,6 @@ def test_timeline_logs_each_change_once() -> None:
             "conditions": [{"type": "Ready", "status": "False", "reason": "Restarting"}],
         },
     }
-    assert timeline.changes(more) == ["condition Ready=False reason=Restarting"]
+    assert timeline.changes(JobView.from_object(more)) == [
+        "condition Ready=False reason=Restarting"
+    ]
