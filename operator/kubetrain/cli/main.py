@@ -143,6 +143,11 @@ def build_parser(prog: str = "kubetrain") -> argparse.ArgumentParser:
     group.add_argument("-p", "--previous", action="store_true", help="the attempt before this one")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("--tail", type=int, help="last N lines")
+    p.add_argument(
+        "--log-group",
+        help="CloudWatch log group with the container logs (Fluent Bit / Container Insights), "
+        "read when the pod is gone; default $KUBETRAIN_LOG_GROUP",
+    )
 
     p = command(
         "checkpoints",
@@ -478,7 +483,12 @@ def cmd_logs(args: argparse.Namespace, out: TextIO) -> int:
             )
         attempt = job.attempt - 1
     for line in tj.logs(
-        args.name, rank=args.rank, attempt=attempt, follow=args.follow, tail_lines=args.tail
+        args.name,
+        rank=args.rank,
+        attempt=attempt,
+        follow=args.follow,
+        tail_lines=args.tail,
+        log_group=args.log_group,
     ):
         out.write(line + "\n")
         if args.follow:

@@ -305,18 +305,19 @@ class TrainingJobClient:
         attempt: int | None = None,
         follow: bool = False,
         tail_lines: int | None = None,
+        log_group: str | None = None,
     ) -> Iterator[str]:
-        """Log lines of one rank's worker container (default: the newest attempt)."""
+        """Log lines of one rank's worker container (default: the newest attempt).
+
+        From the API server while the pod exists; once a restart deleted it, from the CloudWatch
+        log group Fluent Bit ships container logs to (`log_group`, else $KUBETRAIN_LOG_GROUP).
+        """
         from kubernetes.client.exceptions import ApiException
 
         pod = rank_pod(self.pods(name, attempt), rank, attempt)
         if pod is None:
-            which = f"attempt {attempt}" if attempt else "any attempt"
-            raise NotFound(
-                f"no pod for rank {rank} of {which} of TrainingJob {self.namespace}/{name}: "
-                "pods of a finished attempt are deleted when the gang restarts; their logs "
-                "remain in the cluster's log store (e.g. CloudWatch Container Insights)"
-            )
+            yield from self._archived_logs(name, rank, attempt, tail_lines, log_group)
+            return
         kwargs: dict[str, Any] = {"container": WORKER_CONTAINER, "follow": follow}
         if tail_lines is not None:
             kwargs["tail_lines"] = tail_lines
@@ -337,6 +338,35 @@ class TrainingJobClient:
                 yield buffer.decode(errors="replace")
         finally:
             resp.release_conn()
+
+    def _archived_logs(
+        self,
+        name: str,
+        rank: int,
+        attempt: int | None,
+        tail_lines: int | None,
+        log_group: str | None,
+    ) -> Iterator[str]:
+        from kubetrain.client.logstore import ENV_LOG_GROUP, archived_lines
+
+        which = f"attempt {attempt}" if attempt else "any attempt"
+        gone = (
+            f"no pod for rank {rank} of {which} of TrainingJob {self.namespace}/{name} (a gang "
+            "restart deletes the pods of the attempt it ends)"
+        )
+        group = log_group or os.environ.get(ENV_LOG_GROUP)
+        if not attempt:
+            raise NotFound(gone)
+        if not group:
+            raise NotFound(
+                f"{gone}; to read archived logs give the CloudWatch log group Fluent Bit ships "
+                f"container logs to (--log-group or ${ENV_LOG_GROUP})"
+            )
+        pod = f"{name}-{attempt}-{rank}"  # kubetrain.build.names.pod_name
+        lines = archived_lines(group, pod, self.namespace, WORKER_CONTAINER, tail_lines=tail_lines)
+        if lines is None:
+            raise NotFound(f"{gone}; no stream for {pod} in log group {group} either")
+        yield from lines
 
     # --- checkpoints ------------------------------------------------------------------------------
     def checkpoints(self, name: str) -> list[CheckpointRef]:
