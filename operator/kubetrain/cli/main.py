@@ -191,10 +191,8 @@ def build_parser(prog: str = "kubetrain") -> argparse.ArgumentParser:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    try:
-        from kubetrain.client import TrainingJobClient
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise CliError(f"{exc}: pip install 'kubetrain[cli]'") from exc
+    from kubetrain.client import TrainingJobClient
+
     return TrainingJobClient(args.namespace, kubeconfig=args.kubeconfig, context=args.context)
 
 
@@ -648,10 +646,8 @@ def run(
     argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr, prog: str = "kubetrain"
 ) -> int:
     args = build_parser(prog).parse_args(list(argv))
-    try:
-        from kubetrain.client import ClientError, NotFound, Rejected
-    except ImportError:  # pragma: no cover - a runtime-only install
-        ClientError = NotFound = Rejected = CliError  # type: ignore[misc,assignment]
+    from kubetrain.client import ClientError, NotFound, Rejected  # stdlib-only imports
+
     try:
         return COMMANDS[args.command](args, out)
     except CliError as exc:
@@ -665,6 +661,9 @@ def run(
         return EXIT_INVALID
     except ClientError as exc:
         err.write(f"error: {exc}\n")
+        return EXIT_ERROR
+    except ModuleNotFoundError as exc:  # a runtime-only install (`pip install kubetrain`)
+        err.write(f"error: {exc}: this command needs pip install 'kubetrain[cli]'\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
