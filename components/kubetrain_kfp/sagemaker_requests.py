@@ -95,7 +95,7 @@ def training_definition(
         "InputDataConfig": _channels(channels),
         "OutputDataConfig": {"S3OutputPath": output_s3_uri},
         "ResourceConfig": {
-            "InstanceType": v.sagemaker_instance_type(instance_type),
+            "InstanceType": v.sagemaker_instance_type(instance_type, api="training"),
             "InstanceCount": int(instance_count),
             "VolumeSizeInGB": int(volume_size_gb),
         },
@@ -185,7 +185,7 @@ def processing_request(
         "ProcessingResources": {
             "ClusterConfig": {
                 "InstanceCount": int(v.positive(instance_count, "instance_count")),
-                "InstanceType": v.sagemaker_instance_type(instance_type),
+                "InstanceType": v.sagemaker_instance_type(instance_type, api="processing"),
                 "VolumeSizeInGB": int(v.positive(volume_size_gb, "volume_size_gb")),
             }
         },
@@ -250,7 +250,7 @@ def transform_request(
         },
         "TransformOutput": {"S3OutputPath": v.s3_uri(output_s3_uri, "output_s3_uri")},
         "TransformResources": {
-            "InstanceType": v.sagemaker_instance_type(instance_type),
+            "InstanceType": v.sagemaker_instance_type(instance_type, api="transform"),
             "InstanceCount": int(v.positive(instance_count, "instance_count")),
         },
     }
@@ -282,7 +282,7 @@ def production_variants(
         {
             "VariantName": "AllTraffic",
             "ModelName": v.require(model_name, "model_name", "pass the create-model output"),
-            "InstanceType": v.sagemaker_instance_type(instance_type),
+            "InstanceType": v.sagemaker_instance_type(instance_type, api="hosting"),
             "InitialInstanceCount": int(v.positive(instance_count, "instance_count")),
             "InitialVariantWeight": 1.0,
         }
