@@ -88,6 +88,7 @@ def eks_training_job(
         max_interruptions=max_interruptions,
         env=job_env,
         base_spec=outputs.as_dict(spec, "spec"),
+        export_uri=export_uri,
     )
     name = job_name or naming.k8s_name("kt", run_id, task_name)
     tj = launcher.client(kubeconfig, namespace)

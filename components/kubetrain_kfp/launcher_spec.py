@@ -13,6 +13,7 @@ from kubetrain_kfp import validate as v
 from kubetrain_kfp.constants import (
     ANNOTATION_KFP_SPEC_HASH,
     API_VERSION,
+    ENV_EXPORT_URI,
     KIND,
     LABEL_KFP_RUN,
     LABEL_KFP_TASK,
@@ -51,6 +52,7 @@ def build_spec(
     max_interruptions: int = -1,
     env: Mapping[str, object] | None = None,
     base_spec: Mapping[str, Any] | None = None,
+    export_uri: str = "",
 ) -> dict[str, Any]:
     """`base_spec` (the optional full TrainingJob spec) with every non-empty input laid on top.
 
@@ -109,6 +111,13 @@ def build_spec(
         over["failurePolicy"] = policy
     if env:
         over["env"] = [{"name": k, "value": s} for k, s in v.string_map(env, "env").items()]
+    if export_uri:
+        v.s3_uri(export_uri, "export_uri")
+        current = over.get("env", spec.get("env") or [])  # a list replaces the base's list
+        over["env"] = [
+            *[e for e in current if e.get("name") != ENV_EXPORT_URI],
+            {"name": ENV_EXPORT_URI, "value": export_uri},
+        ]
     spec = _merge(spec, over)
     v.require(
         str(spec.get("image", "")), "image", "give the training container image (or spec.image)"
@@ -160,13 +169,32 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return max((parse(end) - parse(start)).total_seconds(), 0.0)
 
 
-def outcome(obj: Mapping[str, Any], export_uri: str = "", watched_seconds: float = 0.0) -> Outcome:
-    """Outputs from a finished TrainingJob: newest checkpoint (or export) URI and metrics."""
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+def s3_checkpoint_uri(s3_root: str, committed_uri: str) -> str:
+    """The S3 mirror's copy of a committed checkpoint: `<s3Uri>/data/<step-...-id>/` for the
+    manifest `<any tier>/manifests/<step-...-id>.json` that status.checkpoint reports."""
+    name = committed_uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".json")
+    if not name.startswith("step-"):
+        return ""
+    return f"{s3_root.rstrip('/')}/data/{name}/"
+
+
+def model_location(spec: Mapping[str, Any], status: Mapping[str, Any], export_uri: str) -> str:
+    """What the Model output points at: the export when the job was given one, else the
+    committed checkpoint in S3 when the job mirrors there, else where the cluster has it."""
     ckpt_spec, ckpt_status = spec.get("checkpoint") or {}, status.get("checkpoint") or {}
-    model_uri = (
-        export_uri or ckpt_status.get("uri") or ckpt_spec.get("s3Uri") or ckpt_spec.get("dir") or ""
-    )
+    if export_uri:
+        return export_uri
+    committed = str(ckpt_status.get("uri") or "")
+    if ckpt_spec.get("s3Uri") and committed:
+        return s3_checkpoint_uri(ckpt_spec["s3Uri"], committed) or committed
+    return committed or str(ckpt_spec.get("s3Uri") or ckpt_spec.get("dir") or "")
+
+
+def outcome(obj: Mapping[str, Any], export_uri: str = "", watched_seconds: float = 0.0) -> Outcome:
+    """Outputs from a finished TrainingJob: the export or checkpoint URI, and metrics."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    ckpt_status = status.get("checkpoint") or {}
+    model_uri = model_location(spec, status, export_uri)
     interruptions = status.get("interruptions") or []
     restarts = status.get("restarts") or {}
     wall = _seconds_between(status.get("startTime"), status.get("completionTime"))

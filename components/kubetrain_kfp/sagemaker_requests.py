@@ -268,8 +268,26 @@ def model_request(
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "Image": v.require(image, "image", "give the inference container image URI"),
-        "ModelDataUrl": v.s3_uri(model_data_uri, "model (artifact uri)"),
     }
+    if model_data_uri and not model_data_uri.startswith("s3://"):
+        raise v.InputError(
+            f"input 'model' points at {model_data_uri!r}, which SageMaker cannot read: it is "
+            "not in S3 (a checkpoint that only lives on the cluster's FSx or local disk). Give "
+            "eks_training_job a checkpoint_s3_uri (its Model is then the committed checkpoint "
+            "in S3) or an export_uri the training script writes the model to"
+        )
+    v.s3_uri(model_data_uri, "model (artifact uri)")
+    if model_data_uri.endswith("/"):
+        # A directory of files (a checkpoint mirrored by kubetrain), served uncompressed.
+        container["ModelDataSource"] = {
+            "S3DataSource": {
+                "S3Uri": model_data_uri,
+                "S3DataType": "S3Prefix",
+                "CompressionType": "None",
+            }
+        }
+    else:
+        container["ModelDataUrl"] = model_data_uri
     if environment:
         container["Environment"] = v.string_map(environment, "environment")
     return {"ExecutionRoleArn": v.role_arn(role_arn), "PrimaryContainer": container}

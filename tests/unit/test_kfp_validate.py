@@ -120,7 +120,9 @@ def test_transform_rejects_bad_inputs(kwargs: dict[str, Any], message: str) -> N
 
 
 def test_create_model_rejects_non_s3_model_uri() -> None:
-    with pytest.raises(v.InputError, match=re.escape("input 'model (artifact uri)' = '/fsx/ckpt'")):
+    with pytest.raises(v.InputError, match=re.escape("input 'model' points at '/fsx/ckpt'")):
+        sm.create_model(target(), image=IMAGE, role_arn=ROLE, model_data_uri="/fsx/ckpt")
+    with pytest.raises(v.InputError, match="checkpoint_s3_uri"):
         sm.create_model(target(), image=IMAGE, role_arn=ROLE, model_data_uri="/fsx/ckpt")
 
 

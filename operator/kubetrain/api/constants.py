@@ -177,3 +177,8 @@ LIVE_SPEC_FIELDS: Final = (
 ANNOTATION_PROGRESS: Final = PREFIX + "progress"
 ENV_PROGRESS_SECONDS: Final = "KUBETRAIN_PROGRESS_SECONDS"
 DEFAULT_PROGRESS_SECONDS: Final = 30.0
+
+# --- Pipelines (added by the KFP launcher, issue 12) ----------------------------------------------
+# Set on the job by `eks_training_job(export_uri=...)`: where the training script writes the model
+# it exports (e.g. s3://bucket/model.tar.gz); the component's Model output then points there.
+ENV_EXPORT_URI: Final = "KUBETRAIN_EXPORT_URI"
