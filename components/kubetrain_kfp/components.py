@@ -6,8 +6,11 @@ Each wrapper imports `kubetrain_kfp` at run time, so the task's Python must have
 - on a cluster: `base_image` defaults to KUBETRAIN_KFP_IMAGE (an image built from this repository
   with `pip install '.[kfp]'`); set the env var when compiling, or `task.set_container_image(...)`;
 - with `kfp.local.SubprocessRunner(use_venv=False)`: the current environment already has it.
-Names of remote jobs come from `run_id`/`task_name`: pass dsl.PIPELINE_JOB_ID_PLACEHOLDER and
-dsl.PIPELINE_TASK_NAME_PLACEHOLDER (the example pipelines do) so a retried task reattaches.
+Names of remote jobs come from `run_id`/`task_name`, which default to KFP's own
+dsl.PIPELINE_JOB_ID_PLACEHOLDER and dsl.PIPELINE_TASK_NAME_PLACEHOLDER: the same run and task give
+the same name, so a retried task reattaches, with nothing passed by hand (kfp.local and backends
+that resolve placeholders in input defaults). The example pipelines still pass them explicitly,
+which every KFP v2 backend resolves; a placeholder left unresolved is an error saying so.
 No `from __future__ import annotations` here: KFP reads the annotations at decoration time, and
 it wants bare `list`/`dict`, `Optional[...]` and functional NamedTuple returns, which is why the
 mypy/ruff pragmas above switch off exactly those checks for this DSL-only module.
@@ -53,8 +56,8 @@ def eks_training_job(
     export_uri: str = "",
     namespace: str = "",
     job_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     kubeconfig: str = "",
     poll_interval_seconds: float = 10.0,
     timeout_seconds: float = 0.0,
@@ -130,8 +133,8 @@ def sagemaker_training(
     region: str = "",
     endpoint_url: str = "",
     job_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     poll_interval_seconds: float = 30.0,
     timeout_seconds: float = 0.0,
 ) -> NamedTuple("Outputs", [("job_name", str)]):
@@ -189,8 +192,8 @@ def sagemaker_processing(
     region: str = "",
     endpoint_url: str = "",
     job_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     poll_interval_seconds: float = 30.0,
     timeout_seconds: float = 0.0,
 ) -> NamedTuple("Outputs", [("job_name", str)]):
@@ -247,8 +250,8 @@ def sagemaker_tuning(
     region: str = "",
     endpoint_url: str = "",
     job_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     poll_interval_seconds: float = 30.0,
     timeout_seconds: float = 0.0,
 ) -> NamedTuple(
@@ -309,8 +312,8 @@ def sagemaker_create_model(
     region: str = "",
     endpoint_url: str = "",
     model_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ) -> NamedTuple("Outputs", [("model_name", str)]):
     """A SageMaker Model from a Model artifact (EKS or SageMaker training): its URI must be S3."""
     from typing import NamedTuple
@@ -338,8 +341,8 @@ def sagemaker_deploy(
     endpoint_name: str = "",
     region: str = "",
     endpoint_url: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     poll_interval_seconds: float = 30.0,
     timeout_seconds: float = 0.0,
 ) -> NamedTuple("Outputs", [("endpoint_name", str), ("endpoint_config_name", str)]):
@@ -379,8 +382,8 @@ def sagemaker_batch_transform(
     region: str = "",
     endpoint_url: str = "",
     job_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     poll_interval_seconds: float = 30.0,
     timeout_seconds: float = 0.0,
 ) -> NamedTuple("Outputs", [("job_name", str)]):
@@ -412,7 +415,7 @@ def sagemaker_batch_transform(
 
 @_component
 def cleanup_run(
-    run_id: str,
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     sagemaker: bool = True,
     kubernetes: bool = True,
     namespace: str = "",

@@ -185,3 +185,10 @@ def test_export_uri_reaches_the_job_through_the_environment() -> None:
     ]
     with pytest.raises(InputError, match="export_uri"):
         build_spec(image=IMAGE, command=["python"], export_uri="/fsx/model")
+
+
+def test_whole_numbers_from_a_kfp_struct_become_integers_again() -> None:
+    base = {"failurePolicy": {"maxRestarts": 0.0, "backoffSeconds": 30.0}, "nodes": 2.0}
+    spec = build_spec(image=IMAGE, command=["python"], base_spec=base)
+    assert spec["failurePolicy"] == {"maxRestarts": 0, "backoffSeconds": 30}
+    assert isinstance(spec["nodes"], int)
