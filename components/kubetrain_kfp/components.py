@@ -130,6 +130,13 @@ def sagemaker_training(
     max_runtime_seconds: int = 86400,
     max_wait_seconds: int = 0,
     checkpoint_s3_uri: str = "",
+    subnets: Optional[list] = None,
+    security_group_ids: Optional[list] = None,
+    kms_key_id: str = "",
+    volume_kms_key_id: str = "",
+    network_isolation: bool = False,
+    inter_container_encryption: bool = False,
+    extra_request: Optional[dict] = None,
     region: str = "",
     endpoint_url: str = "",
     job_name: str = "",
@@ -169,6 +176,15 @@ def sagemaker_training(
         max_runtime_seconds=max_runtime_seconds,
         max_wait_seconds=max_wait_seconds,
         checkpoint_s3_uri=checkpoint_s3_uri,
+        security=sm.Security.of(
+            subnets=outputs.as_list(subnets, "subnets"),
+            security_group_ids=outputs.as_list(security_group_ids, "security_group_ids"),
+            kms_key_id=kms_key_id,
+            volume_kms_key_id=volume_kms_key_id,
+            network_isolation=network_isolation,
+            inter_container_encryption=inter_container_encryption,
+        ),
+        extra_request=outputs.integral(outputs.as_dict(extra_request, "extra_request")),
     )
     outputs.fill_artifact(model, result.output_uri, {**result.metadata, "backend": "sagemaker"})
     outputs.fill_metrics(metrics, result.metrics)
@@ -189,6 +205,13 @@ def sagemaker_processing(
     environment: Optional[dict] = None,
     instance_count: int = 1,
     max_runtime_seconds: int = 86400,
+    subnets: Optional[list] = None,
+    security_group_ids: Optional[list] = None,
+    kms_key_id: str = "",
+    volume_kms_key_id: str = "",
+    network_isolation: bool = False,
+    inter_container_encryption: bool = False,
+    extra_request: Optional[dict] = None,
     region: str = "",
     endpoint_url: str = "",
     job_name: str = "",
@@ -220,6 +243,15 @@ def sagemaker_processing(
         arguments=outputs.as_list(arguments, "arguments"),
         environment=outputs.as_dict(environment, "environment"),
         max_runtime_seconds=max_runtime_seconds,
+        security=sm.Security.of(
+            subnets=outputs.as_list(subnets, "subnets"),
+            security_group_ids=outputs.as_list(security_group_ids, "security_group_ids"),
+            kms_key_id=kms_key_id,
+            volume_kms_key_id=volume_kms_key_id,
+            network_isolation=network_isolation,
+            inter_container_encryption=inter_container_encryption,
+        ),
+        extra_request=outputs.integral(outputs.as_dict(extra_request, "extra_request")),
     )
     outputs.fill_artifact(output, result.output_uri, result.metadata)
     return NamedTuple("Outputs", [("job_name", str)])(result.job_name)
@@ -247,6 +279,13 @@ def sagemaker_tuning(
     spot: bool = False,
     max_runtime_seconds: int = 86400,
     max_wait_seconds: int = 0,
+    subnets: Optional[list] = None,
+    security_group_ids: Optional[list] = None,
+    kms_key_id: str = "",
+    volume_kms_key_id: str = "",
+    network_isolation: bool = False,
+    inter_container_encryption: bool = False,
+    extra_request: Optional[dict] = None,
     region: str = "",
     endpoint_url: str = "",
     job_name: str = "",
@@ -289,6 +328,15 @@ def sagemaker_tuning(
         spot=spot,
         max_runtime_seconds=max_runtime_seconds,
         max_wait_seconds=max_wait_seconds,
+        security=sm.Security.of(
+            subnets=outputs.as_list(subnets, "subnets"),
+            security_group_ids=outputs.as_list(security_group_ids, "security_group_ids"),
+            kms_key_id=kms_key_id,
+            volume_kms_key_id=volume_kms_key_id,
+            network_isolation=network_isolation,
+            inter_container_encryption=inter_container_encryption,
+        ),
+        extra_request=outputs.integral(outputs.as_dict(extra_request, "extra_request")),
     )
     outputs.fill_artifact(model, result.output_uri, {**result.metadata, "backend": "sagemaker"})
     outputs.fill_metrics(metrics, result.metrics)

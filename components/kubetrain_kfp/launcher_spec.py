@@ -19,6 +19,7 @@ from kubetrain_kfp.constants import (
     LABEL_KFP_TASK,
 )
 from kubetrain_kfp.naming import label_value, spec_hash
+from kubetrain_kfp.outputs import integral
 
 CAPACITY_TYPES = ("any", "spot", "on-demand", "spot-then-on-demand")
 
@@ -31,19 +32,6 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def _integral(value: Any) -> Any:
-    """KFP carries dict inputs as protobuf Structs, where every number is a double: `0` arrives
-    as `0.0`, which the CRD's integer fields refuse. A TrainingJob spec has no fractional
-    numbers, so whole floats become ints again."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {k: _integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
-    return value
 
 
 def build_spec(
@@ -71,7 +59,7 @@ def build_spec(
 
     Empty/zero/-1 inputs mean "not given": the full spec or the operator's defaults apply.
     """
-    spec: dict[str, Any] = _integral(copy.deepcopy(dict(base_spec or {})))
+    spec: dict[str, Any] = integral(copy.deepcopy(dict(base_spec or {})))
     over: dict[str, Any] = {}
     if image:
         over["image"] = image
