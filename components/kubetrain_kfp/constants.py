@@ -40,4 +40,4 @@ EXIT_TERMINATED: Final = 143
 
 # Env var on the training pods naming where the script should write its exported model (the
 # eks_training_job component's `export_uri`), equal to the operator's ENV_EXPORT_URI.
-ENV_EXPORT_URI: Final = "KUBETRAIN_EXPORT_URI"
+ENV_EXPORT_URI: Final = "MODEL_EXPORT_URI"

@@ -158,7 +158,8 @@ def test_follows_job_to_success_and_reports_outputs(
     run.join()
     assert run.error is None, run.error
     assert run.result is not None
-    assert run.result.model_uri == SUCCEEDED["checkpoint"]["uri"]
+    # The job mirrors to S3: the Model output is the committed checkpoint's data there.
+    assert run.result.model_uri == "s3://bucket/ckpt/data/step-000000000900-a/"
     assert run.result.metrics == {
         "attempts": 2.0,
         "interruptions": 1.0,

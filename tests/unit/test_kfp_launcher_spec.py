@@ -181,7 +181,7 @@ def test_export_uri_reaches_the_job_through_the_environment() -> None:
     )
     assert spec["env"] == [
         {"name": "A", "value": "1"},
-        {"name": "KUBETRAIN_EXPORT_URI", "value": "s3://models/m.tar.gz"},
+        {"name": "MODEL_EXPORT_URI", "value": "s3://models/m.tar.gz"},
     ]
     with pytest.raises(InputError, match="export_uri"):
         build_spec(image=IMAGE, command=["python"], export_uri="/fsx/model")

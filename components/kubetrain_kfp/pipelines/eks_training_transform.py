@@ -3,7 +3,7 @@
 
 The training job mirrors its checkpoints to `checkpoint_s3_uri`; its Model output is the committed
 checkpoint's copy there (or `model_export_uri`, when the training script exports a model to the
-location it finds in KUBETRAIN_EXPORT_URI), which SageMaker can read. Task names and the run id
+location it finds in MODEL_EXPORT_URI), which SageMaker can read. Task names and the run id
 come from KFP's own placeholders, the components' defaults: nothing is passed by hand.
 """
 

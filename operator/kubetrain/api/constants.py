@@ -180,5 +180,6 @@ DEFAULT_PROGRESS_SECONDS: Final = 30.0
 
 # --- Pipelines (added by the KFP launcher, issue 12) ----------------------------------------------
 # Set on the job by `eks_training_job(export_uri=...)`: where the training script writes the model
-# it exports (e.g. s3://bucket/model.tar.gz); the component's Model output then points there.
-ENV_EXPORT_URI: Final = "KUBETRAIN_EXPORT_URI"
+# it exports (e.g. s3://bucket/model.tar.gz); the component's Model output then points there. A
+# plain spec.env entry, so not KUBETRAIN_* (names the operator sets are refused at apply).
+ENV_EXPORT_URI: Final = "MODEL_EXPORT_URI"

@@ -7,6 +7,7 @@ Every command is a thin layer over `kubetrain.client`; output is a table for peo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -667,6 +668,19 @@ def run(
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # API errors, an unreachable server: one line, not a traceback
+        if os.environ.get("KUBETRAIN_DEBUG"):
+            raise
+        status = getattr(exc, "status", None)
+        if status == 404:
+            err.write(
+                f"error: not found ({getattr(exc, 'reason', '')}): is the CRD installed? "
+                "run `kubetrain doctor`\n"
+            )
+            return EXIT_NOT_FOUND
+        detail = f"HTTP {status} {getattr(exc, 'reason', '')}" if status else str(exc)
+        err.write(f"error: {type(exc).__name__}: {detail} (KUBETRAIN_DEBUG=1 for a traceback)\n")
+        return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_OK
 
