@@ -33,6 +33,10 @@ JOB: dict[str, Any] = {
                 "resumedAt": "2026-01-01T00:02:00Z",
             }
         ],
+        "goodput": {
+            "ratio": 0.75,
+            "total": {"productive": 300.0, "startup": 60, "recompute": 40.0},
+        },
     },
 }
 
@@ -53,7 +57,8 @@ def test_job_view_reads_status() -> None:
     assert (job.phase, job.attempt, job.nodes_ready, job.nodes_total) == ("Running", 2, 4, 4)
     assert job.checkpoint is not None and job.checkpoint.step == 90
     assert job.interruptions[0].lost_steps == 10
-    assert job.goodput() == 0.9
+    assert job.goodput() == 0.75
+    assert job.time_split() == {"productive": 300.0, "startup": 60.0, "recompute": 40.0}
     assert not job.terminal
 
 

@@ -401,7 +401,8 @@ def cmd_describe(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"Checkpoint:  step {c.step} ({c.kind}) {c.uri}\n")
     goodput = job.goodput()
     if goodput is not None:
-        out.write(f"Goodput:     {goodput:.1%} of steps kept\n")
+        split = ", ".join(f"{k} {v:.0f}s" for k, v in job.time_split().items() if v)
+        out.write(f"Goodput:     {goodput:.1%} of wall time productive ({split})\n")
     if job.message:
         out.write(f"Message:     {job.message}\n")
     section("Conditions", out)

@@ -199,11 +199,15 @@ class JobView:
         return self.message or "no reason reported"
 
     def goodput(self) -> float | None:
-        """Share of steps kept: 1 - lost / (newest step + lost), when the operator knows both."""
-        lost = sum(i.lost_steps or 0 for i in self.interruptions)
-        if not self.checkpoint or self.checkpoint.step <= 0:
-            return None
-        return round(1 - lost / (self.checkpoint.step + lost), 4)
+        """Productive time over wall time, as the operator accounts it (status.goodput.ratio)."""
+        ratio = (self.raw.get("status", {}).get("goodput") or {}).get("ratio")
+        return float(ratio) if isinstance(ratio, int | float) else None
+
+    def time_split(self) -> dict[str, float]:
+        """Where wall time went (status.goodput.total): productive, startup, checkpointing,
+        waiting, backoff, recompute... in seconds."""
+        total = (self.raw.get("status", {}).get("goodput") or {}).get("total") or {}
+        return {str(k): float(v) for k, v in total.items() if isinstance(v, int | float)}
 
 
 @dataclass(frozen=True)
