@@ -3,6 +3,7 @@ kubetrain checkpoints. Run as a process by tests/integration/test_framework_adap
 
     HF_OUT      directory for losses.jsonl and params.txt (the final parameters' digest)
     HF_STOP_AT  send ourselves SIGTERM at the end of this step (a spot notice, a drain)
+    HF_STOP_RANK  only this rank gets the SIGTERM (a drain one pod saw); default: every rank
     HF_STEPS    total optimizer steps (default 12)
 """
 
@@ -42,12 +43,15 @@ class Tokens(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
 
 class Record(TrainerCallback):  # type: ignore[misc]
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-        if logs and "loss" in logs:
+        if logs and "loss" in logs and args.process_index == 0:
             with (OUT / "losses.jsonl").open("a") as f:
                 f.write(json.dumps({"step": state.global_step, "loss": logs["loss"]}) + "\n")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if state.global_step == int(os.environ.get("HF_STOP_AT", "0")):
+        only = os.environ.get("HF_STOP_RANK")
+        if state.global_step == int(os.environ.get("HF_STOP_AT", "0")) and (
+            only is None or int(only) == args.process_index
+        ):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -76,7 +80,8 @@ def main() -> None:
     digest = hashlib.sha256(
         b"".join(p.detach().numpy().tobytes() for p in model.parameters())
     ).hexdigest()
-    (OUT / "params.txt").write_text(digest)
+    if trainer.args.process_index == 0:
+        (OUT / "params.txt").write_text(digest)
 
 
 if __name__ == "__main__":

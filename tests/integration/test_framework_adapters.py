@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from kubetrain.api.constants import EXIT_CHECKPOINTED_AND_STOPPED
+from support import free_port
 
 pytestmark = pytest.mark.torch
 HERE = Path(__file__).resolve().parent
@@ -72,4 +73,54 @@ def test_stop_on_sigterm_then_resume_matches_an_uninterrupted_run(
     expected, got = losses(tmp_path / "ref"), losses(out)
     assert sorted(got) == sorted(expected) == list(range(1, 13))  # 1..6, then 7..12, once each
     assert got == pytest.approx(expected, abs=1e-6)
+    assert (out / "params.txt").read_text() == (tmp_path / "ref" / "params.txt").read_text()
+
+
+def run_ranks(out: Path, ckpt: Path, **env: str) -> list[int]:
+    """Two ranks of hf_train.py on gloo (CPU), as two pods' processes would be."""
+    port = str(free_port())
+    procs = []
+    out.mkdir(parents=True, exist_ok=True)
+    for rank in range(2):
+        full = {
+            k: v for k, v in os.environ.items() if not k.startswith(("KUBETRAIN_", "KUBECONFIG"))
+        }
+        full.update(
+            KUBETRAIN_CHECKPOINT_DIR=str(ckpt),
+            HF_OUT=str(out),
+            RANK=str(rank),
+            LOCAL_RANK="0",
+            WORLD_SIZE="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+            **env,
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(HERE / "hf_train.py")],
+                env=full,
+                cwd=out,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    return [p.wait(timeout=300) for p in procs]
+
+
+def test_huggingface_two_ranks_agree_on_the_step_when_one_is_told_to_stop(tmp_path: Path) -> None:
+    for module in ("transformers", "accelerate"):
+        pytest.importorskip(module)
+    assert run_ranks(tmp_path / "ref", tmp_path / "ref-ckpt") == [0, 0]
+
+    out, ckpt = tmp_path / "run", tmp_path / "ckpt"
+    # Only rank 1's pod is drained: rank 0 learns it from the all-reduce, both save step 6.
+    codes = run_ranks(out, ckpt, HF_STOP_AT="6", HF_STOP_RANK="1")
+    assert codes == [EXIT_CHECKPOINTED_AND_STOPPED] * 2
+    newest = sorted((ckpt / "manifests").glob("step-*.json"))[-1]
+    manifest = json.loads(newest.read_text())
+    assert (manifest["step"], manifest["kind"], manifest["world_size"]) == (6, "emergency", 2)
+    assert any("rng_state_1" in f["path"] for f in manifest["files"])  # rank 1 wrote its part
+
+    assert run_ranks(out, ckpt) == [0, 0]
+    assert losses(out) == pytest.approx(losses(tmp_path / "ref"), abs=1e-6)
     assert (out / "params.txt").read_text() == (tmp_path / "ref" / "params.txt").read_text()
