@@ -6,7 +6,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 COPY components ./components
-RUN pip install --no-cache-dir . && rm -rf /src
+RUN pip install --no-cache-dir '.[operator]' && rm -rf /src
 WORKDIR /
 USER 65532:65532
 CMD ["python", "-m", "kubetrain"]

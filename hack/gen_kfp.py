@@ -29,11 +29,13 @@ def targets() -> dict[Path, Any]:
     sys.path.insert(0, str(ROOT / "components"))
     from kubetrain_kfp.components import ALL
     from kubetrain_kfp.pipelines.eks_sagemaker import eks_train_sagemaker_deploy
+    from kubetrain_kfp.pipelines.eks_training_transform import eks_train_batch_transform
     from kubetrain_kfp.pipelines.spot_training_transform import spot_training_batch_transform
 
     out: dict[Path, Any] = {
         PIPELINES_OUT / "eks_train_sagemaker_deploy.yaml": eks_train_sagemaker_deploy,
         PIPELINES_OUT / "spot_training_batch_transform.yaml": spot_training_batch_transform,
+        PIPELINES_OUT / "eks_train_batch_transform.yaml": eks_train_batch_transform,
     }
     out.update({COMPONENTS_OUT / f"{name}.yaml": comp for name, comp in ALL.items()})
     return out

@@ -6,8 +6,11 @@ Each wrapper imports `kubetrain_kfp` at run time, so the task's Python must have
 - on a cluster: `base_image` defaults to KUBETRAIN_KFP_IMAGE (an image built from this repository
   with `pip install '.[kfp]'`); set the env var when compiling, or `task.set_container_image(...)`;
 - with `kfp.local.SubprocessRunner(use_venv=False)`: the current environment already has it.
-Names of remote jobs come from `run_id`/`task_name`: pass dsl.PIPELINE_JOB_ID_PLACEHOLDER and
-dsl.PIPELINE_TASK_NAME_PLACEHOLDER (the example pipelines do) so a retried task reattaches.
+Names of remote jobs come from `run_id`/`task_name`, which default to KFP's own
+dsl.PIPELINE_JOB_ID_PLACEHOLDER and dsl.PIPELINE_TASK_NAME_PLACEHOLDER: the same run and task give
+the same name, so a retried task reattaches, with nothing passed by hand (kfp.local and backends
+that resolve placeholders in input defaults). The example pipelines still pass them explicitly,
+which every KFP v2 backend resolves; a placeholder left unresolved is an error saying so.
 No `from __future__ import annotations` here: KFP reads the annotations at decoration time, and
 it wants bare `list`/`dict`, `Optional[...]` and functional NamedTuple returns, which is why the
 mypy/ruff pragmas above switch off exactly those checks for this DSL-only module.
@@ -53,8 +56,8 @@ def eks_training_job(
     export_uri: str = "",
     namespace: str = "",
     job_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     kubeconfig: str = "",
     poll_interval_seconds: float = 10.0,
     timeout_seconds: float = 0.0,
@@ -88,13 +91,13 @@ def eks_training_job(
         max_interruptions=max_interruptions,
         env=job_env,
         base_spec=outputs.as_dict(spec, "spec"),
+        export_uri=export_uri,
     )
     name = job_name or naming.k8s_name("kt", run_id, task_name)
-    manifest = build_manifest(
-        name, launcher.default_namespace(namespace), job_spec, run_id, task_name
-    )
+    tj = launcher.client(kubeconfig, namespace)
+    manifest = build_manifest(name, tj.namespace, job_spec, run_id, task_name)
     result = launcher.run(
-        launcher.custom_objects_api(kubeconfig),
+        tj,
         manifest,
         poll_seconds=poll_interval_seconds,
         timeout_seconds=timeout_seconds,
@@ -127,11 +130,18 @@ def sagemaker_training(
     max_runtime_seconds: int = 86400,
     max_wait_seconds: int = 0,
     checkpoint_s3_uri: str = "",
+    subnets: Optional[list] = None,
+    security_group_ids: Optional[list] = None,
+    kms_key_id: str = "",
+    volume_kms_key_id: str = "",
+    network_isolation: bool = False,
+    inter_container_encryption: bool = False,
+    extra_request: Optional[dict] = None,
     region: str = "",
     endpoint_url: str = "",
     job_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     poll_interval_seconds: float = 30.0,
     timeout_seconds: float = 0.0,
 ) -> NamedTuple("Outputs", [("job_name", str)]):
@@ -166,6 +176,15 @@ def sagemaker_training(
         max_runtime_seconds=max_runtime_seconds,
         max_wait_seconds=max_wait_seconds,
         checkpoint_s3_uri=checkpoint_s3_uri,
+        security=sm.Security.of(
+            subnets=outputs.as_list(subnets, "subnets"),
+            security_group_ids=outputs.as_list(security_group_ids, "security_group_ids"),
+            kms_key_id=kms_key_id,
+            volume_kms_key_id=volume_kms_key_id,
+            network_isolation=network_isolation,
+            inter_container_encryption=inter_container_encryption,
+        ),
+        extra_request=outputs.integral(outputs.as_dict(extra_request, "extra_request")),
     )
     outputs.fill_artifact(model, result.output_uri, {**result.metadata, "backend": "sagemaker"})
     outputs.fill_metrics(metrics, result.metrics)
@@ -186,11 +205,18 @@ def sagemaker_processing(
     environment: Optional[dict] = None,
     instance_count: int = 1,
     max_runtime_seconds: int = 86400,
+    subnets: Optional[list] = None,
+    security_group_ids: Optional[list] = None,
+    kms_key_id: str = "",
+    volume_kms_key_id: str = "",
+    network_isolation: bool = False,
+    inter_container_encryption: bool = False,
+    extra_request: Optional[dict] = None,
     region: str = "",
     endpoint_url: str = "",
     job_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     poll_interval_seconds: float = 30.0,
     timeout_seconds: float = 0.0,
 ) -> NamedTuple("Outputs", [("job_name", str)]):
@@ -217,6 +243,15 @@ def sagemaker_processing(
         arguments=outputs.as_list(arguments, "arguments"),
         environment=outputs.as_dict(environment, "environment"),
         max_runtime_seconds=max_runtime_seconds,
+        security=sm.Security.of(
+            subnets=outputs.as_list(subnets, "subnets"),
+            security_group_ids=outputs.as_list(security_group_ids, "security_group_ids"),
+            kms_key_id=kms_key_id,
+            volume_kms_key_id=volume_kms_key_id,
+            network_isolation=network_isolation,
+            inter_container_encryption=inter_container_encryption,
+        ),
+        extra_request=outputs.integral(outputs.as_dict(extra_request, "extra_request")),
     )
     outputs.fill_artifact(output, result.output_uri, result.metadata)
     return NamedTuple("Outputs", [("job_name", str)])(result.job_name)
@@ -244,11 +279,18 @@ def sagemaker_tuning(
     spot: bool = False,
     max_runtime_seconds: int = 86400,
     max_wait_seconds: int = 0,
+    subnets: Optional[list] = None,
+    security_group_ids: Optional[list] = None,
+    kms_key_id: str = "",
+    volume_kms_key_id: str = "",
+    network_isolation: bool = False,
+    inter_container_encryption: bool = False,
+    extra_request: Optional[dict] = None,
     region: str = "",
     endpoint_url: str = "",
     job_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     poll_interval_seconds: float = 30.0,
     timeout_seconds: float = 0.0,
 ) -> NamedTuple(
@@ -286,6 +328,15 @@ def sagemaker_tuning(
         spot=spot,
         max_runtime_seconds=max_runtime_seconds,
         max_wait_seconds=max_wait_seconds,
+        security=sm.Security.of(
+            subnets=outputs.as_list(subnets, "subnets"),
+            security_group_ids=outputs.as_list(security_group_ids, "security_group_ids"),
+            kms_key_id=kms_key_id,
+            volume_kms_key_id=volume_kms_key_id,
+            network_isolation=network_isolation,
+            inter_container_encryption=inter_container_encryption,
+        ),
+        extra_request=outputs.integral(outputs.as_dict(extra_request, "extra_request")),
     )
     outputs.fill_artifact(model, result.output_uri, {**result.metadata, "backend": "sagemaker"})
     outputs.fill_metrics(metrics, result.metrics)
@@ -309,8 +360,8 @@ def sagemaker_create_model(
     region: str = "",
     endpoint_url: str = "",
     model_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ) -> NamedTuple("Outputs", [("model_name", str)]):
     """A SageMaker Model from a Model artifact (EKS or SageMaker training): its URI must be S3."""
     from typing import NamedTuple
@@ -338,8 +389,8 @@ def sagemaker_deploy(
     endpoint_name: str = "",
     region: str = "",
     endpoint_url: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     poll_interval_seconds: float = 30.0,
     timeout_seconds: float = 0.0,
 ) -> NamedTuple("Outputs", [("endpoint_name", str), ("endpoint_config_name", str)]):
@@ -379,8 +430,8 @@ def sagemaker_batch_transform(
     region: str = "",
     endpoint_url: str = "",
     job_name: str = "",
-    run_id: str = "",
-    task_name: str = "",
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     poll_interval_seconds: float = 30.0,
     timeout_seconds: float = 0.0,
 ) -> NamedTuple("Outputs", [("job_name", str)]):
@@ -412,7 +463,7 @@ def sagemaker_batch_transform(
 
 @_component
 def cleanup_run(
-    run_id: str,
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     sagemaker: bool = True,
     kubernetes: bool = True,
     namespace: str = "",

@@ -37,3 +37,7 @@ TAG_KFP_TASK: Final = "kubetrain:kfp-task"
 # Exit status of a component that was terminated (SIGTERM) after it stopped its remote job:
 # 128 + SIGTERM, what a shell reports for a process killed by SIGTERM.
 EXIT_TERMINATED: Final = 143
+
+# Env var on the training pods naming where the script should write its exported model (the
+# eks_training_job component's `export_uri`), equal to the operator's ENV_EXPORT_URI.
+ENV_EXPORT_URI: Final = "MODEL_EXPORT_URI"

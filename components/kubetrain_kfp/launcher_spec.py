@@ -13,12 +13,13 @@ from kubetrain_kfp import validate as v
 from kubetrain_kfp.constants import (
     ANNOTATION_KFP_SPEC_HASH,
     API_VERSION,
-    COND_FAILED,
+    ENV_EXPORT_URI,
     KIND,
     LABEL_KFP_RUN,
     LABEL_KFP_TASK,
 )
 from kubetrain_kfp.naming import label_value, spec_hash
+from kubetrain_kfp.outputs import integral
 
 CAPACITY_TYPES = ("any", "spot", "on-demand", "spot-then-on-demand")
 
@@ -52,12 +53,13 @@ def build_spec(
     max_interruptions: int = -1,
     env: Mapping[str, object] | None = None,
     base_spec: Mapping[str, Any] | None = None,
+    export_uri: str = "",
 ) -> dict[str, Any]:
     """`base_spec` (the optional full TrainingJob spec) with every non-empty input laid on top.
 
     Empty/zero/-1 inputs mean "not given": the full spec or the operator's defaults apply.
     """
-    spec: dict[str, Any] = copy.deepcopy(dict(base_spec or {}))
+    spec: dict[str, Any] = integral(copy.deepcopy(dict(base_spec or {})))
     over: dict[str, Any] = {}
     if image:
         over["image"] = image
@@ -110,6 +112,13 @@ def build_spec(
         over["failurePolicy"] = policy
     if env:
         over["env"] = [{"name": k, "value": s} for k, s in v.string_map(env, "env").items()]
+    if export_uri:
+        v.s3_uri(export_uri, "export_uri")
+        current = over.get("env", spec.get("env") or [])  # a list replaces the base's list
+        over["env"] = [
+            *[e for e in current if e.get("name") != ENV_EXPORT_URI],
+            {"name": ENV_EXPORT_URI, "value": export_uri},
+        ]
     spec = _merge(spec, over)
     v.require(
         str(spec.get("image", "")), "image", "give the training container image (or spec.image)"
@@ -161,21 +170,32 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return max((parse(end) - parse(start)).total_seconds(), 0.0)
 
 
-def failure_message(obj: Mapping[str, Any]) -> str:
-    status = obj.get("status") or {}
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == COND_FAILED and cond.get("status") == "True":
-            return f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")
-    return str(status.get("message") or "no reason reported")
+def s3_checkpoint_uri(s3_root: str, committed_uri: str) -> str:
+    """The S3 mirror's copy of a committed checkpoint: `<s3Uri>/data/<step-...-id>/` for the
+    manifest `<any tier>/manifests/<step-...-id>.json` that status.checkpoint reports."""
+    name = committed_uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".json")
+    if not name.startswith("step-"):
+        return ""
+    return f"{s3_root.rstrip('/')}/data/{name}/"
+
+
+def model_location(spec: Mapping[str, Any], status: Mapping[str, Any], export_uri: str) -> str:
+    """What the Model output points at: the export when the job was given one, else the
+    committed checkpoint in S3 when the job mirrors there, else where the cluster has it."""
+    ckpt_spec, ckpt_status = spec.get("checkpoint") or {}, status.get("checkpoint") or {}
+    if export_uri:
+        return export_uri
+    committed = str(ckpt_status.get("uri") or "")
+    if ckpt_spec.get("s3Uri") and committed:
+        return s3_checkpoint_uri(ckpt_spec["s3Uri"], committed) or committed
+    return committed or str(ckpt_spec.get("s3Uri") or ckpt_spec.get("dir") or "")
 
 
 def outcome(obj: Mapping[str, Any], export_uri: str = "", watched_seconds: float = 0.0) -> Outcome:
-    """Outputs from a finished TrainingJob: newest checkpoint (or export) URI and metrics."""
+    """Outputs from a finished TrainingJob: the export or checkpoint URI, and metrics."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    ckpt_spec, ckpt_status = spec.get("checkpoint") or {}, status.get("checkpoint") or {}
-    model_uri = (
-        export_uri or ckpt_status.get("uri") or ckpt_spec.get("s3Uri") or ckpt_spec.get("dir") or ""
-    )
+    ckpt_status = status.get("checkpoint") or {}
+    model_uri = model_location(spec, status, export_uri)
     interruptions = status.get("interruptions") or []
     restarts = status.get("restarts") or {}
     wall = _seconds_between(status.get("startTime"), status.get("completionTime"))
@@ -204,46 +224,3 @@ def outcome(obj: Mapping[str, Any], export_uri: str = "", watched_seconds: float
             "backend": "eks",
         },
     )
-
-
-class Timeline:
-    """Remembers what was already reported so each condition change and interruption logs once."""
-
-    def __init__(self) -> None:
-        self._conditions: dict[str, tuple[str, str]] = {}
-        self._interruptions: set[str] = set()
-        self._phase = ""
-
-    def changes(self, obj: Mapping[str, Any]) -> list[str]:
-        status = obj.get("status") or {}
-        lines: list[str] = []
-        phase = str(status.get("phase") or "")
-        if phase and phase != self._phase:
-            lines.append(
-                f"phase {self._phase or '-'} -> {phase} (attempt {status.get('attempt', 0)})"
-            )
-            self._phase = phase
-        for cond in status.get("conditions") or []:
-            key = str(cond.get("type"))
-            now = (str(cond.get("status")), str(cond.get("reason", "")))
-            if self._conditions.get(key) != now:
-                self._conditions[key] = now
-                lines.append(
-                    f"condition {key}={now[0]} reason={now[1]} {cond.get('message', '')}".rstrip()
-                )
-        for item in status.get("interruptions") or []:
-            key = f"{item.get('node')}|{item.get('detectedAt')}|{item.get('attempt')}"
-            if key not in self._interruptions:
-                self._interruptions.add(key)
-                lines.append(
-                    "interruption on node {node} ({source}) detected {det}, checkpoint step {step}, "
-                    "lost steps {lost}, resumed {res}".format(
-                        node=item.get("node"),
-                        source=item.get("source") or item.get("reason") or "?",
-                        det=item.get("detectedAt") or "?",
-                        step=item.get("checkpointStep"),
-                        lost=item.get("lostSteps"),
-                        res=item.get("resumedAt") or "not yet",
-                    )
-                )
-        return lines

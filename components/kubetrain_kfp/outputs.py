@@ -53,3 +53,15 @@ def as_list(value: Any, name: str) -> list[str]:
 
         raise InputError(f'input \'{name}\' must be a list of strings, e.g. ["python", "train.py"]')
     return [str(v) for v in value]
+
+
+def integral(value: Any) -> Any:
+    """KFP carries dict inputs as protobuf Structs, where every number is a double: `0` arrives
+    as `0.0`, which integer fields (a CRD's, an AWS API's) refuse. Whole floats become ints."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    return value

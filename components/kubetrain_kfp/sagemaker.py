@@ -22,11 +22,13 @@ from kubetrain_kfp.sagemaker_jobs import (
     JobTimeout,
     run_job,
 )
+from kubetrain_kfp.sagemaker_security import Security, merge_extra
 
 __all__ = [
     "JobFailed",
     "JobResult",
     "JobTimeout",
+    "Security",
     "Target",
     "create_model",
     "deploy",
@@ -72,6 +74,8 @@ def train(
     max_runtime_seconds: int = 86400,
     max_wait_seconds: int = 0,
     checkpoint_s3_uri: str = "",
+    security: Security | None = None,
+    extra_request: Mapping[str, Any] | None = None,
 ) -> JobResult:
     """A training job (managed spot optional); output_uri is the model.tar.gz S3 URI."""
     target.check()
@@ -95,6 +99,8 @@ def train(
         max_wait_seconds=max_wait_seconds,
         checkpoint_s3_uri=checkpoint_s3_uri,
     )
+    request = (security or Security()).training(request)
+    request = merge_extra(request, extra_request, "CreateTrainingJob")
     desc = target.run(TRAINING, name, request)
     return JobResult(
         job_name=name,
@@ -129,6 +135,8 @@ def process(
     arguments: Sequence[str] = (),
     environment: Mapping[str, object] | None = None,
     max_runtime_seconds: int = 86400,
+    security: Security | None = None,
+    extra_request: Mapping[str, Any] | None = None,
 ) -> JobResult:
     """A processing job; output_uri is where its output was uploaded."""
     target.check()
@@ -145,6 +153,8 @@ def process(
         environment=environment or {},
         max_runtime_seconds=max_runtime_seconds,
     )
+    request = (security or Security()).processing(request)
+    request = merge_extra(request, extra_request, "CreateProcessingJob")
     desc = target.run(PROCESSING, name, request)
     outputs = (desc.get("ProcessingOutputConfig") or {}).get("Outputs") or []
     uri = outputs[0]["S3Output"]["S3Uri"] if outputs else output_s3_uri
@@ -176,6 +186,8 @@ def tune(
     spot: bool = False,
     max_runtime_seconds: int = 86400,
     max_wait_seconds: int = 0,
+    security: Security | None = None,
+    extra_request: Mapping[str, Any] | None = None,
 ) -> JobResult:
     """A tuning job; output_uri is the best training job's model.tar.gz."""
     target.check()
@@ -195,6 +207,7 @@ def tune(
         max_runtime_seconds=max_runtime_seconds,
         max_wait_seconds=max_wait_seconds,
     )
+    definition = (security or Security()).training(definition)
     request = req.tuning_request(
         definition=definition,
         objective_metric=objective_metric,
@@ -204,6 +217,7 @@ def tune(
         max_parallel_jobs=max_parallel_jobs,
         strategy=strategy,
     )
+    request = merge_extra(request, extra_request, "CreateHyperParameterTuningJob")
     request["Tags"] = target.tags()
     desc = run_job(
         target.sagemaker(),

@@ -48,10 +48,12 @@ def create_model(
         arn = str(created.get("ModelArn", ""))
         log.info("created model %s from %s", name, model_data_uri)
     else:
-        have = (existing.get("PrimaryContainer") or {}).get("ModelDataUrl")
+        container = existing.get("PrimaryContainer") or {}
+        source = (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
+        have = container.get("ModelDataUrl") or source.get("S3Uri")
         if have and have != model_data_uri:
             raise JobFailed(
-                f"model {name} already exists with ModelDataUrl {have!r}, not {model_data_uri!r}: "
+                f"model {name} already exists with model data {have!r}, not {model_data_uri!r}: "
                 "set 'model_name' to a new name"
             )
         arn = str(existing.get("ModelArn", ""))

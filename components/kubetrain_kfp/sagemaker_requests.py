@@ -95,7 +95,7 @@ def training_definition(
         "InputDataConfig": _channels(channels),
         "OutputDataConfig": {"S3OutputPath": output_s3_uri},
         "ResourceConfig": {
-            "InstanceType": v.sagemaker_instance_type(instance_type),
+            "InstanceType": v.sagemaker_instance_type(instance_type, api="training"),
             "InstanceCount": int(instance_count),
             "VolumeSizeInGB": int(volume_size_gb),
         },
@@ -185,7 +185,7 @@ def processing_request(
         "ProcessingResources": {
             "ClusterConfig": {
                 "InstanceCount": int(v.positive(instance_count, "instance_count")),
-                "InstanceType": v.sagemaker_instance_type(instance_type),
+                "InstanceType": v.sagemaker_instance_type(instance_type, api="processing"),
                 "VolumeSizeInGB": int(v.positive(volume_size_gb, "volume_size_gb")),
             }
         },
@@ -250,7 +250,7 @@ def transform_request(
         },
         "TransformOutput": {"S3OutputPath": v.s3_uri(output_s3_uri, "output_s3_uri")},
         "TransformResources": {
-            "InstanceType": v.sagemaker_instance_type(instance_type),
+            "InstanceType": v.sagemaker_instance_type(instance_type, api="transform"),
             "InstanceCount": int(v.positive(instance_count, "instance_count")),
         },
     }
@@ -268,8 +268,26 @@ def model_request(
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "Image": v.require(image, "image", "give the inference container image URI"),
-        "ModelDataUrl": v.s3_uri(model_data_uri, "model (artifact uri)"),
     }
+    if model_data_uri and not model_data_uri.startswith("s3://"):
+        raise v.InputError(
+            f"input 'model' points at {model_data_uri!r}, which SageMaker cannot read: it is "
+            "not in S3 (a checkpoint that only lives on the cluster's FSx or local disk). Give "
+            "eks_training_job a checkpoint_s3_uri (its Model is then the committed checkpoint "
+            "in S3) or an export_uri the training script writes the model to"
+        )
+    v.s3_uri(model_data_uri, "model (artifact uri)")
+    if model_data_uri.endswith("/"):
+        # A directory of files (a checkpoint mirrored by kubetrain), served uncompressed.
+        container["ModelDataSource"] = {
+            "S3DataSource": {
+                "S3Uri": model_data_uri,
+                "S3DataType": "S3Prefix",
+                "CompressionType": "None",
+            }
+        }
+    else:
+        container["ModelDataUrl"] = model_data_uri
     if environment:
         container["Environment"] = v.string_map(environment, "environment")
     return {"ExecutionRoleArn": v.role_arn(role_arn), "PrimaryContainer": container}
@@ -282,7 +300,7 @@ def production_variants(
         {
             "VariantName": "AllTraffic",
             "ModelName": v.require(model_name, "model_name", "pass the create-model output"),
-            "InstanceType": v.sagemaker_instance_type(instance_type),
+            "InstanceType": v.sagemaker_instance_type(instance_type, api="hosting"),
             "InitialInstanceCount": int(v.positive(instance_count, "instance_count")),
             "InitialVariantWeight": 1.0,
         }

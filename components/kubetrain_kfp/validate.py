@@ -8,6 +8,7 @@ check raises `InputError` (a `ValueError`: KFP and retry policies treat it as a 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -18,72 +19,29 @@ _ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _EC2_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _ML_TYPE_RE = re.compile(r"^ml\.(?P<family>[a-z0-9-]+)\.(?P<size>[a-z0-9]+)$")
 
-# SageMaker instance families (hosting, training, processing, transform). A typo here is the most
-# common way to lose a deploy step to a late ValidationException.
-SAGEMAKER_FAMILIES = frozenset(
-    [
-        "t2",
-        "t3",
-        "m4",
-        "m5",
-        "m5d",
-        "m6g",
-        "m6gd",
-        "m6i",
-        "m6id",
-        "m7i",
-        "c4",
-        "c5",
-        "c5d",
-        "c6g",
-        "c6gn",
-        "c6i",
-        "c6id",
-        "c7g",
-        "c7i",
-        "r5",
-        "r5d",
-        "r6g",
-        "r6gd",
-        "r6i",
-        "r6id",
-        "r7i",
-        "g4dn",
-        "g5",
-        "g6",
-        "g6e",
-        "p2",
-        "p3",
-        "p3dn",
-        "p4d",
-        "p4de",
-        "p5",
-        "p5e",
-        "p5en",
-        "inf1",
-        "inf2",
-        "trn1",
-        "trn1n",
-        "trn2",
-    ]
-)
-SAGEMAKER_SIZES = frozenset(
-    [
-        "medium",
-        "large",
-        "xlarge",
-        "2xlarge",
-        "4xlarge",
-        "8xlarge",
-        "9xlarge",
-        "12xlarge",
-        "16xlarge",
-        "18xlarge",
-        "24xlarge",
-        "32xlarge",
-        "48xlarge",
-    ]
-)
+# The instance types each SageMaker API accepts are enums in botocore's service model (the same
+# data the SageMaker API validates against): a type valid for training may not be for batch
+# transform. The botocore installed with boto3 is the source, so new types arrive with upgrades.
+INSTANCE_TYPE_SHAPES = {
+    "training": ("TrainingInstanceType", "CreateTrainingJob"),
+    "tuning": ("TrainingInstanceType", "CreateHyperParameterTuningJob"),
+    "processing": ("ProcessingInstanceType", "CreateProcessingJob"),
+    "transform": ("TransformInstanceType", "CreateTransformJob"),
+    "hosting": ("ProductionVariantInstanceType", "CreateEndpointConfig"),
+}
+
+
+@functools.cache
+def sagemaker_instance_types(api: str) -> frozenset[str]:
+    """Instance types the SageMaker `api` (a key of INSTANCE_TYPE_SHAPES) accepts."""
+    import botocore.session
+    from botocore.model import StringShape
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    shape = model.shape_for(INSTANCE_TYPE_SHAPES[api][0])
+    assert isinstance(shape, StringShape), shape
+    return frozenset(shape.enum)
+
 
 ACCELERATORS = ("nvidia", "neuron", "none")
 CAPACITY_TYPES = ("spot", "on-demand", "spot-then-on-demand")
@@ -130,22 +88,30 @@ def role_arn(value: str, name: str = "role_arn") -> str:
     return value
 
 
-def sagemaker_instance_type(value: str, name: str = "instance_type") -> str:
-    """Check an `ml.<family>.<size>` type against the known SageMaker families and sizes."""
+def sagemaker_instance_type(value: str, name: str = "instance_type", *, api: str) -> str:
+    """Check an `ml.<family>.<size>` type against what the SageMaker `api` accepts."""
     value = require(value, name, "give a SageMaker instance type such as ml.m5.xlarge")
-    match = _ML_TYPE_RE.match(value)
-    if match and match["family"] in SAGEMAKER_FAMILIES and match["size"] in SAGEMAKER_SIZES:
+    allowed = sagemaker_instance_types(api)
+    if value in allowed:
         return value
-    hint = ""
+    operation = INSTANCE_TYPE_SHAPES[api][1]
     if not value.startswith("ml.") and _EC2_TYPE_RE.match(value):
         hint = f" (SageMaker types start with 'ml.': did you mean 'ml.{value}'?)"
+    elif any(value in sagemaker_instance_types(other) for other in INSTANCE_TYPE_SHAPES):
+        usable = [
+            other for other in INSTANCE_TYPE_SHAPES if value in sagemaker_instance_types(other)
+        ]
+        close = difflib.get_close_matches(value, sorted(allowed), n=3, cutoff=0.8)
+        alternatives = f"; similar types it accepts: {', '.join(close)}" if close else ""
+        raise InputError(
+            f"input '{name}' = {value!r} is a SageMaker instance type for {', '.join(usable)}, "
+            f"but {operation} does not accept it{alternatives}"
+        )
     else:
-        known = [f"ml.{f}.{s}" for f in sorted(SAGEMAKER_FAMILIES) for s in sorted(SAGEMAKER_SIZES)]
-        close = difflib.get_close_matches(value, known, n=3)
-        if close:
-            hint = f" (did you mean {' or '.join(close)}?)"
+        close = difflib.get_close_matches(value, sorted(allowed), n=3)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     raise InputError(
-        f"input '{name}' = {value!r} is not a known SageMaker instance type{hint}; "
+        f"input '{name}' = {value!r} is not a known SageMaker instance type for {operation}{hint}; "
         "use ml.<family>.<size>, e.g. ml.m5.xlarge or ml.g5.2xlarge"
     )
 

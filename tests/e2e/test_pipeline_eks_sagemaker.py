@@ -104,6 +104,8 @@ def test_processing_eks_training_endpoint(
     assert job["status"]["phase"] == "Succeeded"
     assert job["metadata"]["labels"][LABEL_KFP_RUN]
     assert {"name": "TRAIN_DATA_URI", "value": f"s3://data-{tag}/prepared"} in job["spec"]["env"]
+    # The export location reaches the training script, and is what the Model output points at.
+    assert {"name": "MODEL_EXPORT_URI", "value": export} in job["spec"]["env"]
     assert job["spec"]["accelerator"] == {"kind": "neuron", "instanceType": "trn1.32xlarge"}
     prepared = f"s3://data-{tag}/prepared"
     outputs = [

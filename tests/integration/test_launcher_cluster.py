@@ -21,6 +21,7 @@ import pytest
 from operator_harness import install_crd
 
 from cluster import Cluster
+from kubetrain.client import TrainingJobClient
 from kubetrain_kfp import launcher
 from kubetrain_kfp.constants import EXIT_TERMINATED, GROUP, PLURAL, VERSION
 from kubetrain_kfp.launcher_spec import Outcome, build_manifest, build_spec
@@ -39,8 +40,8 @@ def crd(cluster: Cluster) -> None:
 
 
 @pytest.fixture
-def api(cluster: Cluster, crd: None) -> Any:
-    return launcher.custom_objects_api(cluster.kubeconfig)
+def api(cluster: Cluster, crd: None, namespace: str) -> TrainingJobClient:
+    return launcher.client(cluster.kubeconfig, namespace)
 
 
 def manifest(namespace: str, run_id: str, task: str = "train", **spec: Any) -> dict[str, Any]:
@@ -58,12 +59,15 @@ def manifest(namespace: str, run_id: str, task: str = "train", **spec: Any) -> d
     return build_manifest(k8s_name("kt", run_id, task), namespace, body, run_id, task)
 
 
-def get(api: Any, ns: str, name: str) -> dict[str, Any] | None:
-    return launcher._get(api, ns, name)
+def get(api: TrainingJobClient, ns: str, name: str) -> dict[str, Any] | None:
+    job = api.find(name, namespace=ns)
+    return None if job is None else job.raw
 
 
-def set_status(api: Any, ns: str, name: str, status: dict[str, Any]) -> None:
-    api.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, name, {"status": status})
+def set_status(api: TrainingJobClient, ns: str, name: str, status: dict[str, Any]) -> None:
+    api.custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, ns, PLURAL, name, {"status": status}
+    )
 
 
 def cond(type_: str, status: str, reason: str, message: str = "") -> dict[str, Any]:
@@ -114,7 +118,7 @@ SUCCEEDED = {
 class Background:
     """launcher.run in a thread (signals are not involved: those tests use a subprocess)."""
 
-    def __init__(self, api: Any, body: dict[str, Any]) -> None:
+    def __init__(self, api: TrainingJobClient, body: dict[str, Any]) -> None:
         self.result: Outcome | None = None
         self.error: BaseException | None = None
 
@@ -139,7 +143,7 @@ def caplog_info(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureF
 
 
 def test_follows_job_to_success_and_reports_outputs(
-    api: Any, namespace: str, caplog_info: pytest.LogCaptureFixture
+    api: TrainingJobClient, namespace: str, caplog_info: pytest.LogCaptureFixture
 ) -> None:
     body = manifest(namespace, str(uuid.uuid4()))
     name = body["metadata"]["name"]
@@ -154,7 +158,8 @@ def test_follows_job_to_success_and_reports_outputs(
     run.join()
     assert run.error is None, run.error
     assert run.result is not None
-    assert run.result.model_uri == SUCCEEDED["checkpoint"]["uri"]
+    # The job mirrors to S3: the Model output is the committed checkpoint's data there.
+    assert run.result.model_uri == "s3://bucket/ckpt/data/step-000000000900-a/"
     assert run.result.metrics == {
         "attempts": 2.0,
         "interruptions": 1.0,
@@ -168,7 +173,7 @@ def test_follows_job_to_success_and_reports_outputs(
 
 
 def test_retried_task_reattaches_to_the_same_job(
-    api: Any, cluster: Cluster, namespace: str
+    api: TrainingJobClient, cluster: Cluster, namespace: str
 ) -> None:
     run_id = str(uuid.uuid4())
     body = manifest(namespace, run_id)
@@ -188,8 +193,7 @@ def test_retried_task_reattaches_to_the_same_job(
     assert retry.error is None, retry.error
     assert retry.result is not None and retry.result.job_name == name
     assert get(api, namespace, name)["metadata"]["uid"] == uid  # type: ignore[index]
-    items = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-    assert [i["metadata"]["name"] for i in items] == [name]
+    assert [j.name for j in api.list_jobs()] == [name]
 
 
 def _script(cluster: Cluster, body: dict[str, Any]) -> str:
@@ -198,13 +202,15 @@ def _script(cluster: Cluster, body: dict[str, Any]) -> str:
         import logging
         logging.basicConfig(level=logging.INFO)
         from kubetrain_kfp import launcher
-        api = launcher.custom_objects_api({cluster.kubeconfig!r})
+        api = launcher.client({cluster.kubeconfig!r})
         launcher.run(api, {body!r}, poll_seconds={POLL})
         """
     )
 
 
-def test_terminated_run_deletes_the_job(api: Any, cluster: Cluster, namespace: str) -> None:
+def test_terminated_run_deletes_the_job(
+    api: TrainingJobClient, cluster: Cluster, namespace: str
+) -> None:
     body = manifest(namespace, str(uuid.uuid4()))
     name = body["metadata"]["name"]
     proc = subprocess.Popen(
@@ -223,7 +229,7 @@ def test_terminated_run_deletes_the_job(api: Any, cluster: Cluster, namespace: s
     assert f"deleted TrainingJob {namespace}/{name}" in stderr
 
 
-def test_failed_job_fails_the_task_with_its_reason(api: Any, namespace: str) -> None:
+def test_failed_job_fails_the_task_with_its_reason(api: TrainingJobClient, namespace: str) -> None:
     body = manifest(namespace, str(uuid.uuid4()))
     name = body["metadata"]["name"]
     run = Background(api, body)
@@ -250,7 +256,9 @@ def test_failed_job_fails_the_task_with_its_reason(api: Any, namespace: str) -> 
     assert "RestartBudgetExhausted: rank 1 exited 1 twice (maxRestarts=1)" in str(run.error)
 
 
-def test_name_collision_with_another_spec_is_refused(api: Any, namespace: str) -> None:
+def test_name_collision_with_another_spec_is_refused(
+    api: TrainingJobClient, namespace: str
+) -> None:
     run_id = str(uuid.uuid4())
     launcher.create_or_attach(api, manifest(namespace, run_id))
     with pytest.raises(InputError, match="already exists with a different spec"):

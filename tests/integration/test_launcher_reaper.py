@@ -9,6 +9,7 @@ import pytest
 from operator_harness import install_crd
 
 from cluster import Cluster
+from kubetrain.client import TrainingJobClient
 from kubetrain_kfp import launcher, reaper
 from kubetrain_kfp.constants import GROUP, PLURAL, VERSION
 from kubetrain_kfp.launcher_spec import build_manifest, build_spec
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.cluster
 def submit(api: Any, namespace: str, run_id: str, task: str, phase: str) -> str:
     spec = build_spec(image="registry.example/train:1", command=["python", "t.py"], nodes=1)
     name = k8s_name("kt", run_id, task)
-    launcher.create_or_attach(api, build_manifest(name, namespace, spec, run_id, task))
+    tj = TrainingJobClient(namespace, api_client=api.api_client)
+    launcher.create_or_attach(tj, build_manifest(name, namespace, spec, run_id, task))
     status = {"phase": phase, "attempt": 1}
     api.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PLURAL, name, {"status": status}

@@ -194,7 +194,7 @@ def test_model_then_transform(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> 
         == model.job_name
     )
     assert creates["create_model"] == 1
-    with pytest.raises(JobFailed, match="already exists with ModelDataUrl"):
+    with pytest.raises(JobFailed, match="already exists with model data"):
         sm.create_model(
             mt, image=fake.IMAGE, role_arn=fake.ROLE, model_data_uri="s3://bucket/other.tar.gz"
         )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from kubetrain.client.views import JobView, Timeline
 from kubetrain_kfp.constants import ANNOTATION_KFP_SPEC_HASH, LABEL_KFP_RUN, LABEL_KFP_TASK
-from kubetrain_kfp.launcher_spec import Timeline, build_manifest, build_spec, outcome
+from kubetrain_kfp.launcher_spec import build_manifest, build_spec, model_location, outcome
 from kubetrain_kfp.naming import spec_hash
+from kubetrain_kfp.validate import InputError
 
 IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/llama:1"
 
@@ -86,7 +90,7 @@ FINISHED: dict[str, Any] = {
         "restarts": {"failures": 1, "interruptions": 2},
         "checkpoint": {
             "step": 1200,
-            "uri": "s3://b/ck/manifests/step-000000001200-x.json",
+            "uri": "/fsx/ck/manifests/step-000000001200-x.json",  # rank 0 reports its own tier
             "kind": "emergency",
         },
         "interruptions": [
@@ -111,7 +115,8 @@ FINISHED: dict[str, Any] = {
 
 def test_outcome_reports_newest_checkpoint_and_metrics() -> None:
     out = outcome(FINISHED)
-    assert out.model_uri == "s3://b/ck/manifests/step-000000001200-x.json"
+    # The job mirrors to S3: the Model is that copy of the committed checkpoint, not the FSx path.
+    assert out.model_uri == "s3://b/ck/data/step-000000001200-x/"
     assert out.metrics == {
         "attempts": 3.0,
         "interruptions": 2.0,
@@ -132,10 +137,10 @@ def test_outcome_prefers_export_then_falls_back_to_spec() -> None:
 
 def test_timeline_logs_each_change_once() -> None:
     timeline = Timeline()
-    first = timeline.changes(FINISHED)
+    first = timeline.changes(JobView.from_object(FINISHED))
     assert first[0] == "phase - -> Succeeded (attempt 3)"
     assert sum("interruption on node" in line for line in first) == 2
-    assert timeline.changes(FINISHED) == []
+    assert timeline.changes(JobView.from_object(FINISHED)) == []
     more = {
         **FINISHED,
         "status": {
@@ -143,4 +148,47 @@ def test_timeline_logs_each_change_once() -> None:
             "conditions": [{"type": "Ready", "status": "False", "reason": "Restarting"}],
         },
     }
-    assert timeline.changes(more) == ["condition Ready=False reason=Restarting"]
+    assert timeline.changes(JobView.from_object(more)) == [
+        "condition Ready=False reason=Restarting"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "committed", "export", "expected"),
+    [
+        ({"s3Uri": "s3://b/ck"}, "/fsx/c/manifests/step-000000000040-ab.json", "",
+         "s3://b/ck/data/step-000000000040-ab/"),
+        ({"s3Uri": "s3://b/ck/"}, "s3://b/ck/manifests/step-000000000040-ab.json", "",
+         "s3://b/ck/data/step-000000000040-ab/"),
+        ({"s3Uri": "s3://b/ck"}, "/fsx/c/manifests/step-000000000040-ab.json", "s3://m/model.tar.gz",
+         "s3://m/model.tar.gz"),
+        ({"dir": "/fsx/c"}, "/fsx/c/manifests/step-000000000040-ab.json", "",
+         "/fsx/c/manifests/step-000000000040-ab.json"),
+        ({"s3Uri": "s3://b/ck"}, "", "", "s3://b/ck"),
+    ],
+)  # fmt: skip
+def test_model_output_is_the_export_else_the_checkpoint_in_s3(
+    checkpoint: dict[str, str], committed: str, export: str, expected: str
+) -> None:
+    status = {"checkpoint": {"uri": committed, "step": 40}} if committed else {}
+    assert model_location({"checkpoint": checkpoint}, status, export) == expected
+
+
+def test_export_uri_reaches_the_job_through_the_environment() -> None:
+    base = {"env": [{"name": "A", "value": "1"}]}
+    spec = build_spec(
+        image=IMAGE, command=["python"], base_spec=base, export_uri="s3://models/m.tar.gz"
+    )
+    assert spec["env"] == [
+        {"name": "A", "value": "1"},
+        {"name": "MODEL_EXPORT_URI", "value": "s3://models/m.tar.gz"},
+    ]
+    with pytest.raises(InputError, match="export_uri"):
+        build_spec(image=IMAGE, command=["python"], export_uri="/fsx/model")
+
+
+def test_whole_numbers_from_a_kfp_struct_become_integers_again() -> None:
+    base = {"failurePolicy": {"maxRestarts": 0.0, "backoffSeconds": 30.0}, "nodes": 2.0}
+    spec = build_spec(image=IMAGE, command=["python"], base_spec=base)
+    assert spec["failurePolicy"] == {"maxRestarts": 0, "backoffSeconds": 30}
+    assert isinstance(spec["nodes"], int)

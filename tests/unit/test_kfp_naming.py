@@ -66,6 +66,7 @@ def test_k8s_name_fits_the_operator_limit() -> None:
         "PREFIX",
         "COND_SUCCEEDED",
         "COND_FAILED",
+        "ENV_EXPORT_URI",
     ],
 )
 def test_duplicated_constants_match_the_operator(name: str) -> None:

@@ -120,7 +120,9 @@ def test_transform_rejects_bad_inputs(kwargs: dict[str, Any], message: str) -> N
 
 
 def test_create_model_rejects_non_s3_model_uri() -> None:
-    with pytest.raises(v.InputError, match=re.escape("input 'model (artifact uri)' = '/fsx/ckpt'")):
+    with pytest.raises(v.InputError, match=re.escape("input 'model' points at '/fsx/ckpt'")):
+        sm.create_model(target(), image=IMAGE, role_arn=ROLE, model_data_uri="/fsx/ckpt")
+    with pytest.raises(v.InputError, match="checkpoint_s3_uri"):
         sm.create_model(target(), image=IMAGE, role_arn=ROLE, model_data_uri="/fsx/ckpt")
 
 
@@ -167,3 +169,36 @@ def test_hyperparameters_are_stringified_the_way_algorithms_parse_them() -> None
         "layers": "[64, 32]",
         "name": "x",
     }
+
+
+@pytest.mark.parametrize(
+    ("api", "instance_type", "ok"),
+    [
+        ("training", "ml.p6-b200.48xlarge", True),
+        ("training", "ml.p5.48xlarge", True),
+        ("hosting", "ml.inf2.xlarge", True),
+        ("transform", "ml.m5.xlarge", True),
+        ("transform", "ml.p5.48xlarge", False),
+        ("processing", "ml.trn1.32xlarge", False),
+    ],
+)
+def test_instance_types_come_from_each_apis_enum(api: str, instance_type: str, ok: bool) -> None:
+    if ok:
+        assert v.sagemaker_instance_type(instance_type, api=api) == instance_type
+        return
+    operation = v.INSTANCE_TYPE_SHAPES[api][1]
+    with pytest.raises(v.InputError, match=f"but {operation} does not accept it"):
+        v.sagemaker_instance_type(instance_type, api=api)
+
+
+def test_transform_request_refuses_a_training_only_type() -> None:
+    from kubetrain_kfp import sagemaker_requests as req
+
+    with pytest.raises(v.InputError, match="CreateTransformJob does not accept it"):
+        req.transform_request(
+            model_name="m",
+            input_s3_uri="s3://bucket/in",
+            output_s3_uri="s3://bucket/out",
+            instance_type="ml.p5.48xlarge",
+            instance_count=1,
+        )

@@ -188,3 +188,9 @@ REASON_API_ERROR: Final = "APIError"
 REASON_OPERATOR_ERROR: Final = "OperatorError"
 REASON_RECOVERED: Final = "Recovered"
 REASON_NO_DURABLE_CHECKPOINT: Final = "NoDurableCheckpoint"
+
+# --- Pipelines (added by the KFP launcher, issue 12) ----------------------------------------------
+# Set on the job by `eks_training_job(export_uri=...)`: where the training script writes the model
+# it exports (e.g. s3://bucket/model.tar.gz); the component's Model output then points there. A
+# plain spec.env entry, so not KUBETRAIN_* (names the operator sets are refused at apply).
+ENV_EXPORT_URI: Final = "MODEL_EXPORT_URI"

@@ -1,0 +1,3 @@
+from kubetrain.cli.main import main
+
+main()
