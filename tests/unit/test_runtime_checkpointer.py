@@ -63,6 +63,7 @@ def test_periodic_save_and_exact_restore(tmp_path: Path) -> None:
     state = fresh_state()
     assert ckpt.restore(state) == 0
     run(ckpt, state, 0, 10)
+    ckpt.flush()  # periodic saves commit in the background; flush waits for the last one
     found = discover(PosixTier(tmp_path))
     assert found is not None and found.step == 8 and found.kind == "periodic"
     assert len(os.listdir(tmp_path / "manifests")) == 2  # keep=2
@@ -114,6 +115,7 @@ def test_save_level_checkpoints_and_keeps_going(tmp_path: Path) -> None:
     assert ckpt.step(3, state) is False
     assert ckpt.flag.level == StopLevel.NONE
     assert ckpt.step(4, state) is False
+    ckpt.flush()
     found = discover(PosixTier(tmp_path))
     assert found is not None and (found.step, found.kind) == (3, "periodic")
 
@@ -121,6 +123,7 @@ def test_save_level_checkpoints_and_keeps_going(tmp_path: Path) -> None:
 def test_resume_hint_is_revalidated(tmp_path: Path) -> None:
     ckpt = Checkpointer(tmp_path, every_steps=2, keep=5)
     run(ckpt, fresh_state(), 0, 6)
+    ckpt.flush()
     names = sorted(p.name for p in (tmp_path / "manifests").iterdir())
     hinted_older = str(tmp_path / "manifests" / names[0])
     # A newer complete checkpoint than the hint wins (the operator may not have seen it yet).

@@ -49,6 +49,7 @@ def test_import_and_checkpoint_without_optional_packages(tmp_path: Path) -> None
         for step in range(start, 5):
             state["weights"] = [w + 1 for w in state["weights"]]
             ckpt.step(step + 1, state)
+        ckpt.flush()  # the step-4 save runs in the background: commit it before reading back
         again = {"weights": None}
         print("restored", Checkpointer.from_env().restore(again), again["weights"])
         print("loaded", sorted(m for m in sys.modules if m.split(".")[0] in Block.BLOCKED))

@@ -45,7 +45,9 @@ def train(ckpt: Checkpointer, state: dict[str, Any], start: int, stop: int) -> N
 def test_resume_reports_lost_steps(
     tmp_path: Path, died_at: int, every: int, expected: dict[str, int]
 ) -> None:
-    first = Checkpointer(tmp_path, every_steps=every, codec="pickle")
+    # Synchronous saves: the step-40 save is committed before the node vanishes (with background
+    # saves it could still be in flight and lost; test_runtime_async covers that case).
+    first = Checkpointer(tmp_path, every_steps=every, codec="pickle", async_periodic=False)
     train(first, {"total": 0}, 0, died_at)  # then the node vanishes: no save, no goodbye
 
     pod = Pod()

@@ -38,14 +38,13 @@ from kubetrain.api.constants import (
     EXIT_CHECKPOINTED_AND_STOPPED,
 )
 from kubetrain.runtime.agent import CheckpointAgent
+from kubetrain.runtime.async_save import DONE, FAILED, RUNNING, InFlight, StagedCodec, in_background
 from kubetrain.runtime.collective import Codec, Collective, PickleCodec, SingleProcess, env_int
 from kubetrain.runtime.manifest import (
     FileEntry,
     Kind,
     Manifest,
     ManifestError,
-    checkpoint_name,
-    data_dir_of,
     new_checkpoint_id,
     parse_name,
 )
@@ -101,6 +100,8 @@ class Checkpointer:
         exit_on_emergency: bool = True,
         mirror_wait_on_exit: float = 60.0,
         s3_client: Any = None,
+        async_periodic: bool = True,
+        async_wait_seconds: float = 600.0,
     ) -> None:
         if keep < 1:
             raise ValueError(f"keep={keep}: keep at least 1 checkpoint (spec.checkpoint.keep)")
@@ -119,9 +120,17 @@ class Checkpointer:
         self.exit_on_emergency = exit_on_emergency
         self.mirror_wait_on_exit = mirror_wait_on_exit
         self.last: Manifest | None = None  # newest checkpoint restored or committed by this run
-        self.last_save_seconds: float | None = None
-        self.saving_seconds = 0.0  # training time spent in saves by this process (goodput)
+        self.last_save_seconds: float | None = None  # start of the save to its commit
+        self.last_stall_seconds: float | None = None  # how long the training thread was held
+        # Training time spent in saves by this process (goodput): for a background save, the
+        # stall only.
+        self.saving_seconds = 0.0
         self._last_save_time = time.monotonic()
+        # Background periodic saves (async_save.py): for codecs that can stage, at most one.
+        self.async_periodic = async_periodic and isinstance(self.codec, StagedCodec)
+        self.async_wait_seconds = async_wait_seconds  # bound on waiting for an in-flight save
+        self.inflight: InFlight | None = None
+        self._abandoned: InFlight | None = None  # gave up waiting; its thread may still write
 
     @classmethod
     def from_env(
@@ -289,6 +298,8 @@ class Checkpointer:
             self._write_progress(step)
             if self.agent is not None:
                 self.agent.report_progress(step, self.saving_seconds)
+        if self.inflight is not None:
+            self._settle(wait=0.0)  # commit a finished background save; never blocks
         local = self.flag.level
         if (
             self.every_seconds is not None
@@ -299,12 +310,22 @@ class Checkpointer:
         agreed = StopLevel(coll.max_int(int(local))) if coll.world_size > 1 else local
         periodic = self.every_steps is not None and step % self.every_steps == 0
         if agreed >= StopLevel.SAVE_AND_EXIT:
+            if self.inflight is not None:
+                request = self.flag.peek()
+                left = seconds_left(request.deadline if request else None)
+                budget = self.async_wait_seconds if left is None else min(left / 2, 60.0)
+                self._settle(wait=min(budget, self.async_wait_seconds), give_up=True)
             self.save(step, state, kind="emergency")
             if self.exit_on_emergency:
                 self._exit()
             return True
         if agreed == StopLevel.SAVE or periodic:
-            self.save(step, state, kind="periodic")
+            if self.inflight is not None:  # one at a time: the due save waits for the last one
+                self._settle(wait=self.async_wait_seconds, give_up=True)
+            if self._background_free():
+                self.save_async(step, state)
+            else:
+                self.save(step, state, kind="periodic")
             self.flag.clear_save()
         return False
 
@@ -312,6 +333,8 @@ class Checkpointer:
         """Collective: every rank writes its files, then rank 0 commits and reports."""
         coll = self.collective
         request = self.flag.peek()
+        if self.inflight is not None:  # never two saves at once; an emergency waits in step()
+            self._settle(wait=self.async_wait_seconds, give_up=True)
         if self.last is not None and self.last.step == step:
             manifest = self.last  # nothing new since the last commit: report it, write nothing
             if coll.rank == 0:
@@ -319,14 +342,31 @@ class Checkpointer:
             coll.barrier()
             return manifest
         started = time.monotonic()
-        ckpt_id = coll.broadcast_str(new_checkpoint_id() if coll.rank == 0 else None)
-        name = checkpoint_name(step, ckpt_id)
-        data_dir = data_dir_of(name)
+        manifest = self._new_checkpoint(step, kind)
+        self.codec.save(self.local.local_path(manifest.data_dir), state, coll.rank)
+        coll.barrier()
         if coll.rank == 0:
-            self.local.make_data_dir(data_dir)
-        coll.barrier()
-        self.codec.save(self.local.local_path(data_dir), state, coll.rank)
-        coll.barrier()
+            manifest = self._commit(manifest, request.request_id if request else None)
+        if kind == "emergency":
+            coll.barrier()  # nobody exits before the commit: a launcher may kill the rest
+        self.last = manifest
+        self.last_save_seconds = self.last_stall_seconds = time.monotonic() - started
+        self.saving_seconds += self.last_save_seconds
+        self._last_save_time = time.monotonic()
+        if request is not None and request.deadline is not None:
+            left = seconds_left(request.deadline)
+            if left is not None and left < 0:
+                log.warning(
+                    "checkpoint %s committed %.1fs after the notice's deadline",
+                    manifest.name,
+                    -left,
+                )
+        return manifest
+
+    def _new_checkpoint(self, step: int, kind: Kind) -> Manifest:
+        """Collective: agree on a fresh id, create the data directory; files come at commit."""
+        coll = self.collective
+        ckpt_id = coll.broadcast_str(new_checkpoint_id() if coll.rank == 0 else None)
         manifest = Manifest(
             job=self.job,
             attempt=self.attempt,
@@ -340,29 +380,103 @@ class Checkpointer:
             parent=self.last.name if self.last else None,
         )
         if coll.rank == 0:
-            fsync_tree(self.local.local_path(data_dir))
-            sizes = self.local.sizes_under(data_dir)
-            files = tuple(FileEntry(p, s) for p, s in sorted(sizes.items()))
-            manifest = dataclasses.replace(manifest, files=files)
-            commit(self.local, manifest)
-            if self.mirror:
-                self.mirror.submit(manifest)
-            self._report(manifest, kind, request.request_id if request else None)
-            if kind == "periodic":  # an emergency save spends no time on GC; the next run does
-                collect_garbage(self.local, self.keep)
-        if kind == "emergency":
-            coll.barrier()  # nobody exits before the commit: a launcher may kill the rest
-        self.last = manifest
-        self.last_save_seconds = time.monotonic() - started
-        self.saving_seconds += self.last_save_seconds
-        self._last_save_time = time.monotonic()
-        if request is not None and request.deadline is not None:
-            left = seconds_left(request.deadline)
-            if left is not None and left < 0:
-                log.warning(
-                    "checkpoint %s committed %.1fs after the notice's deadline", name, -left
-                )
+            self.local.make_data_dir(manifest.data_dir)
+        coll.barrier()
         return manifest
+
+    def _commit(self, manifest: Manifest, request_id: str | None) -> Manifest:
+        """Rank 0, once every rank's files are durable: manifest last, then mirror, report, GC."""
+        data_dir = manifest.data_dir
+        fsync_tree(self.local.local_path(data_dir))
+        sizes = self.local.sizes_under(data_dir)
+        files = tuple(FileEntry(p, s) for p, s in sorted(sizes.items()))
+        manifest = dataclasses.replace(manifest, files=files)
+        commit(self.local, manifest)
+        if self.mirror:
+            self.mirror.submit(manifest)
+        self._report(manifest, manifest.kind, request_id)
+        if manifest.kind == "periodic":  # an emergency save spends no time on GC; the next run does
+            collect_garbage(self.local, self.keep)
+        return manifest
+
+    # --- background periodic saves (see async_save.py for the rules) --------------------------
+    def save_async(self, step: int, state: Mapping[str, Any]) -> None:
+        """Collective: stage a copy on every rank and write it in the background; the commit
+        happens at a later `step()` (or `flush()`/`close()`) once every rank has finished."""
+        if not isinstance(self.codec, StagedCodec):
+            raise TypeError(f"codec {self.codec.name!r} cannot stage; use save()")
+        if self.inflight is not None:
+            self._settle(wait=self.async_wait_seconds, give_up=True)
+        if self.last is not None and self.last.step == step:
+            return
+        coll, codec = self.collective, self.codec
+        request = self.flag.peek()
+        started = time.monotonic()
+        manifest = self._new_checkpoint(step, "periodic")
+        staged = codec.stage(state, coll.rank)
+        directory = self.local.local_path(manifest.data_dir)
+        future = in_background(
+            lambda: codec.write(directory, staged, coll.rank), f"kubetrain-save-{step}"
+        )
+        stall = time.monotonic() - started
+        self.inflight = InFlight(
+            manifest, future, started, stall, request.request_id if request else None
+        )
+        self.last_stall_seconds = stall
+        self.saving_seconds += stall
+        self._last_save_time = time.monotonic()
+
+    def flush(self, timeout: float | None = None) -> Manifest | None:
+        """Collective: wait (bounded) for the in-flight save and commit it; the newest commit."""
+        if self.inflight is not None:
+            self._settle(wait=self.async_wait_seconds if timeout is None else timeout)
+        return self.last
+
+    def _settle(self, wait: float, give_up: bool = False) -> None:
+        """Collective: commit the in-flight save if every rank's write is done (waiting up to
+        `wait` s for this rank's); drop it if one failed, or, with `give_up`, is still running."""
+        pending = self.inflight
+        assert pending is not None
+        entered = time.monotonic()
+        try:
+            self._settle_pending(pending, wait, give_up)
+        finally:  # waiting for, and committing, a background save holds the training thread
+            self.saving_seconds += time.monotonic() - entered
+
+    def _settle_pending(self, pending: InFlight, wait: float, give_up: bool) -> None:
+        coll = self.collective
+        mine = pending.wait(wait) if wait > 0 else pending.state()
+        agreed = coll.max_int(mine) if coll.world_size > 1 else mine
+        if agreed == RUNNING and not give_up:
+            return
+        self.inflight = None
+        if agreed == DONE:
+            manifest = pending.manifest
+            if coll.rank == 0:
+                manifest = self._commit(manifest, pending.request_id)
+            self.last = manifest
+            self.last_save_seconds = time.monotonic() - pending.started
+            return
+        if agreed == RUNNING:
+            self._abandoned = pending
+        error = pending.future.exception() if pending.future.done() else None
+        log.warning(
+            "background checkpoint %s not committed (%s); the previous checkpoint stands",
+            pending.manifest.name,
+            f"failed: {error}" if error else "a rank failed" if agreed == FAILED else "too slow",
+        )
+
+    def _background_free(self) -> bool:
+        """Collective: may a save run in the background now (no abandoned write still going)?"""
+        if not self.async_periodic:
+            return False
+        if self._abandoned is None:
+            return True
+        coll = self.collective
+        busy = int(not self._abandoned.future.done())
+        if (coll.max_int(busy) if coll.world_size > 1 else busy) == 0:
+            self._abandoned = None
+        return self._abandoned is None
 
     def _report(self, manifest: Manifest, kind: Kind, request_id: str | None) -> None:
         if self.agent is None:
@@ -385,6 +499,15 @@ class Checkpointer:
     def close(self) -> None:
         """Stop the agent and give the S3 mirror a bounded time (and the notice's deadline) to
         finish; the local tier already holds every committed checkpoint. Runs at exit too."""
+        if self.inflight is not None:
+            if self._can_agree():
+                self.flush(self.async_wait_seconds)
+            else:
+                log.warning(
+                    "background checkpoint %s not committed: the process group is gone; call "
+                    "ckpt.close() before destroy_process_group()",
+                    self.inflight.manifest.name,
+                )
         if self.agent:
             self.agent.close()
         if self.mirror and self._collective is not None and self.rank == 0:
@@ -394,6 +517,13 @@ class Checkpointer:
             budget = wait if left is None else min(wait, left)
             if budget > 0 and not self.mirror.flush(budget):
                 log.warning("S3 mirror still uploading at exit; the local tier has the checkpoint")
+
+    def _can_agree(self) -> bool:
+        if self.collective.world_size == 1 or not _torch_in_use():
+            return True
+        from kubetrain.runtime.torch_support import distributed_ready
+
+        return distributed_ready()
 
 
 def start_pod_agent(pod: str, namespace: str, flag: StopFlag) -> CheckpointAgent | None:

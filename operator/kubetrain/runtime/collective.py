@@ -82,6 +82,15 @@ def rank_file(directory: Path, rank: int, suffix: str) -> Path:
     return directory / f"rank-{rank:05d}{suffix}"
 
 
+def write_bytes_durably(path: Path, payload: bytes | memoryview) -> None:
+    """One file from memory in 8 MiB writes, then fsync (the data directory is fsynced later)."""
+    view = memoryview(payload)
+    with open(path, "wb", buffering=0) as fh:
+        for offset in range(0, len(view), 8 << 20):
+            fh.write(view[offset : offset + (8 << 20)])
+        os.fsync(fh.fileno())
+
+
 class PickleCodec:
     """Per-rank pickle files: for torch-free training code and for tests of the core."""
 
@@ -93,6 +102,13 @@ class PickleCodec:
             pickle.dump(snapshot(state), fh, protocol=pickle.HIGHEST_PROTOCOL)  # streamed: no copy
             fh.flush()
             os.fsync(fh.fileno())
+
+    def stage(self, state: Mapping[str, Any], rank: int) -> bytes:
+        """For background saves: the pickled bytes are the private copy."""
+        return pickle.dumps(snapshot(state), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def write(self, directory: Path, staged: bytes, rank: int) -> None:
+        write_bytes_durably(rank_file(directory, rank, ".pkl"), staged)
 
     def load(self, directory: Path, state: MutableMapping[str, Any], rank: int) -> None:
         # Checkpoints are written by this job into its own storage: trusted input.

@@ -6,6 +6,7 @@ already in `sys.modules`), so the core keeps working in torch-free containers.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -14,10 +15,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from kubetrain.runtime.collective import rank_file, restore_into, snapshot
+from kubetrain.runtime.collective import rank_file, restore_into, snapshot, write_bytes_durably
 from kubetrain.runtime.posix import fsync_dir
 
 BROADCAST_BYTES = 255  # checkpoint names are ~30 bytes
+# DCP's FileSystemWriter threads per rank (its default is 1); see hack/bench/checkpoint_throughput.py.
+DCP_WRITER_THREADS = 1
 
 
 class TorchCollective:
@@ -73,6 +76,15 @@ class TorchSaveCodec:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def stage(self, state: Mapping[str, Any], rank: int) -> memoryview:
+        """For background saves: serialised in memory (a GPU tensor is copied to the host here)."""
+        buffer = io.BytesIO()
+        torch.save(snapshot(state), buffer)
+        return buffer.getbuffer()
+
+    def write(self, directory: Path, staged: memoryview, rank: int) -> None:
+        write_bytes_durably(rank_file(directory, rank, ".pt"), staged)
+
     def load(self, directory: Path, state: MutableMapping[str, Any], rank: int) -> None:
         loaded = torch.load(rank_file(directory, rank, ".pt"), weights_only=True)
         restore_into(state, loaded)
@@ -87,12 +99,43 @@ class DCPCodec:
     name = "dcp"
     needs_same_world_size = False
 
-    def save(self, directory: Path, state: Mapping[str, Any], rank: int) -> None:
+    def __init__(self, thread_count: int = DCP_WRITER_THREADS) -> None:
+        self.thread_count = thread_count
+        self._background_group: Any = None
+
+    def _writer(self, directory: Path) -> Any:
         from torch.distributed.checkpoint.filesystem import FileSystemWriter
+
+        return FileSystemWriter(
+            str(directory), sync_files=True, overwrite=False, thread_count=self.thread_count
+        )
+
+    def save(self, directory: Path, state: Mapping[str, Any], rank: int) -> None:
         from torch.distributed.checkpoint.state_dict_saver import save
 
-        writer = FileSystemWriter(str(directory), sync_files=True, overwrite=False)
-        save(dict(state), storage_writer=writer)
+        save(dict(state), storage_writer=self._writer(directory))
+        if rank == 0:
+            fsync_dir(directory)
+
+    def stage(self, state: Mapping[str, Any], rank: int) -> dict[str, Any]:
+        """A CPU copy of the state dicts (what `dcp.async_save` stages), taken in this thread.
+
+        The background write then runs DCP's collective planning on a gloo group of its own,
+        created here on the first call (every rank stages at the same step), so it never
+        interleaves with the training loop's collectives (KempnerForge#104).
+        """
+        from torch.distributed.checkpoint.staging import BlockingAsyncStager
+        from torch.distributed.checkpoint.stateful import Stateful
+
+        if self._background_group is None and distributed_ready():
+            self._background_group = dist.new_group(backend="gloo")
+        plain = {k: v.state_dict() if isinstance(v, Stateful) else v for k, v in state.items()}
+        return dict(BlockingAsyncStager().stage(plain))
+
+    def write(self, directory: Path, staged: dict[str, Any], rank: int) -> None:
+        from torch.distributed.checkpoint.state_dict_saver import save
+
+        save(staged, storage_writer=self._writer(directory), process_group=self._background_group)
         if rank == 0:
             fsync_dir(directory)
 
