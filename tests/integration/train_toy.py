@@ -16,6 +16,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 warnings.filterwarnings("ignore")
 
@@ -24,6 +25,7 @@ import torch.distributed as dist  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 from kubetrain.runtime import Checkpointer, ignore_stop_signals  # noqa: E402
+from kubetrain.runtime.checkpointer import make_codec  # noqa: E402
 from kubetrain.runtime.torch_support import ModelOptimizerState  # noqa: E402
 
 
@@ -46,6 +48,28 @@ class Batches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return batch(self.start + index, self.rank)
 
 
+class SlowWrites:
+    """A codec whose background writes start `delay` s late: a test can kill one in flight."""
+
+    def __init__(self, codec: str, delay: float) -> None:
+        self.inner: Any = make_codec(codec)
+        self.name, self.needs_same_world_size = self.inner.name, self.inner.needs_same_world_size
+        self.delay = delay
+
+    def save(self, directory: Path, state: Any, rank: int) -> None:
+        self.inner.save(directory, state, rank)
+
+    def stage(self, state: Any, rank: int) -> Any:
+        return self.inner.stage(state, rank)
+
+    def write(self, directory: Path, staged: Any, rank: int) -> None:
+        time.sleep(self.delay)
+        self.inner.write(directory, staged, rank)
+
+    def load(self, directory: Path, state: Any, rank: int) -> None:
+        self.inner.load(directory, state, rank)
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -59,6 +83,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=None)
     parser.add_argument("--step-delay", type=float, default=0.0, help="simulated compute per step")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--write-delay", type=float, default=0.0, help="slow background writes")
+    parser.add_argument("--sync-saves", action="store_true", help="no background saves")
     parser.add_argument("--progress", type=Path, required=True)
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args()
@@ -76,7 +102,10 @@ def main() -> None:
     else:
         state = {"model": model, "optim": optimizer}
 
-    ckpt = Checkpointer.from_env(codec=args.codec, every_steps=args.every)
+    codec: Any = SlowWrites(args.codec, args.write_delay) if args.write_delay else args.codec
+    ckpt = Checkpointer.from_env(
+        codec=codec, every_steps=args.every, async_periodic=not args.sync_saves
+    )
     start = ckpt.restore(state)
     loader = torch.utils.data.DataLoader(
         Batches(start, args.steps, rank),
@@ -95,6 +124,7 @@ def main() -> None:
             time.sleep(args.step_delay)
         ckpt.step(step + 1, state)
 
+    ckpt.close()  # collective: commits the last background save while the group is up
     if rank == 0:
         params = args.result.with_suffix(".pt")
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, params)
