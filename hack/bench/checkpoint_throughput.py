@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""Checkpoint save throughput as a fraction of the same disk's raw sequential write speed.
+"""Checkpoint save throughput as a fraction of the same disk's raw sequential write speed, and
+the training stall of a background (periodic) save against its full duration.
 
 Raw: one file written in 8 MiB chunks, then fsync. Checkpoint: `Checkpointer.save` of a state of
 the same size (fresh data dir, per-file fsync, directory fsyncs, manifest commit, GC), per codec.
-Rounds are interleaved; each number is the median of --repeats rounds. Writes hack/bench/results/checkpoint_throughput.json
-and prints it.
+Background: `Checkpointer.save_async` (the stall: agreement, copy to host memory, hand-off) plus
+the commit at the next step (`flush` once the write is done), against start-to-commit.
+`dcp-t<N>` is DCP with N FileSystemWriter threads per rank; `dcp-files` one file per tensor.
+Every round measures the raw write right before each codec, so a ratio compares two writes made
+moments apart (the machine may be shared); the numbers are medians over --repeats rounds.
+Writes hack/bench/results/checkpoint_throughput.json and prints it.
 
     .venv/bin/python hack/bench/checkpoint_throughput.py [--dir /fsx/tmp] [--size-mib 512]
 """
@@ -46,6 +51,17 @@ def raw_write_seconds(directory: Path, payload: bytes) -> float:
     return elapsed
 
 
+def make_codec(name: str) -> Any:
+    """A codec name as the Checkpointer takes it, or a DCP variant of this benchmark."""
+    if not name.startswith("dcp-"):
+        return name
+    from kubetrain.runtime.torch_support import DCPCodec
+
+    if name == "dcp-files":
+        return DCPCodec(single_file_per_rank=False)
+    return DCPCodec(thread_count=int(name.removeprefix("dcp-t")))
+
+
 def make_state(codec: str, size: int) -> dict[str, Any]:
     if codec == "pickle":
         # Several "layers" of random bytes: incompressible, like trained weights.
@@ -57,10 +73,26 @@ def make_state(codec: str, size: int) -> dict[str, Any]:
 
 
 def checkpoint_seconds(directory: Path, codec: str, state: dict[str, Any], step: int) -> float:
-    ckpt = Checkpointer(directory, job="bench", keep=1, codec=codec)
+    ckpt = Checkpointer(directory, job="bench", keep=1, codec=make_codec(codec))
     started = time.perf_counter()
     ckpt.save(step, state)
     return time.perf_counter() - started
+
+
+def background_seconds(
+    directory: Path, codec: str, state: dict[str, Any], step: int
+) -> tuple[float, float]:
+    """(training stall, start to commit) of one background periodic save."""
+    ckpt = Checkpointer(directory, job="bench", keep=1, codec=make_codec(codec))
+    started = time.perf_counter()
+    ckpt.save_async(step, state)
+    handed_off = time.perf_counter()
+    assert ckpt.inflight is not None
+    ckpt.inflight.wait(600)  # the training loop would be computing meanwhile
+    written = time.perf_counter()
+    ckpt.flush()  # what the next step() does once every rank's write is done: the commit
+    committed = time.perf_counter()
+    return (handed_off - started) + (committed - written), committed - started
 
 
 def main() -> None:
@@ -68,7 +100,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="directory on the disk to measure")
     parser.add_argument("--size-mib", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--codecs", default="pickle,torch-save,dcp")
+    parser.add_argument("--codecs", default="pickle,torch-save,dcp,dcp-t2,dcp-t4,dcp-files")
+    parser.add_argument("--background", default="pickle,torch-save,dcp", help="async codecs")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "hack/bench/results/checkpoint_throughput.json"
     )
@@ -81,18 +114,26 @@ def main() -> None:
         # both sides alike; ratios are per round, then the median is taken.
         payload = os.urandom(size)  # incompressible, like trained weights
         codecs = args.codecs.split(",")
-        states = {codec: make_state(codec, size) for codec in codecs}
-        raws: list[float] = []
+        background = [c for c in args.background.split(",") if c]
+        kinds = {c: "pickle" if c == "pickle" else "torch" for c in {*codecs, *background}}
+        made = {kind: make_state(kind, size) for kind in set(kinds.values())}  # shared: memory
+        states = {codec: made[kind] for codec, kind in kinds.items()}
+        raws: dict[str, list[float]] = {codec: [] for codec in codecs}
         runs: dict[str, list[float]] = {codec: [] for codec in codecs}
+        stalls: dict[str, list[tuple[float, float]]] = {codec: [] for codec in background}
         for step in range(1, args.repeats + 1):
-            raws.append(raw_write_seconds(base, payload))
             for codec in codecs:
+                raws[codec].append(raw_write_seconds(base, payload))
                 runs[codec].append(checkpoint_seconds(base / codec, codec, states[codec], step))
-        raw = statistics.median(raws)
+            for codec in background:
+                where = base / f"bg-{codec}"
+                stalls[codec].append(background_seconds(where, codec, states[codec], step))
+        all_raws = [r for rs in raws.values() for r in rs]
+        raw = statistics.median(all_raws)
         raw_mib_s = args.size_mib / raw
         results = []
         for codec in codecs:
-            ratios = [r / c for r, c in zip(raws, runs[codec], strict=True)]
+            ratios = [r / c for r, c in zip(raws[codec], runs[codec], strict=True)]
             seconds = statistics.median(runs[codec])
             results.append(
                 {
@@ -101,6 +142,19 @@ def main() -> None:
                     "mib_per_s": round(args.size_mib / seconds, 1),
                     "ratio_to_raw": round(statistics.median(ratios), 3),
                     "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
+                    "ratios": [round(x, 3) for x in ratios],
+                }
+            )
+        periodic = []
+        for codec in background:
+            stall = [s for s, _ in stalls[codec]]
+            full = [f for _, f in stalls[codec]]
+            periodic.append(
+                {
+                    "codec": codec,
+                    "stall_seconds": round(statistics.median(stall), 3),
+                    "full_seconds": round(statistics.median(full), 3),
+                    "stall_fraction": round(statistics.median(s / f for s, f in stalls[codec]), 3),
                 }
             )
     finally:
@@ -111,8 +165,17 @@ def main() -> None:
         "size_mib": args.size_mib,
         "repeats": args.repeats,
         "disk_dir": str(args.dir or tempfile.gettempdir()),
-        "raw_write": {"seconds": round(raw, 3), "mib_per_s": round(raw_mib_s, 1)},
+        "raw_write": {
+            "seconds": round(raw, 3),
+            "mib_per_s": round(raw_mib_s, 1),
+            "min_max_seconds": [round(min(all_raws), 3), round(max(all_raws), 3)],
+        },
         "results": results,
+        "background_periodic_save": {
+            "what": "stall = save_async + commit in the training thread; full = start to commit; "
+            "no training runs meanwhile here (on a real run the write competes with it)",
+            "results": periodic,
+        },
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -384,8 +384,12 @@ class Checkpointer:
         coll.barrier()
         return manifest
 
-    def _commit(self, manifest: Manifest, request_id: str | None) -> Manifest:
-        """Rank 0, once every rank's files are durable: manifest last, then mirror, report, GC."""
+    def _commit(
+        self, manifest: Manifest, request_id: str | None, background_gc: bool = False
+    ) -> Manifest:
+        """Rank 0, once every rank's files are durable: manifest last, then mirror, report, GC
+        (in a daemon thread after a background save: deleting old data is no reason to stall;
+        it only touches checkpoints older than this one, never a save in flight)."""
         data_dir = manifest.data_dir
         fsync_tree(self.local.local_path(data_dir))
         sizes = self.local.sizes_under(data_dir)
@@ -395,9 +399,17 @@ class Checkpointer:
         if self.mirror:
             self.mirror.submit(manifest)
         self._report(manifest, manifest.kind, request_id)
-        if manifest.kind == "periodic":  # an emergency save spends no time on GC; the next run does
-            collect_garbage(self.local, self.keep)
+        if manifest.kind == "periodic" and background_gc:
+            in_background(lambda: self._collect_garbage(), "kubetrain-gc")
+        elif manifest.kind == "periodic":  # an emergency save spends no time on GC; next run does
+            self._collect_garbage()
         return manifest
+
+    def _collect_garbage(self) -> None:
+        try:
+            collect_garbage(self.local, self.keep)
+        except OSError as exc:  # a concurrent collection got there first; the next one retries
+            log.info("checkpoint garbage collection: %s", exc)
 
     # --- background periodic saves (see async_save.py for the rules) --------------------------
     def save_async(self, step: int, state: Mapping[str, Any]) -> None:
@@ -453,7 +465,7 @@ class Checkpointer:
         if agreed == DONE:
             manifest = pending.manifest
             if coll.rank == 0:
-                manifest = self._commit(manifest, pending.request_id)
+                manifest = self._commit(manifest, pending.request_id, background_gc=True)
             self.last = manifest
             self.last_save_seconds = time.monotonic() - pending.started
             return

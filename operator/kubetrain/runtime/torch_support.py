@@ -99,15 +99,21 @@ class DCPCodec:
     name = "dcp"
     needs_same_world_size = False
 
-    def __init__(self, thread_count: int = DCP_WRITER_THREADS) -> None:
-        self.thread_count = thread_count
+    def __init__(
+        self, thread_count: int = DCP_WRITER_THREADS, single_file_per_rank: bool = True
+    ) -> None:
+        self.thread_count, self.single_file_per_rank = thread_count, single_file_per_rank
         self._background_group: Any = None
 
     def _writer(self, directory: Path) -> Any:
         from torch.distributed.checkpoint.filesystem import FileSystemWriter
 
         return FileSystemWriter(
-            str(directory), sync_files=True, overwrite=False, thread_count=self.thread_count
+            str(directory),
+            single_file_per_rank=self.single_file_per_rank,
+            sync_files=True,
+            overwrite=False,
+            thread_count=self.thread_count,
         )
 
     def save(self, directory: Path, state: Mapping[str, Any], rank: int) -> None:
