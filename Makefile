@@ -14,7 +14,7 @@ all: test
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@
 
 venv: $(STAMP)
@@ -62,6 +62,7 @@ verify: $(STAMP) tools
 bench: $(STAMP) cluster-build
 	$(PY) hack/bench/checkpoint_throughput.py
 	$(PY) hack/bench/spot_drills.py
+	$(PY) hack/bench/goodput_sim.py --out hack/bench/results/goodput_sim
 
 clean: cluster-down
 	rm -rf .cache $(VENV)
