@@ -6,7 +6,8 @@ Raw: one file written in 8 MiB chunks, then fsync. Checkpoint: `Checkpointer.sav
 the same size (fresh data dir, per-file fsync, directory fsyncs, manifest commit, GC), per codec.
 Background: `Checkpointer.save_async` (the stall: agreement, copy to host memory, hand-off) plus
 the commit at the next step (`flush` once the write is done), against start-to-commit.
-`dcp-t<N>` is DCP with N FileSystemWriter threads per rank; `dcp-files` one file per tensor.
+`dcp` is the runtime's default (DCP_WRITER_THREADS FileSystemWriter threads per rank, one
+file per thread), `dcp-t<N>` N threads, `dcp-files` one file per tensor.
 Every round measures the raw write right before each codec, so a ratio compares two writes made
 moments apart (the machine may be shared); the numbers are medians over --repeats rounds.
 Writes hack/bench/results/checkpoint_throughput.json and prints it.
@@ -100,7 +101,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="directory on the disk to measure")
     parser.add_argument("--size-mib", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--codecs", default="pickle,torch-save,dcp,dcp-t2,dcp-t4,dcp-files")
+    parser.add_argument("--codecs", default="pickle,torch-save,dcp,dcp-t1,dcp-t4,dcp-files")
     parser.add_argument("--background", default="pickle,torch-save,dcp", help="async codecs")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "hack/bench/results/checkpoint_throughput.json"

@@ -6,7 +6,7 @@ already in `sys.modules`), so the core keeps working in torch-free containers.
 
 from __future__ import annotations
 
-import io
+import copy
 import os
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -15,12 +15,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from kubetrain.runtime.collective import rank_file, restore_into, snapshot, write_bytes_durably
+from kubetrain.runtime.collective import rank_file, restore_into, snapshot
 from kubetrain.runtime.posix import fsync_dir
 
 BROADCAST_BYTES = 255  # checkpoint names are ~30 bytes
 # DCP's FileSystemWriter threads per rank (its default is 1); see hack/bench/checkpoint_throughput.py.
-DCP_WRITER_THREADS = 1
+DCP_WRITER_THREADS = 2
 
 
 class TorchCollective:
@@ -59,6 +59,21 @@ class TorchCollective:
         return bytes(buf[1 : size + 1].tolist()).decode()
 
 
+def host_copy(value: Any) -> Any:
+    """A private copy: tensors copied to CPU memory, containers rebuilt, other leaves shared
+    (numbers, strings: immutable in state dicts)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        copied = copy.copy(value)  # keeps OrderedDict, defaultdict and their attributes
+        for key, item in value.items():
+            copied[key] = host_copy(item)
+        return copied
+    if type(value) in (list, tuple):
+        return type(value)(host_copy(v) for v in value)
+    return value
+
+
 def distributed_ready() -> bool:
     return dist.is_available() and dist.is_initialized()
 
@@ -76,14 +91,18 @@ class TorchSaveCodec:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def stage(self, state: Mapping[str, Any], rank: int) -> memoryview:
-        """For background saves: serialised in memory (a GPU tensor is copied to the host here)."""
-        buffer = io.BytesIO()
-        torch.save(snapshot(state), buffer)
-        return buffer.getbuffer()
+    def stage(self, state: Mapping[str, Any], rank: int) -> Any:
+        """For background saves: the state dicts with every tensor copied to host memory.
 
-    def write(self, directory: Path, staged: memoryview, rank: int) -> None:
-        write_bytes_durably(rank_file(directory, rank, ".pt"), staged)
+        Serialisation (and torch.save's CRC32) then happen in the writer thread, not here.
+        """
+        return host_copy(snapshot(state))
+
+    def write(self, directory: Path, staged: Any, rank: int) -> None:
+        with open(rank_file(directory, rank, ".pt"), "wb") as fh:
+            torch.save(staged, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def load(self, directory: Path, state: MutableMapping[str, Any], rank: int) -> None:
         loaded = torch.load(rank_file(directory, rank, ".pt"), weights_only=True)
