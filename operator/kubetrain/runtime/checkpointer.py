@@ -22,6 +22,7 @@ import socket
 import sys
 import time
 from collections.abc import Mapping, MutableMapping
+from concurrent.futures import Future, wait
 from typing import Any
 
 from kubetrain.api.constants import (
@@ -131,6 +132,7 @@ class Checkpointer:
         self.async_wait_seconds = async_wait_seconds  # bound on waiting for an in-flight save
         self.inflight: InFlight | None = None
         self._abandoned: InFlight | None = None  # gave up waiting; its thread may still write
+        self._gc: Future[None] | None = None  # the collection after the last background commit
 
     @classmethod
     def from_env(
@@ -400,7 +402,7 @@ class Checkpointer:
             self.mirror.submit(manifest)
         self._report(manifest, manifest.kind, request_id)
         if manifest.kind == "periodic" and background_gc:
-            in_background(lambda: self._collect_garbage(), "kubetrain-gc")
+            self._gc = in_background(lambda: self._collect_garbage(), "kubetrain-gc")
         elif manifest.kind == "periodic":  # an emergency save spends no time on GC; next run does
             self._collect_garbage()
         return manifest
@@ -442,6 +444,8 @@ class Checkpointer:
         """Collective: wait (bounded) for the in-flight save and commit it; the newest commit."""
         if self.inflight is not None:
             self._settle(wait=self.async_wait_seconds if timeout is None else timeout)
+        if self._gc is not None:  # so that what is on disk afterwards is the kept set
+            wait([self._gc], timeout=self.async_wait_seconds if timeout is None else timeout)
         return self.last
 
     def _settle(self, wait: float, give_up: bool = False) -> None:
