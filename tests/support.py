@@ -47,3 +47,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# The stand-in kubelet (tests/e2e/local_kubelet.py) maps /fsx to one directory that every attempt
+# of a job shares, as an FSx for Lustre volume would be. Jobs that it runs mount a volume there
+# through podTemplate, so spec.checkpoint.dir is on a mounted volume (the CRD refuses checkpoints
+# on the container's own filesystem, which a restart would lose).
+SIM_FSX_POD_TEMPLATE: dict[str, object] = {
+    "spec": {
+        "volumes": [{"name": "sim-fsx", "emptyDir": {}}],
+        "containers": [
+            {"name": "worker", "volumeMounts": [{"name": "sim-fsx", "mountPath": "/fsx"}]}
+        ],
+    }
+}

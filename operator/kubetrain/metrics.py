@@ -117,6 +117,7 @@ WATCH_RESTARTS = Counter(
 class _Job:
     phase: str = ""
     committed_at: float | None = None  # unix time of status.checkpoint.committedAt
+    goodput: Mapping[str, Any] = field(default_factory=dict)  # status.goodput
     # interruption key -> monotonic time this process first saw it detected
     detected: dict[tuple[str, str], float] = field(default_factory=dict)
 
@@ -148,6 +149,25 @@ class _Jobs(Collector):
             if job.committed_at is not None and job.phase not in TERMINAL:
                 age.add_metric([namespace, name], max(0.0, now - job.committed_at))
         yield age
+        ratio = GaugeMetricFamily(
+            "kubetrain_goodput_ratio",
+            "Productive training time / wall time of each job (status.goodput.ratio).",
+            labels=["namespace", "job"],
+        )
+        spent = GaugeMetricFamily(
+            "kubetrain_job_time_seconds",
+            "Where each job's wall time went (status.goodput.total), as of its newest recorded "
+            "event: productive, startup, checkpointing, waiting, backoff, recompute, stalled.",
+            labels=["namespace", "job", "use"],
+        )
+        for (namespace, name), job in sorted(self.jobs.items()):
+            if job.goodput.get("ratio") is not None:
+                ratio.add_metric([namespace, name], float(job.goodput["ratio"]))
+            for use, seconds in (job.goodput.get("total") or {}).items():
+                if use != "wall":
+                    spent.add_metric([namespace, name, use], float(seconds))
+        yield ratio
+        yield spent
 
 
 class _Watches(Collector):
@@ -226,6 +246,7 @@ def record_status(job: Mapping[str, Any], new: Mapping[str, Any] | None) -> None
     state.phase = str(current.get("phase") or "")
     committed = parse_time((current.get("checkpoint") or {}).get("committedAt"))
     state.committed_at = committed.timestamp() if committed else None
+    state.goodput = current.get("goodput") or {}
 
 
 def _count_transitions(

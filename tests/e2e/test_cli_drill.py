@@ -29,7 +29,7 @@ from operator_harness import install_crd, job_manifest, pods, status
 from cluster import Cluster
 from kubetrain.api.constants import TAINT_NTH_SPOT_ITN
 from kubetrain.cli.main import EXIT_NOT_FOUND, EXIT_OK, run
-from support import wait_for
+from support import SIM_FSX_POD_TEMPLATE, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.torch]
 SCRIPT = Path(__file__).with_name("chatty_train.py")
@@ -93,6 +93,7 @@ def test_cli_submit_follow_checkpoint_spot_logs_suspend_resume_delete(
         capacity={"type": "spot"},
         checkpoint={"dir": f"/fsx/checkpoints/{job}", "keep": 5},
         failurePolicy={"maxRestarts": 0, "maxInterruptions": 5, "backoffSeconds": 0},
+        podTemplate=SIM_FSX_POD_TEMPLATE,
     )
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(manifest))

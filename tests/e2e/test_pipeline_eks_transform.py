@@ -24,7 +24,7 @@ from operator_harness import install_crd
 
 from cluster import Cluster
 from kubetrain.client import TrainingJobClient
-from support import wait_for
+from support import SIM_FSX_POD_TEMPLATE, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.torch]
 TOY = Path(__file__).with_name("toy_train.py")
@@ -85,6 +85,7 @@ def test_eks_training_feeds_sagemaker_model_and_batch_transform(
                 training_spec={
                     "launcher": "none",
                     "failurePolicy": {"maxRestarts": 0, "backoffSeconds": 0},
+                    "podTemplate": SIM_FSX_POD_TEMPLATE,
                 },
                 namespace=namespace,
                 kubeconfig=cluster.kubeconfig,

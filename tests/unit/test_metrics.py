@@ -126,6 +126,30 @@ def test_phase_gauge_and_checkpoint_age_follow_live_jobs() -> None:
     assert value("kubetrain_jobs", phase="Succeeded") == 0
 
 
+def test_goodput_gauges_follow_the_status() -> None:
+    goodput = {
+        "ratio": 0.75,
+        "total": {"productive": 300.0, "waiting": 60.0, "stalled": 40.0, "wall": 400.0},
+    }
+    metrics.record_status(job({}, "g"), {"phase": "Running", "goodput": goodput})
+    assert value("kubetrain_goodput_ratio", namespace="ns", job="g") == 0.75
+    assert value("kubetrain_job_time_seconds", namespace="ns", job="g", use="productive") == 300
+    assert value("kubetrain_job_time_seconds", namespace="ns", job="g", use="stalled") == 40
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "kubetrain_job_time_seconds", {"namespace": "ns", "job": "g", "use": "wall"}
+        )
+        is None
+    )  # the sum of the others
+    metrics.forget("ns", "g")
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "kubetrain_goodput_ratio", {"namespace": "ns", "job": "g"}
+        )
+        is None
+    )
+
+
 def test_not_ready_until_every_watch_has_listed() -> None:
     watches = metrics._Watches()
     watches.instrumented = True
