@@ -3,8 +3,9 @@
 # kube-scheduler (built from the official Go modules in hack/cluster/) and kwok simulating EKS nodes.
 #
 #   hack/cluster.sh build    build the binaries once per pinned version (reused afterwards)
-#   hack/cluster.sh up       start everything (idempotent; recovers from a crashed run)
-#   hack/cluster.sh down     stop everything; no process is left behind
+#   hack/cluster.sh up       start everything (idempotent; after a crash it restarts only what died,
+#                            on the same ports with the same etcd data)
+#   hack/cluster.sh down     stop everything and discard the cluster; no process is left behind
 #   hack/cluster.sh status   say what runs
 #   hack/cluster.sh env      print `export KUBECONFIG=... PATH=...` (eval "$(hack/cluster.sh env)")
 #
@@ -50,9 +51,11 @@ build() {
 }
 
 pid_of() { cat "$RUN/pids/$1" 2>/dev/null || true; }
-alive() {  # a zombie (killed, not yet reaped) is not alive
+alive() {  # a zombie (killed, not yet reaped) or a recycled pid is not alive
   local pid; pid=$(pid_of "$1")
-  [[ -n "$pid" && -r "/proc/$pid/stat" ]] && [[ "$(awk '{print $3}' "/proc/$pid/stat")" != Z ]]
+  [[ -n "$pid" && -r "/proc/$pid/stat" ]] || return 1
+  [[ "$(awk '{print $3}' "/proc/$pid/stat")" != Z ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$RUN/"
 }
 
 free_ports() {
@@ -65,9 +68,21 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
+port_free() {  # port_free PORT: nothing listens on 127.0.0.1:PORT
+  "$PY" - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+PY
+}
+
 start() {  # start NAME ARGS...: own session (so down can kill the whole group), log to logs/NAME.log
   local name=$1; shift
-  setsid "$@" >"$RUN/logs/$name.log" 2>&1 < /dev/null &
+  setsid "$@" >>"$RUN/logs/$name.log" 2>&1 < /dev/null &
   echo $! >"$RUN/pids/$name"
 }
 
@@ -93,6 +108,15 @@ healthy() {
   kc get --raw /readyz >/dev/null 2>&1
 }
 
+# A run that was started and never brought down: its ports, credentials, serving cert and etcd
+# data are all still there, so whatever died can come back as it was.
+recoverable() {
+  [[ -f "$RUN/ports" && -f "$RUN/kubeconfig" && -f "$RUN/pki/tokens.csv" && -d "$RUN/etcd" ]] ||
+    return 1
+  local key
+  for key in etcd peer apiserver kcm scheduler; do [[ -n "$(port_of "$key")" ]] || return 1; done
+}
+
 down() {
   local c pid
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
@@ -115,11 +139,28 @@ up() {
     log "already up (KUBECONFIG=$RUN/kubeconfig)"
     return 0
   fi
-  down  # a previous run that crashed or was killed leaves state behind: clear it first
   local t0=$SECONDS
+  if recoverable; then
+    # After a crash (a component killed, the machine's processes gone): restart only what died,
+    # on the same ports, with the same etcd data, token and serving cert, so running clients
+    # (an operator, kubectl, a test) carry on where they were.
+    log "recovering the cluster in ${RUN#"$ROOT"/}: restarting what is not running"
+  else
+    down  # state from a run that never finished starting: clear it
+    init_run
+  fi
+  start_missing
+  apply_nodes
+  wait_until 60 kube-controller-manager kc get serviceaccount default -n default
+  log "up in $((SECONDS - t0))s: $(kc get nodes --no-headers | wc -l) nodes; KUBECONFIG=$RUN/kubeconfig"
+}
+
+init_run() {  # fresh ports, token and kubeconfig for a new cluster
   mkdir -p "$RUN/pids" "$RUN/logs" "$RUN/pki"
-  read -r ETCD PEER API KCM SCHED < <(free_ports 5)
-  echo "etcd=$ETCD apiserver=$API kcm=$KCM scheduler=$SCHED" >"$RUN/ports"
+  rm -f "$RUN"/logs/*.log
+  local etcd peer api kcm sched
+  read -r etcd peer api kcm sched < <(free_ports 5)
+  echo "etcd=$etcd peer=$peer apiserver=$api kcm=$kcm scheduler=$sched" >"$RUN/ports"
 
   [[ -f "$RUN/pki/sa.key" ]] || openssl genrsa -out "$RUN/pki/sa.key" 2048 2>/dev/null
   local token
@@ -130,7 +171,7 @@ apiVersion: v1
 kind: Config
 clusters:
 - name: kubetrain-local
-  cluster: {server: "https://127.0.0.1:$API", certificate-authority: "$RUN/pki/apiserver.crt"}
+  cluster: {server: "https://127.0.0.1:$api", certificate-authority: "$RUN/pki/apiserver.crt"}
 users:
 - name: admin
   user: {token: "$token"}
@@ -140,47 +181,72 @@ contexts:
 current-context: kubetrain-local
 KCFG
   chmod 600 "$RUN/kubeconfig" "$RUN/pki/tokens.csv"
-  # The apiserver signs its own serving cert (for 127.0.0.1 and localhost) into --cert-dir; a fresh
-  # one per start keeps the kubeconfig's CA in step with it.
+  # The apiserver signs its own serving cert (for 127.0.0.1 and localhost) into --cert-dir; a new
+  # cluster gets a new one. A restarted apiserver of the same cluster keeps it (running clients
+  # trust it).
   rm -f "$RUN/pki/apiserver.crt" "$RUN/pki/apiserver.key"
+  mkdir -p "$RUN/etcd"
+}
 
-  start etcd "$BIN/etcd" --name=node0 --data-dir="$RUN/etcd" \
-    --listen-client-urls="http://127.0.0.1:$ETCD" --advertise-client-urls="http://127.0.0.1:$ETCD" \
-    --listen-peer-urls="http://127.0.0.1:$PEER" --initial-advertise-peer-urls="http://127.0.0.1:$PEER" \
-    --initial-cluster="node0=http://127.0.0.1:$PEER" --unsafe-no-fsync=true --log-level=warn \
-    --quota-backend-bytes=4294967296
+port_of() { tr ' ' '\n' <"$RUN/ports" | sed -n "s/^$1=//p"; }
+
+start_missing() {  # start every component that is not running, in dependency order
+  mkdir -p "$RUN/pids" "$RUN/logs"
+  local ETCD PEER API KCM SCHED c p
+  ETCD=$(port_of etcd) PEER=$(port_of peer) API=$(port_of apiserver)
+  KCM=$(port_of kcm) SCHED=$(port_of scheduler)
+  local -A ports=([etcd]="$ETCD $PEER" [kube-apiserver]=$API [kube-controller-manager]=$KCM
+                  [kube-scheduler]=$SCHED [kwok]="")
+  for c in "${COMPONENTS[@]}"; do
+    alive "$c" && continue
+    for p in ${ports[$c]}; do
+      port_free "$p" || die "$c cannot come back on port $p: another process holds it; 'hack/cluster.sh down' then 'up' starts a new cluster"
+    done
+  done
+
+  if ! alive etcd; then
+    start etcd "$BIN/etcd" --name=node0 --data-dir="$RUN/etcd" \
+      --listen-client-urls="http://127.0.0.1:$ETCD" --advertise-client-urls="http://127.0.0.1:$ETCD" \
+      --listen-peer-urls="http://127.0.0.1:$PEER" --initial-advertise-peer-urls="http://127.0.0.1:$PEER" \
+      --initial-cluster="node0=http://127.0.0.1:$PEER" --unsafe-no-fsync=true --log-level=warn \
+      --quota-backend-bytes=4294967296
+  fi
   wait_until 30 etcd curl -fsS "http://127.0.0.1:$ETCD/health"
 
-  start kube-apiserver "$BIN/kube-apiserver" \
-    --etcd-servers="http://127.0.0.1:$ETCD" --etcd-prefix=/registry \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API" \
-    --cert-dir="$RUN/pki" --token-auth-file="$RUN/pki/tokens.csv" \
-    --authorization-mode=Node,RBAC \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="$RUN/pki/sa.key" --service-account-signing-key-file="$RUN/pki/sa.key" \
-    --service-cluster-ip-range=10.96.0.0/16 --allow-privileged=true \
-    --default-not-ready-toleration-seconds=5 --default-unreachable-toleration-seconds=5 \
-    --profiling=false --event-ttl=2h
+  if ! alive kube-apiserver; then
+    start kube-apiserver "$BIN/kube-apiserver" \
+      --etcd-servers="http://127.0.0.1:$ETCD" --etcd-prefix=/registry \
+      --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API" \
+      --cert-dir="$RUN/pki" --token-auth-file="$RUN/pki/tokens.csv" \
+      --authorization-mode=Node,RBAC \
+      --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+      --service-account-key-file="$RUN/pki/sa.key" --service-account-signing-key-file="$RUN/pki/sa.key" \
+      --service-cluster-ip-range=10.96.0.0/16 --allow-privileged=true \
+      --default-not-ready-toleration-seconds=5 --default-unreachable-toleration-seconds=5 \
+      --profiling=false --event-ttl=2h
+  fi
   wait_until 60 "kube-apiserver" kc get --raw /readyz
 
-  start kube-controller-manager "$BIN/kube-controller-manager" --kubeconfig="$RUN/kubeconfig" \
-    --leader-elect=false --bind-address=127.0.0.1 --secure-port="$KCM" \
-    --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
-    --service-account-private-key-file="$RUN/pki/sa.key" --root-ca-file="$RUN/pki/apiserver.crt" \
-    --use-service-account-credentials=false \
-    --node-monitor-period=1s --node-monitor-grace-period=20s --profiling=false
-  start kube-scheduler "$BIN/kube-scheduler" --kubeconfig="$RUN/kubeconfig" \
-    --leader-elect=false --bind-address=127.0.0.1 --secure-port="$SCHED" \
-    --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --profiling=false
-  start kwok "$BIN/kwok" --kubeconfig="$RUN/kubeconfig" --config="$SRC/stages.yaml" \
-    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --node-lease-duration-seconds=20 --cidr=10.0.0.0/16 --node-ip=10.0.0.1
+  if ! alive kube-controller-manager; then
+    start kube-controller-manager "$BIN/kube-controller-manager" --kubeconfig="$RUN/kubeconfig" \
+      --leader-elect=false --bind-address=127.0.0.1 --secure-port="$KCM" \
+      --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+      --service-account-private-key-file="$RUN/pki/sa.key" --root-ca-file="$RUN/pki/apiserver.crt" \
+      --use-service-account-credentials=false \
+      --node-monitor-period=1s --node-monitor-grace-period=20s --profiling=false
+  fi
+  if ! alive kube-scheduler; then
+    start kube-scheduler "$BIN/kube-scheduler" --kubeconfig="$RUN/kubeconfig" \
+      --leader-elect=false --bind-address=127.0.0.1 --secure-port="$SCHED" \
+      --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --profiling=false
+  fi
+  if ! alive kwok; then
+    start kwok "$BIN/kwok" --kubeconfig="$RUN/kubeconfig" --config="$SRC/stages.yaml" \
+      --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+      --node-lease-duration-seconds=20 --cidr=10.0.0.0/16 --node-ip=10.0.0.1
+  fi
   wait_until 60 kube-controller-manager curl -kfsS "https://127.0.0.1:$KCM/healthz"
   wait_until 60 kube-scheduler curl -kfsS "https://127.0.0.1:$SCHED/healthz"
-
-  apply_nodes
-  wait_until 60 kube-controller-manager kc get serviceaccount default -n default
-  log "up in $((SECONDS - t0))s: $(kc get nodes --no-headers | wc -l) nodes; KUBECONFIG=$RUN/kubeconfig"
 }
 
 apply_nodes() {
