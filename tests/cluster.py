@@ -68,6 +68,26 @@ class Cluster:
             os.environ, KUBECONFIG=self.kubeconfig, PATH=f"{self.bin_dir}:{os.environ['PATH']}"
         )
 
+    def changes_until_deleted(self, pod: dict[str, Any], timeout: int) -> list[tuple[str, Any]]:
+        """(event type, V1Pod) for every change of `pod` after the version given, from a watch,
+        until it is DELETED or `timeout` seconds pass (a watch sees states a poll can miss)."""
+        from kubernetes import client, watch
+
+        core = client.CoreV1Api(self.api_client())
+        meta = pod["metadata"]
+        seen = []
+        for event in watch.Watch().stream(
+            core.list_namespaced_pod,
+            meta["namespace"],
+            field_selector=f"metadata.name={meta['name']}",
+            resource_version=meta["resourceVersion"],
+            timeout_seconds=timeout,
+        ):
+            seen.append((event["type"], event["object"]))
+            if event["type"] == "DELETED":
+                break
+        return seen
+
     # --- simulated kubelet: pod outcomes --------------------------------------------------------
     def set_pod_outcome(
         self, namespace: str, pod: str, outcome: str, exit_code: int = 1, after: str = "0s"

@@ -9,8 +9,11 @@ one TrainingJob:
   (plain values and downward-API fieldRefs), KUBECONFIG instead of the in-cluster token, and
   two local stand-ins: pod DNS -> 127.0.0.1 (MASTER_ADDR, with one port per attempt) and the FSx
   mount -> a local directory (env values under `mount_path` are rewritten);
-- reports the process's exit code as the pod's outcome (the kwok stage annotations);
-- sends SIGTERM when the pod is being deleted and SIGKILL after its grace period;
+- reports the process's exit code as the pod's outcome (the kwok stage annotations), also while
+  the pod terminates: the kwok stages keep a deleted pod Running until its grace period ends or
+  its workload reports an exit, as a kubelet does;
+- sends SIGTERM when the pod is being deleted and SIGKILL when its grace period ends (at
+  metadata.deletionTimestamp, so a second, shorter deletion brings it forward);
 - `kill_node(node)` SIGKILLs everything on a node, as when an instance vanishes without notice.
 """
 
@@ -23,6 +26,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +41,7 @@ class Proc:
     node: str
     popen: subprocess.Popen[bytes]
     log: Path
-    terminating_since: float | None = None
+    kill_at: float | None = None  # time.monotonic() at which the grace period ends
     grace: float = 30.0
     lost: bool = False  # killed with its node: no outcome is reported
     done: bool = False
@@ -132,12 +136,7 @@ class LocalKubelet:
                     self._start(pod)
                 continue
             if pod.metadata.deletion_timestamp is not None:
-                # Like a kubelet: the deletion's own grace period (a delete may shorten the
-                # pod's terminationGracePeriodSeconds), counted from when it was asked for.
-                shortened = pod.metadata.deletion_grace_period_seconds
-                if shortened is not None:
-                    proc.grace = min(proc.grace, float(shortened))
-                self._terminate(proc)
+                self._terminate(proc, pod.metadata.deletion_timestamp)
             self._reap(proc)
         with self._lock:  # pods gone from the API: their containers stop, as on a kubelet
             gone = [p for uid, p in self._procs.items() if uid not in seen and not p.done]
@@ -202,15 +201,23 @@ class LocalKubelet:
             env[var.name] = value
         return env
 
-    def _terminate(self, proc: Proc) -> None:
-        if proc.terminating_since is None and proc.popen.poll() is None:
-            proc.terminating_since = time.monotonic()
+    def _terminate(self, proc: Proc, deletion_timestamp: datetime | None = None) -> None:
+        """SIGTERM once, SIGKILL when the grace period is over (the pod's deletionTimestamp, or
+        the pod's own grace once it vanished from the API without one)."""
+        if proc.popen.poll() is not None:
+            return
+        now = time.monotonic()
+        if deletion_timestamp is not None:
+            left = (deletion_timestamp - datetime.now(UTC)).total_seconds()
+            kill_at = now + max(0.0, left)
+        else:
+            kill_at = now + proc.grace
+        if proc.kill_at is None:
+            proc.kill_at = kill_at
             os.killpg(proc.popen.pid, signal.SIGTERM)
-        elif (
-            proc.terminating_since is not None
-            and proc.popen.poll() is None
-            and time.monotonic() - proc.terminating_since > proc.grace
-        ):
+        else:
+            proc.kill_at = min(proc.kill_at, kill_at)
+        if now >= proc.kill_at:
             os.killpg(proc.popen.pid, signal.SIGKILL)
 
     def _reap(self, proc: Proc, report: bool = True) -> None:

@@ -102,6 +102,16 @@ def test_pod_deletion_drains_with_an_emergency_checkpoint(
         )
         # A drain evicts one pod; SIGTERM reaches only that rank, yet both must save the same step.
         cluster.kubectl("delete", "pod", "drain-1-1", "-n", namespace, "--wait=false")
+        evicted = cluster.get("pod", "drain-1-1", "-n", namespace)
+        # The evicted pod keeps running through its grace period until its process exits, and
+        # the API shows that real exit before the pod goes.
+        changes = cluster.changes_until_deleted(evicted, timeout=60)
+        assert changes[-1][0] == "DELETED", [c[0] for c in changes]
+        final = changes[-1][1].status
+        assert final.phase == "Failed"
+        assert (
+            final.container_statuses[0].state.terminated.exit_code == EXIT_CHECKPOINTED_AND_STOPPED
+        )
         wait_for(lambda: len(kubelet.exits) == 2, timeout=60, what="both ranks exited")
         # Both ranks agreed on the step, saved it, and stopped with "checkpointed and stopped".
         assert dict(kubelet.exits) == {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -278,3 +280,87 @@ def test_not_ready_node_is_tainted_and_its_pods_evicted(cluster: Cluster, namesp
         timeout=60,
         what="pod evicted from the NotReady node",
     )
+
+
+# --- deletion honours the grace period, as a kubelet does --------------------------------------------
+
+
+def running_pod(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
+    cluster.kubectl(
+        "apply", "-n", ns, "-f", "-", input=pod(name, {"cpu": "1"}, tolerations=[GPU_TOLERATION])
+    )
+    wait_for(lambda: phase(cluster, ns, name) == "Running", timeout=30, what=f"{name} Running")
+    return cluster.get("pod", name, "-n", ns)
+
+
+def test_deleted_pod_runs_until_its_grace_period_ends(cluster: Cluster, namespace: str) -> None:
+    running_pod(cluster, namespace, "graceful")
+    cluster.kubectl(
+        "delete", "pod", "graceful", "-n", namespace, "--grace-period=20", "--wait=false"
+    )
+    deleting = cluster.get("pod", "graceful", "-n", namespace)
+    # The API server dates deletionTimestamp at the end of the grace period.
+    deadline = datetime.fromisoformat(deleting["metadata"]["deletionTimestamp"])
+    assert deleting["metadata"]["deletionGracePeriodSeconds"] == 20
+
+    # Until shortly before the end it stays Running, containers and all, like a kubelet's pod.
+    samples = 0
+    current = deleting
+    while datetime.now(UTC) < deadline.replace(microsecond=0) - timedelta(seconds=3):
+        current = cluster.get("pod", "graceful", "-n", namespace)
+        assert current["status"]["phase"] == "Running", current["status"]
+        assert "running" in current["status"]["containerStatuses"][0]["state"]
+        samples += 1
+        time.sleep(0.5)
+    assert samples >= 10  # it was looked at through most of the 20 s
+
+    # Then its containers are killed (137, as SIGKILL) and it is gone.
+    events = cluster.changes_until_deleted(current, timeout=30)
+    assert events[-1][0] == "DELETED", [(t, o.status.phase) for t, o in events]
+    last = events[-1][1]
+    assert last.status.phase == "Failed"
+    assert last.status.container_statuses[0].state.terminated.exit_code == 137
+
+
+def test_pod_whose_workload_exits_during_the_grace_period_goes_at_once(
+    cluster: Cluster, namespace: str
+) -> None:
+    running_pod(cluster, namespace, "quick")
+    cluster.kubectl("delete", "pod", "quick", "-n", namespace, "--grace-period=120", "--wait=false")
+    deleting = cluster.get("pod", "quick", "-n", namespace)
+    deadline = datetime.fromisoformat(deleting["metadata"]["deletionTimestamp"])
+    assert deleting["status"]["phase"] == "Running"
+    # The workload handles SIGTERM: it saves and exits 83 (what the stand-in kubelet reports).
+    cluster.set_pod_outcome(namespace, "quick", "Failed", exit_code=83)
+    events = cluster.changes_until_deleted(deleting, timeout=60)
+    assert events[-1][0] == "DELETED"
+    assert datetime.now(UTC) < deadline  # long before the grace period would have ended
+    last = events[-1][1]
+    assert last.status.phase == "Failed"
+    assert last.status.container_statuses[0].state.terminated.exit_code == 83
+
+
+def test_force_deletion_removes_a_running_pod_at_once(cluster: Cluster, namespace: str) -> None:
+    running_pod(cluster, namespace, "forced")
+    cluster.kubectl(
+        "delete", "pod", "forced", "-n", namespace, "--grace-period=0", "--force", "--wait=false"
+    )
+    assert cluster.kubectl("get", "pod", "forced", "-n", namespace, check=False).returncode != 0
+
+
+def test_a_shorter_second_deletion_ends_the_grace_period_earlier(
+    cluster: Cluster, namespace: str
+) -> None:
+    running_pod(cluster, namespace, "shortened")
+    cluster.kubectl(
+        "delete", "pod", "shortened", "-n", namespace, "--grace-period=300", "--wait=false"
+    )
+    deleting = cluster.get("pod", "shortened", "-n", namespace)
+    first = deleting["metadata"]["deletionTimestamp"]
+    cluster.kubectl(
+        "delete", "pod", "shortened", "-n", namespace, "--grace-period=1", "--wait=false"
+    )
+    events = cluster.changes_until_deleted(deleting, timeout=60)
+    assert events[-1][0] == "DELETED"
+    assert datetime.now(UTC) < datetime.fromisoformat(first)
+    assert events[-1][1].status.container_statuses[0].state.terminated.exit_code == 137
