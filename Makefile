@@ -22,7 +22,8 @@ venv: $(STAMP)
 cluster-build:
 	hack/cluster.sh build
 
-# Pinned Go tools the tests use (amazon-ec2-metadata-mock, helm), built into .cache/tools.
+# Pinned Go tools the tests run (hack/tools/pins.tsv: amazon-ec2-metadata-mock, helm, AWS Node
+# Termination Handler, Karpenter's kwok provider), built from their Go modules into .cache/tools.
 tools:
 	hack/tools.sh
 

@@ -1,71 +1,88 @@
 #!/usr/bin/env bash
-# Build the pinned Go tools the tests run into .cache/tools/ (never committed). Idempotent: a tool
-# whose stamp matches hack/tools/go.mod + go.sum is skipped, so tests and CI may call this always.
+# Build the pinned Go tools the tests run into .cache/tools/ (never committed). Idempotent and
+# cache-friendly: a tool whose stamp matches its line in hack/tools/pins.tsv (and the Go version) is
+# skipped, so tests and CI may call this always; a changed line rebuilds that tool only.
 #
-#   hack/tools.sh           build every tool (ec2-metadata-mock, the IMDS mock; helm)
-#   hack/tools.sh --print   print the tools directory (for PATH=...)
+#   hack/tools.sh                 build every tool in hack/tools/pins.tsv
+#   hack/tools.sh NAME...         build these tools only
+#   hack/tools.sh --print         print the tools directory (for PATH=...)
+#   hack/tools.sh --module NAME   print the directory of NAME's pinned module (its CRDs, examples...)
 #
-# Versions live in hack/tools/go.mod (a module of its own with a committed go.sum), not here:
+# Why `go mod download` + `go build` in the module directory rather than `go install MODULE@VERSION`:
 # `go install pkg@version` probes every prefix of the package path on the module proxy, and a proxy
-# that answers 403 (not 404) for those probes makes it fail; `go build` inside a module does not
-# probe. amazon-ec2-metadata-mock is pinned to v1.12.0: v1.13.0 is listed but its zip is not
-# served by the proxy this project builds against. Its main package is .../cmd (binary renamed).
+# that answers 403 (not 404) for those probes makes it fail; `go mod download` of the exact module
+# does not probe. Building inside the module also keeps each tool on the dependency versions its
+# own go.sum pins (one shared tools module would mix Kubernetes client versions across tools).
+# amazon-ec2-metadata-mock is pinned to v1.12.0: v1.13.0 is listed but its zip is not served by the
+# proxy this project builds against.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TOOLS_MOD="$ROOT/hack/tools"
+PINS="$ROOT/hack/tools/pins.tsv"
 TOOLS_DIR="${KUBETRAIN_TOOLS_DIR:-$ROOT/.cache/tools}"
 
-if [[ "${1:-}" == "--print" ]]; then
-  echo "$TOOLS_DIR"
-  exit 0
-fi
+die() { echo "hack/tools.sh: $*" >&2; exit 1; }
 
-mkdir -p "$TOOLS_DIR"
-pin="$(cat "$TOOLS_MOD/go.mod" "$TOOLS_MOD/go.sum" | sha256sum | cut -d' ' -f1)"
-
-# build NAME PACKAGE: go build PACKAGE (as pinned by hack/tools/go.mod) into TOOLS_DIR/NAME.
-build() {
-  local name="$1" pkg="$2"
-  local stamp="$TOOLS_DIR/$name.stamp"
-  if [[ -x "$TOOLS_DIR/$name" && -f "$stamp" && "$(cat "$stamp")" == "$pkg $pin" ]]; then
-    return 0
-  fi
-  if ! command -v go >/dev/null 2>&1; then
-    echo "hack/tools.sh: 'go' not found on PATH; install Go >= 1.23 to build $name" >&2
-    exit 1
-  fi
-  echo "hack/tools.sh: building $pkg into $TOOLS_DIR/$name" >&2
-  (cd "$TOOLS_MOD" && go build -trimpath -o "$TOOLS_DIR/$name.tmp" "$pkg")
-  mv -f "$TOOLS_DIR/$name.tmp" "$TOOLS_DIR/$name"
-  echo "$pkg $pin" >"$stamp"
+pins() {  # the pin lines (no comments, no blank lines), optionally only NAME's
+  grep -v -e '^#' -e '^[[:space:]]*$' "$PINS" | { if [[ -n "${1:-}" ]]; then awk -F'\t' -v n="$1" '$1 == n'; else cat; fi; }
 }
 
-build ec2-metadata-mock github.com/aws/amazon-ec2-metadata-mock/cmd
+# module_dir MODULE VERSION SUM: download the module (cached after the first time), check its
+# hash against the pin, print its directory.
+module_dir() {
+  local module=$1 version=$2 sum=$3 json got dir
+  command -v go >/dev/null 2>&1 || die "'go' not found on PATH; install Go >= 1.23 to build the test tools"
+  json=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "$module@$version") ||
+    die "go mod download $module@$version failed:"$'\n'"$json"
+  got=$(sed -n 's/^[[:space:]]*"Sum": "\(.*\)",*$/\1/p' <<<"$json")
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p' <<<"$json")
+  [[ "$got" == "$sum" ]] || die "$module@$version has hash $got, the pin says $sum (hack/tools/pins.tsv)"
+  [[ -d "$dir" ]] || die "go mod download $module@$version gave no directory"
+  echo "$dir"
+}
 
-# helm (the chart's lint, template and install tests): built from its own Go module at a pinned
-# version, outside hack/tools/go.mod (Helm's Kubernetes dependencies would fight the other pins).
-# `go install mod/cmd@version` first; where the proxy breaks its module-path probing, download the
-# module and `go build` inside it (its own go.mod/go.sum pin the dependencies).
-HELM_VERSION=v3.19.2
-build_helm() {
-  local stamp="$TOOLS_DIR/helm.stamp" want="helm.sh/helm/v3 $HELM_VERSION"
-  if [[ -x "$TOOLS_DIR/helm" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+build() {  # build NAME MODULE VERSION PACKAGE TAGS SUM [LDFLAGS]
+  local name=$1 module=$2 version=$3 pkg=$4 tags=$5 sum=$6 ldflags=${7:--}
+  local stamp="$TOOLS_DIR/$name.stamp" want dir
+  want="$name $module $version $pkg $tags $sum $ldflags $(go env GOVERSION 2>/dev/null || echo nogo)"
+  if [[ -x "$TOOLS_DIR/$name" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
-  command -v go >/dev/null 2>&1 || { echo "hack/tools.sh: 'go' not found; needed for helm" >&2; exit 1; }
-  echo "hack/tools.sh: building helm $HELM_VERSION into $TOOLS_DIR/helm" >&2
-  local ldflags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-  local tmp
-  tmp="$(mktemp -d)"
-  if ! GOBIN="$tmp" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; then
-    local dir
-    dir="$(cd "$tmp" && go mod download -json "helm.sh/helm/v3@$HELM_VERSION" |
-      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-    (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$tmp/helm" ./cmd/helm)
-  fi
-  mv -f "$tmp/helm" "$TOOLS_DIR/helm"
-  rm -rf "$tmp"
+  dir=$(module_dir "$module" "$version" "$sum")
+  [[ "$tags" == "-" ]] && tags=""
+  [[ "$ldflags" == "-" ]] && ldflags=""
+  echo "hack/tools.sh: building $name from $module@$version ($pkg) into ${TOOLS_DIR#"$ROOT"/}" >&2
+  # The module cache is read-only: nothing may be written there (-o points outside it).
+  (cd "$dir" && GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly \
+     go build -trimpath -tags "$tags" -ldflags "-s -w $ldflags" -o "$TOOLS_DIR/$name.tmp" "$pkg") ||
+    die "building $name from $module@$version failed"
+  mv -f "$TOOLS_DIR/$name.tmp" "$TOOLS_DIR/$name"
   echo "$want" >"$stamp"
 }
-build_helm
+
+case "${1:-}" in
+  --print)
+    echo "$TOOLS_DIR"
+    exit 0
+    ;;
+  --module)
+    line=$(pins "${2:?usage: hack/tools.sh --module NAME}")
+    [[ -n "$line" ]] || die "no tool named ${2} in hack/tools/pins.tsv"
+    IFS=$'\t' read -r _ module version _ _ sum _ <<<"$line"
+    module_dir "$module" "$version" "$sum"
+    exit 0
+    ;;
+esac
+
+mkdir -p "$TOOLS_DIR"
+names=("$@")
+if ((${#names[@]} == 0)); then
+  mapfile -t names < <(pins | cut -f1)
+fi
+for name in "${names[@]}"; do
+  line=$(pins "$name")
+  [[ -n "$line" ]] || die "no tool named $name in hack/tools/pins.tsv"
+  IFS=$'\t' read -r n module version pkg tags sum ldflags <<<"$line"
+  [[ -n "$sum" ]] || die "hack/tools/pins.tsv: the line of $n needs 6 or 7 tab-separated fields"
+  build "$n" "$module" "$version" "$pkg" "$tags" "$sum" "${ldflags:--}"
+done
