@@ -11,7 +11,13 @@ import threading
 from typing import Any
 
 from cluster import Cluster
-from kubetrain.api.constants import ANNOTATION_CHECKPOINT_REQUEST, LABEL_ATTEMPT, LABEL_JOB
+from kubetrain.api.constants import (
+    ANNOTATION_CHECKPOINT_COMMITTED,
+    ANNOTATION_CHECKPOINT_REQUEST,
+    ENV_RESUME_MANIFEST,
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+)
 
 
 class PodRecorder:
@@ -22,6 +28,9 @@ class PodRecorder:
         self._namespace, self._job = namespace, job
         self._seen: dict[str, dict[str, str]] = {}  # pod -> annotations (latest value per key)
         self._attempt: dict[str, str] = {}
+        self._resume: dict[str, str] = {}  # pod -> its KUBETRAIN_RESUME_MANIFEST
+        self._phases: dict[str, list[str]] = {}  # pod -> every phase it was seen in, in order
+        self._evicted: set[str] = set()  # pods seen with a DisruptionTarget condition
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pod-recorder", daemon=True)
@@ -46,10 +55,23 @@ class PodRecorder:
                     label_selector=f"{LABEL_JOB}={self._job}",
                     timeout_seconds=2,
                 ):
-                    meta = event["object"].metadata
+                    pod = event["object"]
+                    meta = pod.metadata
                     with self._lock:
                         self._seen.setdefault(meta.name, {}).update(meta.annotations or {})
                         self._attempt[meta.name] = (meta.labels or {}).get(LABEL_ATTEMPT, "")
+                        for var in pod.spec.containers[0].env or []:
+                            if var.name == ENV_RESUME_MANIFEST and var.value:
+                                self._resume[meta.name] = var.value
+                        phases = self._phases.setdefault(meta.name, [])
+                        phase = pod.status.phase or ""
+                        if not phases or phases[-1] != phase:
+                            phases.append(phase)
+                        if any(
+                            c.type == "DisruptionTarget" and c.status == "True"
+                            for c in pod.status.conditions or []
+                        ):
+                            self._evicted.add(meta.name)
             except Exception as exc:  # a dropped watch: start another
                 if not self._stop.is_set():
                     self.errors.append(exc)
@@ -62,3 +84,23 @@ class PodRecorder:
         if len(raw) != pods or not all(raw):
             return None
         return [json.loads(r) for r in raw if r]
+
+    def last_commit(self, pod: str) -> dict[str, Any] | None:
+        """The last checkpoint commit `pod` (a rank 0) reported, as the watch saw it."""
+        with self._lock:
+            raw = self._seen.get(pod, {}).get(ANNOTATION_CHECKPOINT_COMMITTED)
+        return dict(json.loads(raw)) if raw else None
+
+    def resume_manifests(self, attempt: int) -> dict[str, str]:
+        """KUBETRAIN_RESUME_MANIFEST of every pod of `attempt`, by pod name."""
+        with self._lock:
+            return {n: m for n, m in self._resume.items() if self._attempt.get(n) == str(attempt)}
+
+    def pods_of(self, attempt: int) -> list[str]:
+        with self._lock:
+            return sorted(n for n, a in self._attempt.items() if a == str(attempt))
+
+    def evicted(self) -> set[str]:
+        """Pods the watch saw with a DisruptionTarget condition (an eviction through the API)."""
+        with self._lock:
+            return set(self._evicted)

@@ -9,19 +9,22 @@ checkpoint while training goes on in the same attempt.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kopf.testing import KopfRunner
+from drills import (
+    HERE,
+    TOY,
+    drill_job,
+    env_of,
+    finish,
+    progress,
+    reference,
+    running_attempt,
+)
 from local_kubelet import LocalKubelet
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from operator_harness import apply, condition, install_crd, job_manifest, pods, reasons, status
+from operator_harness import apply, condition, pods, reasons, status
 
 from cluster import Cluster
 from kubetrain.api.constants import (
@@ -33,81 +36,18 @@ from kubetrain.api.constants import (
     TAINT_NTH_REBALANCE,
     TAINT_NTH_SPOT_ITN,
 )
-from support import free_port, wait_for
+from support import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.torch]
-HERE = Path(__file__).parent
-TOY, DEAF = HERE / "toy_train.py", HERE / "spot_deaf_train.py"
+DEAF = HERE / "spot_deaf_train.py"
 STEPS = 240
 TOY_ENV = {"TOY_STEPS": str(STEPS), "TOY_STEP_SECONDS": "0.1", "TOY_EVERY": "20"}
 DEADLINE_SECONDS = 10  # the smallest spec.checkpointDeadlineSeconds allows
 
 
-def reference(workdir: Path, env: dict[str, str]) -> str:
-    """Parameters of the same 2-rank training, never interrupted, outside Kubernetes."""
-    port = str(free_port())
-    procs = []
-    for rank in range(2):
-        penv = dict(
-            os.environ,
-            NODE_RANK=str(rank),
-            NNODES="2",
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=port,
-            KUBETRAIN_CHECKPOINT_DIR=str(workdir / "ckpt"),
-            KUBETRAIN_POD_NAME=f"ref-{rank}",
-            **{**env, "TOY_STEP_SECONDS": "0"},
-        )
-        penv.pop("KUBETRAIN_POD_NAMESPACE", None)  # no pod to watch: no agent
-        procs.append(subprocess.Popen([sys.executable, str(TOY)], env=penv, cwd=workdir))
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    return str(json.loads((workdir / "results" / "ref-0.json").read_text())["params"])
-
-
 @pytest.fixture(scope="module")
 def reference_digest(tmp_path_factory: pytest.TempPathFactory) -> str:
     return reference(tmp_path_factory.mktemp("reference"), TOY_ENV)
-
-
-@pytest.fixture
-def operator(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    install_crd(cluster)
-    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
-        try:
-            yield
-        finally:
-            cluster.kubectl(
-                "delete", "trainingjobs", "--all", "-n", namespace, "--timeout=60s", check=False
-            )
-    assert runner.exception is None, runner.output[-4000:]
-
-
-def drill_job(name: str, **extra: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "nodes": 2,
-        "launcher": "none",
-        "accelerator": {"kind": "nvidia", "instanceType": "p5.48xlarge"},
-        "capacity": {"type": "spot"},
-        "checkpoint": {"dir": f"/fsx/checkpoints/{name}", "keep": 3},
-        "failurePolicy": {"maxRestarts": 0, "maxInterruptions": 3, "backoffSeconds": 0},
-    }
-    return job_manifest(name, **{**spec, **extra})
-
-
-def progress(workdir: Path, pod: str) -> int:
-    path = workdir / "progress" / pod
-    return int(path.read_text() or 0) if path.exists() else 0
-
-
-def running_attempt(cluster: Cluster, ns: str, job: str, attempt: int) -> list[dict[str, Any]]:
-    def ready() -> list[dict[str, Any]] | None:
-        items = pods(cluster, ns, job, attempt=attempt)
-        ok = len(items) == 2 and all(p["status"].get("phase") == "Running" for p in items)
-        return items if ok else None
-
-    return wait_for(ready, timeout=90, what=f"attempt {attempt} running")
 
 
 def requests_on(cluster: Cluster, ns: str, job: str, attempt: int) -> list[dict[str, Any]] | None:
@@ -118,26 +58,8 @@ def requests_on(cluster: Cluster, ns: str, job: str, attempt: int) -> list[dict[
     return [json.loads(a) for a in anns] if len(anns) == 2 and all(anns) else None
 
 
-def env_of(pod: dict[str, Any], name: str) -> str | None:
-    for var in pod["spec"]["containers"][0].get("env", []):
-        if var["name"] == name:
-            return var.get("value")
-    return None
-
-
-def finish(cluster: Cluster, ns: str, job: str, kubelet: LocalKubelet, pod: str) -> dict[str, Any]:
-    st = wait_for(
-        lambda: (s := status(cluster, ns, job)).get("phase") in ("Succeeded", "Failed") and s,
-        timeout=180,
-        what=f"{job} finished",
-    )
-    assert st["phase"] == "Succeeded", (st, kubelet.log_of(pod)[-3000:])
-    assert not kubelet.errors, kubelet.errors
-    return st
-
-
 def test_missed_deadline_resumes_from_the_checkpoint_before_the_notice(
-    cluster: Cluster, namespace: str, operator: None, tmp_path: Path, reference_digest: str
+    cluster: Cluster, namespace: str, operator: object, tmp_path: Path, reference_digest: str
 ) -> None:
     job = "deaf"
     apply(cluster, namespace, drill_job(job, checkpointDeadlineSeconds=DEADLINE_SECONDS))
@@ -198,7 +120,7 @@ def test_missed_deadline_resumes_from_the_checkpoint_before_the_notice(
 
 
 def test_rebalance_recommendation_checkpoints_without_a_restart(
-    cluster: Cluster, namespace: str, operator: None, tmp_path: Path
+    cluster: Cluster, namespace: str, operator: object, tmp_path: Path
 ) -> None:
     job = "rebalance"
     apply(cluster, namespace, drill_job(job))

@@ -47,8 +47,19 @@ def install_crd(cluster: Cluster) -> None:
     wait_for(established, timeout=60, interval=0.2, what="the TrainingJob CRD Established")
 
 
-def job_manifest(name: str, **spec: Any) -> dict[str, Any]:
+# The simulated workload of an operator test exits as soon as its pod is deleted (SIGTERM), as
+# kubetrain's runtime does after its emergency save. kwok keeps a deleted pod running until its
+# grace period ends otherwise (115 s by default), like a kubelet: a job whose ranks ignore SIGTERM
+# (or hang in a collective after a peer died) waits that long for its next attempt, because the
+# operator deletes a failed gang's survivors with their full grace (issue 8 finding).
+SIGTERM_EXITS = {"metadata": {"annotations": {"sim.test/sigterm-exit-code": "143"}}}
+
+
+def job_manifest(name: str, *, real_workload: bool = False, **spec: Any) -> dict[str, Any]:
+    """A TrainingJob. Its simulated pods exit on SIGTERM, unless `podTemplate` is given or
+    `real_workload` (the stand-in kubelet runs real processes, whose exits are reported)."""
     base: dict[str, Any] = {
+        **({} if real_workload else {"podTemplate": SIGTERM_EXITS}),
         "image": "registry.example/train:1",
         "command": ["python", "train.py"],
         "nodes": 2,

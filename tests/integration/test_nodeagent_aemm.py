@@ -11,11 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
-import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +24,7 @@ from cluster import ROOT, Cluster
 from kubetrain.api import constants as c
 from kubetrain.nodeagent import notices
 from support import free_port, wait_for
+from tools import Proc, http_status, tool
 
 pytestmark = pytest.mark.cluster
 
@@ -39,42 +36,7 @@ OURS = (c.TAINT_KUBETRAIN_SPOT_ITN, c.TAINT_KUBETRAIN_REBALANCE)
 @pytest.fixture(scope="module")
 def aemm_bin() -> Path:
     """The pinned AEMM binary, built by hack/tools.sh when missing (idempotent, ~20 s once)."""
-    built = subprocess.run([str(ROOT / "hack" / "tools.sh")], capture_output=True, text=True)
-    if built.returncode != 0:
-        pytest.fail(
-            f"hack/tools.sh failed (needs Go >= 1.23 and the module proxy):\n{built.stderr}"
-        )
-    tools = subprocess.run(
-        [str(ROOT / "hack" / "tools.sh"), "--print"], check=True, capture_output=True, text=True
-    )
-    binary = Path(tools.stdout.strip()) / "ec2-metadata-mock"
-    assert os.access(binary, os.X_OK), f"hack/tools.sh did not produce {binary}"
-    return binary
-
-
-class Proc:
-    """A subprocess whose combined output is collected in a file (read while it runs)."""
-
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        self._out = log.open("w")
-        self.popen = subprocess.Popen(
-            args, stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=log.parent
-        )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def stop(self) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._out.close()
-        return self.popen.returncode
+    return tool("ec2-metadata-mock")
 
 
 @pytest.fixture
@@ -91,25 +53,15 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         proc.stop()
 
 
-def _get(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> int:
-    request = urllib.request.Request(url, method=method, headers=headers or {})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def start_aemm(start: Callable[..., Proc], binary: Path, *args: str) -> tuple[str, Proc]:
     """AEMM on 127.0.0.1:<free port>, IMDSv2 only; returns once it issues tokens."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start("aemm", [str(binary), *args, "--imdsv2", "-n", "127.0.0.1", "-p", str(port)])
     ttl = {"X-aws-ec2-metadata-token-ttl-seconds": "60"}
-    wait_for(lambda: _get(url + "/latest/api/token", ttl, "PUT") == 200, 30, what="AEMM up")
+    wait_for(lambda: http_status(url + "/latest/api/token", ttl, "PUT") == 200, 30, what="AEMM up")
     # The mock really enforces IMDSv2: a tokenless (v1) request is refused.
-    assert _get(url + SPOT_PATH) == 401
+    assert http_status(url + SPOT_PATH) == 401
     return url, proc
 
 
