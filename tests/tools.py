@@ -194,3 +194,169 @@ def start_nth(cluster: Cluster, node: str, imds_url: str, log_dir: Path, **env: 
     }
     args = ["unshare", "-m", "--propagation", "private", "sh", "-c", IN_CLUSTER, "nth"]
     return Proc([*args, str(creds), str(binary)], log_dir / "nth.log", nth_env)
+
+
+# --- Karpenter (kwok provider) ---------------------------------------------------------------------
+
+KARPENTER_LABEL = "kubetrain.test/provisioner"  # on the nodes of the drill's NodePool only
+KARPENTER_NODEPOOL = "kubetrain-drill"
+KARPENTER_CRDS = (  # in the pinned module sigs.k8s.io/karpenter
+    "pkg/apis/crds/karpenter.sh_nodepools.yaml",
+    "pkg/apis/crds/karpenter.sh_nodeclaims.yaml",
+    "kwok/apis/crds/karpenter.kwok.sh_kwoknodeclasses.yaml",
+)
+
+
+def p5_instance_types(zones: tuple[str, ...]) -> list[dict[str, object]]:
+    """Karpenter kwok instance types: p5.48xlarge as hack/cluster/nodepools.yaml shapes it."""
+    offerings = [
+        {
+            "Price": price,
+            "Available": True,
+            "Requirements": [
+                {"key": "karpenter.sh/capacity-type", "operator": "In", "values": [capacity]},
+                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": [zone]},
+            ],
+        }
+        for zone in zones
+        for capacity, price in (("spot", 32.0), ("on-demand", 98.32))
+    ]
+    resources = {
+        "cpu": "192",
+        "memory": "2048Gi",
+        "ephemeral-storage": "27Ti",
+        "hugepages-2Mi": "10Gi",
+        "nvidia.com/gpu": "8",
+        "vpc.amazonaws.com/efa": "32",
+        "pods": "110",
+    }
+    return [
+        {
+            "name": "p5.48xlarge",
+            "offerings": offerings,
+            "architecture": "amd64",
+            "operatingSystems": ["linux"],
+            "resources": resources,
+        }
+    ]
+
+
+def karpenter_objects(zones: tuple[str, ...]) -> str:
+    """A KWOKNodeClass and a NodePool of p5 spot nodes that only the drill's pods select."""
+    return f"""
+apiVersion: karpenter.kwok.sh/v1alpha1
+kind: KWOKNodeClass
+metadata: {{name: {KARPENTER_NODEPOOL}}}
+---
+apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {{name: {KARPENTER_NODEPOOL}}}
+spec:
+  template:
+    metadata:
+      labels: {{{KARPENTER_LABEL}: karpenter-kwok}}
+    spec:
+      nodeClassRef: {{group: karpenter.kwok.sh, kind: KWOKNodeClass, name: {KARPENTER_NODEPOOL}}}
+      requirements:
+      - {{key: node.kubernetes.io/instance-type, operator: In, values: [p5.48xlarge]}}
+      - {{key: karpenter.sh/capacity-type, operator: In, values: [spot]}}
+      - {{key: topology.kubernetes.io/zone, operator: In, values: [{", ".join(zones)}]}}
+      taints: [{{key: nvidia.com/gpu, value: "true", effect: NoSchedule}}]
+      expireAfter: Never
+  disruption:
+    consolidationPolicy: WhenEmpty
+    consolidateAfter: Never
+"""
+
+
+def start_karpenter(cluster: Cluster, log_dir: Path, zones: tuple[str, ...]) -> Proc:
+    """Karpenter v1.6's kwok provider against the cluster: its CRDs, a Ready KWOKNodeClass and a
+    NodePool of p5 spot nodes (labelled KARPENTER_LABEL), then the controller as a subprocess.
+    Its nodes carry kwok's annotation, so the cluster's kwok runs them like the pool nodes."""
+    import json
+
+    binary = tool("karpenter-kwok")
+    source = module_dir("karpenter-kwok")
+    for crd in KARPENTER_CRDS:
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(source / crd))
+    for crd in (
+        "nodepools.karpenter.sh",
+        "nodeclaims.karpenter.sh",
+        "kwoknodeclasses.karpenter.kwok.sh",
+    ):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    wait_for(
+        lambda: (
+            cluster.kubectl(
+                "apply", "-f", "-", input=karpenter_objects(zones), check=False
+            ).returncode
+            == 0
+        ),
+        timeout=30,
+        what="Karpenter NodePool and KWOKNodeClass created",
+    )
+    # No controller readies a KWOKNodeClass; a NodePool whose class is not Ready provisions nothing.
+    ready = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Ready",
+                    "message": "",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    "observedGeneration": 1,
+                }
+            ]
+        }
+    }
+    cluster.kubectl(
+        "patch",
+        "kwoknodeclass",
+        KARPENTER_NODEPOOL,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(ready),
+    )
+    types_file = log_dir / "instance-types.json"
+    types_file.write_text(json.dumps(p5_instance_types(zones)))
+    env = {
+        **cluster.env(),
+        "SYSTEM_NAMESPACE": "kube-system",
+        "DISABLE_LEADER_ELECTION": "true",
+        "METRICS_PORT": str(free_port()),
+        "HEALTH_PROBE_PORT": str(free_port()),
+        "INSTANCE_TYPES_FILE_PATH": str(types_file),
+        "LOG_LEVEL": "debug",
+        "BATCH_IDLE_DURATION": "1s",
+        "BATCH_MAX_DURATION": "3s",
+    }
+    return Proc([str(binary)], log_dir / "karpenter.log", env)
+
+
+def stop_karpenter(cluster: Cluster, karpenter: Proc) -> None:
+    """Take the drill's NodePool and everything Karpenter made away, then stop it; what is left
+    (its finalizers need the controller) is released by hand."""
+    cluster.kubectl(
+        "delete", "nodepool", KARPENTER_NODEPOOL, "--timeout=60s", "--ignore-not-found", check=False
+    )
+    cluster.kubectl("delete", "nodeclaims", "--all", "--timeout=60s", check=False)
+    karpenter.stop()
+    for kind in ("nodeclaims", "nodes"):
+        names = cluster.kubectl(
+            "get", kind, "-l", f"karpenter.sh/nodepool={KARPENTER_NODEPOOL}", "-o", "name"
+        ).stdout.split()
+        for name in names:
+            cluster.kubectl(
+                "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False
+            )
+            cluster.kubectl("delete", name, "--wait=false", "--ignore-not-found", check=False)
+    cluster.kubectl(
+        "delete",
+        "kwoknodeclass",
+        KARPENTER_NODEPOOL,
+        "--ignore-not-found",
+        "--wait=false",
+        check=False,
+    )
