@@ -201,6 +201,7 @@ def main() -> int:
         # Baseline: submit to first step of a fresh gang, same cluster, same processes.
         job = job_manifest(
             "drill",
+            real_workload=True,  # the stand-in kubelet runs and reports real processes
             nodes=2,
             launcher="none",
             capacity={"type": "spot"},
