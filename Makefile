@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv demo test test-unit lint typecheck generate verify cluster-build cluster-up cluster-down tools bench clean
+.PHONY: all venv demo test test-unit lint typecheck generate verify cluster-build cluster-up cluster-down tools helm bench clean
 
 all: test
 
@@ -27,13 +27,17 @@ cluster-build:
 tools:
 	hack/tools.sh
 
+# Helm alone (demo, generate, verify need no other tool).
+helm:
+	hack/tools.sh helm
+
 cluster-up: $(STAMP) cluster-build
 	hack/cluster.sh up
 
 cluster-down:
 	hack/cluster.sh down
 
-demo: $(STAMP) cluster-build tools
+demo: $(STAMP) cluster-build helm
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" hack/demo.sh
 
 # Unit tests need nothing but the venv; integration and e2e tests start the local control plane
@@ -52,11 +56,11 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 # Regenerate every generated file (CRD, compiled KFP YAML, the manifests rendered from the Helm
-# chart, ...); `make verify` checks for drift. Both need helm (built by `make tools`).
-generate: $(STAMP) tools
+# chart, ...); `make verify` checks for drift. Both need helm (built by `make helm`).
+generate: $(STAMP) helm
 	PYTHON=$(PY) hack/generate.sh
 
-verify: $(STAMP) tools
+verify: $(STAMP) helm
 	PYTHON=$(PY) hack/generate.sh --check
 
 # Benchmarks (not tests): numbers go to hack/bench/results/*.json.
