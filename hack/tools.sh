@@ -18,7 +18,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PINS="$ROOT/hack/tools/pins.tsv"
+PINS="${KUBETRAIN_TOOLS_PINS:-$ROOT/hack/tools/pins.tsv}"
 TOOLS_DIR="${KUBETRAIN_TOOLS_DIR:-$ROOT/.cache/tools}"
 
 die() { echo "hack/tools.sh: $*" >&2; exit 1; }
