@@ -6,6 +6,7 @@ Not a test module (no test_ prefix).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -23,6 +24,12 @@ from cluster import Cluster
 from support import free_port, wait_for
 
 HERE = Path(__file__).parent
+FSX_STAND_IN: dict[str, Any] = {
+    "spec": {
+        "volumes": [{"name": "ckpt", "emptyDir": {}}],
+        "containers": [{"name": "worker", "volumeMounts": [{"name": "ckpt", "mountPath": "/fsx"}]}],
+    }
+}
 TOY = HERE / "toy_train.py"
 
 
@@ -36,6 +43,9 @@ def drill_job(name: str, **extra: Any) -> dict[str, Any]:
         "capacity": {"type": "spot"},
         "checkpoint": {"dir": f"/fsx/checkpoints/{name}", "keep": 3},
         "failurePolicy": {"maxRestarts": 0, "maxInterruptions": 3, "backoffSeconds": 0},
+        # The checkpoint dir must be on a mounted volume (the stand-in kubelet maps /fsx to a
+        # local directory); an emptyDir stands in for the FSx claim no simulated node can mount.
+        "podTemplate": copy.deepcopy(FSX_STAND_IN),
     }
     return job_manifest(name, real_workload=True, **{**spec, **extra})
 

@@ -71,9 +71,7 @@ def test_karpenter_nodeclaim_deletion_drains_and_the_gang_resumes_on_a_new_node(
 ) -> None:
     job = "karp"
     manifest = drill_job(job)
-    manifest["spec"]["podTemplate"] = {
-        "spec": {"nodeSelector": {KARPENTER_LABEL: "karpenter-kwok"}}
-    }
+    manifest["spec"]["podTemplate"]["spec"]["nodeSelector"] = {KARPENTER_LABEL: "karpenter-kwok"}
     apply(cluster, namespace, manifest)
     with (
         LocalKubelet(cluster, namespace, job, TOY, tmp_path, extra_env=TOY_ENV) as kubelet,
