@@ -21,15 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from operator_harness import job_manifest, pods, status
 
 from cluster import Cluster
-from support import free_port, wait_for
+from support import SIM_FSX_POD_TEMPLATE, free_port, wait_for
 
 HERE = Path(__file__).parent
-FSX_STAND_IN: dict[str, Any] = {
-    "spec": {
-        "volumes": [{"name": "ckpt", "emptyDir": {}}],
-        "containers": [{"name": "worker", "volumeMounts": [{"name": "ckpt", "mountPath": "/fsx"}]}],
-    }
-}
 TOY = HERE / "toy_train.py"
 
 
@@ -43,9 +37,7 @@ def drill_job(name: str, **extra: Any) -> dict[str, Any]:
         "capacity": {"type": "spot"},
         "checkpoint": {"dir": f"/fsx/checkpoints/{name}", "keep": 3},
         "failurePolicy": {"maxRestarts": 0, "maxInterruptions": 3, "backoffSeconds": 0},
-        # The checkpoint dir must be on a mounted volume (the stand-in kubelet maps /fsx to a
-        # local directory); an emptyDir stands in for the FSx claim no simulated node can mount.
-        "podTemplate": copy.deepcopy(FSX_STAND_IN),
+        "podTemplate": copy.deepcopy(SIM_FSX_POD_TEMPLATE),  # checkpoint.dir on a mounted volume
     }
     return job_manifest(name, real_workload=True, **{**spec, **extra})
 

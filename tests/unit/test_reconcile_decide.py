@@ -283,7 +283,7 @@ def test_not_ready_node_is_an_interruption_force_deletes_its_pods_and_is_avoided
     plan = decide(job(running_status()), target(b), Observed(gang(1), sick), NOW)
     assert plan.status["restarts"] == {"failures": 0, "interruptions": 1, "total": 1}
     assert PodDelete(name(1, 3), "u13", force=True) in plan.deletes
-    assert PodDelete(name(1, 0), "u10", force=False) in plan.deletes
+    assert PodDelete(name(1, 0), "u10", force=False, grace_seconds=5) in plan.deletes
     [record] = plan.status["interruptions"]
     assert record == {
         "node": "p5-a3",

@@ -75,7 +75,7 @@ def test_a_pod_shaping_edit_checkpoints_then_restarts_with_the_new_spec_uncounte
     assert plan.status["phase"] == "Restarting"
     assert plan.status["restarts"] == {"failures": 0, "interruptions": 0, "total": 0}
     assert plan.status["restartAfter"] == rfc3339(at(4))  # no backoff for an edit
-    assert {d.grace_seconds for d in plan.deletes} == {notice.SETTLED_GRACE_SECONDS}
+    assert {d.grace_seconds for d in plan.deletes} == {notice.TEARDOWN_GRACE_SECONDS}
     assert ("Ready", "SpecChanged") in reasons(plan)
 
     # Pods gone: attempt 2 is built from the new spec and resumes from that commit.

@@ -572,22 +572,24 @@ def test_a_settled_request_takes_the_old_gang_down_with_a_short_grace() -> None:
     plan = decide(job(status), target(), Observed(pods, tainted(TAINT_NTH_SPOT_ITN)), at(91))
     assert plan.status["phase"] == "Restarting"
     assert {(d.name, d.grace_seconds) for d in plan.deletes} == {
-        (f"{JOB}-1-{r}", notice.SETTLED_GRACE_SECONDS) for r in range(4)
+        (f"{JOB}-1-{r}", notice.TEARDOWN_GRACE_SECONDS) for r in range(4)
     }
     # A later pass finds them terminating with their own (long) grace: it is shortened again.
     terminating = [
         pod(1, r, node=f"p5-a{r}", deletion_timestamp=rfc3339(at(91 + 115))) for r in range(4)
     ]
     plan = decide(job(plan.status), target(), Observed(terminating, ALL_NODES), at(92))
-    assert {d.grace_seconds for d in plan.deletes} == {notice.SETTLED_GRACE_SECONDS}
+    assert {d.grace_seconds for d in plan.deletes} == {notice.TEARDOWN_GRACE_SECONDS}
     assert plan.creates == ()  # never two attempts' pods at once
 
 
-def test_a_rank_failure_keeps_the_pods_own_grace() -> None:
+def test_the_survivors_of_a_rank_failure_go_quickly_too() -> None:
+    """They block in their collectives without the failed peer: no save can finish, and their
+    full grace would only delay the next attempt."""
     pods = gang(1)
     pods[1] = pod(1, 1, "Failed", node="p5-a1", exit_code=1)
     plan = decide(job(running_status()), target(), Observed(pods, ALL_NODES), NOW)
-    assert {d.grace_seconds for d in plan.deletes} == {None}
+    assert {d.grace_seconds for d in plan.deletes} == {notice.TEARDOWN_GRACE_SECONDS}
 
 
 def test_a_pod_vanishing_while_a_request_is_out_is_recorded_by_its_name() -> None:

@@ -69,25 +69,26 @@ def _deletes(
 ) -> tuple[PodDelete, ...]:
     """Delete requests for pods still around; force only where the kubelet cannot finish.
 
-    `grace`: shorter than the pods' own (an already-deleting pod gets it too: the API server
-    shortens a pending deletion, never lengthens one).
+    `grace`: shorter than the pods' own. A pod already being deleted (by a drain, or by us with
+    its own grace) gets it too when its deadline is further away: the API server shortens a
+    pending deletion, never lengthens one.
     """
     out = []
     for pod in pods:
         lost = cl.node_problem(pod, observed.nodes) is not None or (
             pod.node is None and pod.deleting
         )
-        if pod.deleting:
+        if lost:
+            out.append(PodDelete(pod.name, pod.uid, force=True))
+        elif not pod.deleting:
+            out.append(PodDelete(pod.name, pod.uid, force=False, grace_seconds=grace))
+        else:
             deadline = parse_time(pod.deletion_timestamp)
-            stuck = deadline is not None and (now - deadline).total_seconds() > (
-                STUCK_TERMINATING_SECONDS
-            )
-            if lost or stuck:
+            left = (deadline - now).total_seconds() if deadline else 0.0
+            if -left > STUCK_TERMINATING_SECONDS:
                 out.append(PodDelete(pod.name, pod.uid, force=True))
-            elif grace is not None and not pod.finished:
+            elif grace is not None and not pod.finished and left > grace + 1:
                 out.append(PodDelete(pod.name, pod.uid, force=False, grace_seconds=grace))
-            continue
-        out.append(PodDelete(pod.name, pod.uid, force=lost, grace_seconds=grace))
     return tuple(out)
 
 
@@ -168,7 +169,7 @@ def _restart(
     attempt = draft.attempt
     # Finished pods of the torn-down attempt go too: their capacity is free already, but a clean
     # slate is what `kubectl get pods` should show for the next attempt.
-    deletes = _deletes(pods, observed, draft.now, verdict.grace_seconds)
+    deletes = _deletes(pods, observed, draft.now, notice.TEARDOWN_GRACE_SECONDS)
     notice.abandon_request(draft)
     if verdict.budget is Budget.NONE:
         delay, budget = 0, "not counted against a budget"
@@ -251,8 +252,7 @@ def _hung(draft: Draft, policy: Policy, rank0: PodView | None) -> Verdict | None
             f"no training step since step {last.step} at {rfc3339(last.time)} "
             f"(progressTimeoutSeconds={timeout}): the gang looks hung"
         )
-    # A hung process will not checkpoint on SIGTERM: the old gang goes quickly.
-    return Verdict(Next.RESTART, REASON_HANG, cause, Budget.FAILURES, notice.SETTLED_GRACE_SECONDS)
+    return Verdict(Next.RESTART, REASON_HANG, cause, Budget.FAILURES)
 
 
 def _avoid_nodes(draft: Draft, attempt: int) -> list[str]:
@@ -276,7 +276,7 @@ def _start_next(
         p for p in observed.pods if p.attempt == nxt and p.spec_hash not in (None, target.spec_hash)
     ]
     if old_pods or stale:
-        grace = notice.settled_grace(draft, attempt)
+        grace = notice.TEARDOWN_GRACE_SECONDS  # the restart is decided: see notice
         return draft.finish(
             deletes=_deletes([*old_pods, *stale], observed, draft.now, grace),
             requeue=WAIT_POLL_SECONDS,
@@ -420,7 +420,8 @@ def _observe_attempt(
             f"{attempt + 1} in {delay}s",
         )
         draft.nodes(0, n)
-        return draft.finish(deletes=_deletes(pods, observed, draft.now), requeue=float(delay))
+        teardown = _deletes(pods, observed, draft.now, notice.TEARDOWN_GRACE_SECONDS)
+        return draft.finish(deletes=teardown, requeue=float(delay))
 
     unschedulable = [
         s for s in states if s.outcome is Outcome.PENDING and s.pod and s.pod.unschedulable
@@ -480,7 +481,7 @@ def decide(job: JobView, target: Target | Invalid, observed: Observed, now: dt.d
     others = [p for p in observed.pods if p.attempt != attempt]
     plan = _observe_attempt(draft, target, observed, current)
     if others and not plan.delete_job:
-        grace = notice.settled_grace(draft, attempt - 1)
+        grace = notice.TEARDOWN_GRACE_SECONDS
         extra = _deletes(others, observed, now, grace)
         plan = dataclasses.replace(plan, deletes=plan.deletes + extra)
     return plan

@@ -46,9 +46,11 @@ from kubetrain.status import (
 )
 
 NODE_LOST_SOURCES = frozenset({SOURCE_NODE_DELETED, SOURCE_NODE_NOT_READY})
-# Once a checkpoint request is settled (committed, or its deadline passed) nothing the old gang
-# does is worth waiting for: its pods get this grace period instead of their own.
-SETTLED_GRACE_SECONDS = 5
+# A gang torn down for a restart: whatever could be saved has been (a checkpoint request was
+# settled: committed, or its deadline passed) or cannot be (a peer failed or is gone, so the others
+# block in their collectives; a hung gang steps no more). Its pods get this grace period instead of
+# their own, so the next attempt starts in seconds, inside a spot notice's two minutes.
+TEARDOWN_GRACE_SECONDS = 5
 
 
 class Next(enum.Enum):
@@ -69,7 +71,6 @@ class Verdict:
     reason: str = ""  # Ready's reason for a restart: Interrupted | NodeLost | SpecChanged | ...
     cause: str = ""  # words for the restart message
     budget: Budget = Budget.INTERRUPTIONS
-    grace_seconds: int | None = None  # for the old gang's pods (None: their own)
 
 
 CARRY_ON = Verdict(Next.CARRY_ON)
@@ -103,7 +104,6 @@ def assess(
             REASON_SPEC_CHANGED,
             "the spec changed before the gang was running",
             budget=Budget.NONE,
-            grace_seconds=SETTLED_GRACE_SECONDS,
         )
     _request_spec_change(draft, policy, spec_hash, gang)
     _detect(draft, policy, gang, observed)
@@ -135,13 +135,11 @@ def assess(
                 REASON_SPEC_CHANGED,
                 f"the spec changed: {words}",
                 budget=Budget.NONE,
-                grace_seconds=SETTLED_GRACE_SECONDS,
             )
         return Verdict(
             Next.RESTART,
             REASON_INTERRUPTED,
             f"node {nodes[0].node} {nodes[0].source}: {words}",
-            grace_seconds=SETTLED_GRACE_SECONDS,
         )
     _ask(draft, request, gang)
     what = (
@@ -159,12 +157,6 @@ def assess(
         + " once rank 0 commits",
     )
     return WAIT
-
-
-def settled_grace(draft: Draft, attempt: int) -> int | None:
-    """The grace period for what is left of `attempt`: short when it ended at a settled request."""
-    red = [r for r in draft.records if r.attempt == attempt and itr.level_of(r) == itr.RED]
-    return SETTLED_GRACE_SECONDS if red else None
 
 
 def _answers(commit: CheckpointCommitted | None, request_id: str) -> bool:
@@ -390,5 +382,4 @@ __all__ = [
     "assess",
     "close_on_success",
     "settle_request",
-    "settled_grace",
 ]
