@@ -240,6 +240,14 @@ async def reconcile(
     def node_pods(node: str) -> list[PodView]:
         return list(pods_by_node.get(node, []))
 
+    def unbound_pods() -> list[PodView]:
+        return [
+            p
+            for job in list(pods_by_job)
+            for p in pods_by_job.get(job, [])
+            if p.node is None and not p.finished and not p.deleting
+        ]
+
     try:
         # A new FSx volume first (once per job; the pods wait for their claim to bind anyway).
         while provision.wants_fsx(body) and not stopped:
@@ -268,6 +276,7 @@ async def reconcile(
                         logger,
                         all_nodes=all_nodes,
                         node_pods=node_pods,
+                        unbound_pods=unbound_pods,
                     )
             except Exception as exc:  # API hiccups, conflicts, rejections, a builder bug
                 if not isinstance(exc, KubeError):

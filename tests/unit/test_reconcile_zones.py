@@ -325,3 +325,34 @@ def test_target_reads_what_one_pod_requests_from_the_builders() -> None:
     per_pod = dict(t.placement.per_pod)
     assert per_pod["nvidia.com/gpu"] == 8 and per_pod["pods"] == 1
     assert per_pod["vpc.amazonaws.com/efa"] == 32
+
+
+def test_another_gangs_pods_pinned_to_a_zone_and_waiting_take_its_room() -> None:
+    """Three gangs restarting at once: the second must not pick the free nodes the first is
+    about to take (its pods exist, pinned to us-west-2a, not bound yet)."""
+    nodes = [node_with_room(f"a{i}", "us-west-2a") for i in range(2)]
+    nodes += [node_with_room(f"b{i}", "us-west-2b") for i in range(2)]
+    first = PodView(
+        "ns",
+        "other-2-0",
+        "u",
+        "other",
+        2,
+        0,
+        "Pending",
+        None,
+        None,
+        False,
+        None,
+        None,
+        None,
+        None,
+        None,
+        requests=P5_POD,
+        zone_pin="us-west-2a",
+        instance_type_pin="p5.48xlarge",
+    )
+    waiting = [first, dataclasses.replace(first, name="other-2-1", rank=1)]
+    assert choose_zone(nodes, NEEDS, 2, previous="us-west-2a") == Placement(zone="us-west-2a")
+    chosen = choose_zone(nodes, NEEDS, 2, previous="us-west-2a", unbound=waiting)
+    assert chosen == Placement(zone="us-west-2b")

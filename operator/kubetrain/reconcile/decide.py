@@ -295,6 +295,7 @@ def _start_next(
             _avoid_nodes(draft, attempt),
             previous=draft.status.zone,
             node_pods=observed.node_pods,
+            unbound=observed.unbound_pods,
         )
     creates = target.build(nxt, resume, placement)
     if placement is not None and placement.zone:

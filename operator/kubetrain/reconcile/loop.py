@@ -62,11 +62,12 @@ async def reconcile_once(
     now: dt.datetime | None = None,
     all_nodes: Callable[[], Sequence[NodeView]] = tuple,
     node_pods: NodeUsage = lambda _node: (),
+    unbound_pods: Callable[[], Iterable[PodView]] = tuple,
 ) -> float | None:
     """Returns seconds until the next pass is due without events, or None when the job is gone.
 
-    `all_nodes` and `node_pods` are called only when an attempt is about to start (choosing its
-    zone from free capacity), so the usual pass stays O(pods of the job).
+    `all_nodes`, `node_pods` and `unbound_pods` are called only when an attempt is about to start
+    (choosing its zone from free capacity), so the usual pass stays O(pods of the job).
     """
     body = await kube.get_job(namespace, name)
     if body is None:
@@ -87,6 +88,11 @@ async def reconcile_once(
         vanished=vanished,
         all_nodes=candidates,
         node_pods={n.name: tuple(node_pods(n.name)) for n in candidates},
+        unbound_pods=tuple(
+            p
+            for p in (unbound_pods() if starting else ())
+            if (p.namespace, p.job) != (namespace, name)
+        ),
     )
     plan = decide(job, target, observed, now or dt.datetime.now(dt.UTC))
     await act(kube, body, plan, logger)

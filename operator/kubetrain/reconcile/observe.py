@@ -79,6 +79,9 @@ class PodView:
     spec_hash: str | None = None  # ANNOTATION_SPEC_HASH: the spec the pod was built from
     requests: Resources = ()  # what the pod holds on its node (zone choice)
     progress: Progress | None = None  # rank 0's newest training step (hang detection)
+    # nodeSelector pins (zone choice counts unbound pods against the zone they wait for)
+    zone_pin: str | None = None
+    instance_type_pin: str | None = None
 
     @property
     def deleting(self) -> bool:
@@ -163,6 +166,10 @@ def pod_view(body: Mapping[str, Any]) -> PodView | None:
         resumed=Resumed.decode(annotations.get(ANNOTATION_RESUMED)),
         spec_hash=annotations.get(ANNOTATION_SPEC_HASH),
         progress=Progress.decode(annotations.get(ANNOTATION_PROGRESS)),
+        zone_pin=((body.get("spec") or {}).get("nodeSelector") or {}).get(ZONE_LABEL),
+        instance_type_pin=((body.get("spec") or {}).get("nodeSelector") or {}).get(
+            INSTANCE_TYPE_LABEL
+        ),
         requests=_pod_requests(body.get("spec") or {}),
     )
 

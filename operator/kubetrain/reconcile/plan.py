@@ -111,6 +111,8 @@ class Observed:
     all_nodes: Sequence[NodeView] = ()
     # For each of those nodes: the kubetrain pods bound to it (what they hold is not free).
     node_pods: Mapping[str, Sequence[PodView]] = field(default_factory=dict)
+    # Other jobs' pods not bound yet but pinned to a zone: they will take room there.
+    unbound_pods: Sequence[PodView] = ()
 
 
 @dataclass(frozen=True)

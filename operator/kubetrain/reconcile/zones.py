@@ -8,7 +8,9 @@ allocatable per zone first and pinning a zone with room for every rank avoids th
 resumed gang next to its data when it can.
 
 What is counted: each node's allocatable (cpu, memory, pods, GPUs, NeuronDevices, EFA) minus the
-requests of the kubetrain pods bound to it. Pods of other workloads are not in the operator's
+requests of the kubetrain pods bound to it, and a pod's worth for every pod of another gang that is
+pinned to the zone and not bound yet (gangs restarting at the same moment would otherwise all pick
+the same free nodes). Pods of other workloads are not in the operator's
 watch; on nodes they share with training gangs, the scheduler still has the last word.
 """
 
@@ -56,6 +58,7 @@ def choose_zone(
     avoid: Collection[str] = (),
     previous: str | None = None,
     node_pods: Mapping[str, Sequence[PodView]] | None = None,
+    unbound: Sequence[PodView] = (),
 ) -> Placement | None:
     """The placement of the next attempt, or None to leave the choice to the scheduler.
 
@@ -77,6 +80,12 @@ def choose_zone(
             room[(node.capacity_type, str(node.zone))] += free
     if not room:
         return None
+    for pod in unbound:  # another gang pinned there and waiting for the scheduler: its room
+        if pod.zone_pin and (
+            needs.instance_type is None or pod.instance_type_pin in (None, needs.instance_type)
+        ):
+            for key in [k for k in room if k[1] == pod.zone_pin]:
+                room[key] = max(0, room[key] - 1)
     pin_type = len(needs.capacity_types) > 1
     for kind in needs.capacity_types or (None,):
         zones = {z: n for (k, z), n in room.items() if kind is None or k == kind}
