@@ -26,22 +26,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from kubetrain.status import parse_time
+from kubetrain.api.models import PHASES
+from kubetrain.status import TERMINAL_PHASES, parse_time
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 
-PHASES = (
-    "Pending",
-    "Starting",
-    "Running",
-    "Checkpointing",
-    "Restarting",
-    "Succeeded",
-    "Failed",
-    "Suspended",
-)
-TERMINAL = ("Succeeded", "Failed")
 # A spot notice must be answered within two minutes: buckets resolve the first seconds finely.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300)
 # The watches a ready operator has listed once and keeps open.
@@ -146,7 +136,7 @@ class _Jobs(Collector):
         )
         now = time.time()
         for (namespace, name), job in sorted(self.jobs.items()):
-            if job.committed_at is not None and job.phase not in TERMINAL:
+            if job.committed_at is not None and job.phase not in TERMINAL_PHASES:
                 age.add_metric([namespace, name], max(0.0, now - job.committed_at))
         yield age
         ratio = GaugeMetricFamily(
@@ -261,7 +251,7 @@ def _count_transitions(
         if delta > 0:
             RESTARTS.labels(reason).inc(delta)
     phase = new.get("phase")
-    if phase in TERMINAL and old.get("phase") != phase:
+    if phase in TERMINAL_PHASES and old.get("phase") != phase:
         FINISHED.labels(phase).inc()
     old_ckpt, new_ckpt = old.get("checkpoint") or {}, new.get("checkpoint") or {}
     if new_ckpt and (new_ckpt.get("id"), new_ckpt.get("step")) != (

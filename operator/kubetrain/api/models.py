@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn, get_args
 
 from pydantic import (
     BaseModel,
@@ -1187,22 +1187,23 @@ class Goodput(_Status):
     attempts: list[AttemptTimes] = Field(default_factory=list, max_length=MAX_ATTEMPTS_KEPT)
 
 
+Phase = Literal[
+    "Pending",
+    "Starting",
+    "Running",
+    "Checkpointing",
+    "Restarting",
+    "Succeeded",
+    "Failed",
+    "Suspended",
+]
+PHASES: tuple[str, ...] = get_args(Phase)
+
+
 class TrainingJobStatus(_Status):
     """What the operator writes under `status` (by alias). The CRD prunes any other field."""
 
-    phase: (
-        Literal[
-            "Pending",
-            "Starting",
-            "Running",
-            "Checkpointing",
-            "Restarting",
-            "Succeeded",
-            "Failed",
-            "Suspended",
-        ]
-        | None
-    ) = None
+    phase: Phase | None = None
     observed_generation: int | None = None
     attempt: int = Field(default=0, description="Current attempt; 0 before the first.")
     conditions: list[Condition] = Field(default_factory=list, max_length=32)
