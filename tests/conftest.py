@@ -91,6 +91,11 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     try:
         yield name
     finally:
+        # Pods now keep their nodes for their grace period (the simulated kubelet honours it):
+        # a test's leftovers must not take the next test's capacity.
+        cluster.kubectl(
+            "delete", "pods", "--all", "-n", name, "--grace-period=0", "--force", check=False
+        )
         cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 

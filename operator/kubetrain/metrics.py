@@ -322,6 +322,7 @@ def instrument_kopf_watches() -> bool:
     listed = getattr(getattr(watching, "Bookmark", None), "LISTED", None)
     if original is None or listed is None:
         return False
+    WATCHES.state.clear()  # a new operator run in this process starts with no streams
     if getattr(original, "_kubetrain_instrumented", False):
         WATCHES.instrumented = True
         return True
@@ -336,7 +337,10 @@ def instrument_kopf_watches() -> bool:
                     WATCHES.state[key] = "up"
                 yield event
         finally:
-            WATCHES.state[key] = "down"
+            # kopf opens the stream again if it still wants it (then "listing" until listed); a
+            # stream it dropped for good (a namespace gone, an operator run ended in this
+            # process) must not hold readiness down.
+            WATCHES.state.pop(key, None)
             WATCH_RESTARTS.labels(key[0]).inc()
 
     continuous_watch._kubetrain_instrumented = True  # type: ignore[attr-defined]
