@@ -14,17 +14,15 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kopf.testing import KopfRunner
 from local_kubelet import LocalKubelet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from operator_harness import install_crd, job_manifest, pods, status
+from operator_harness import job_manifest, pods, status
 
 from cluster import Cluster
 from kubetrain.api.constants import TAINT_NTH_SPOT_ITN
@@ -34,21 +32,6 @@ from support import SIM_FSX_POD_TEMPLATE, wait_for
 pytestmark = [pytest.mark.cluster, pytest.mark.torch]
 SCRIPT = Path(__file__).with_name("chatty_train.py")
 TOY_ENV = {"TOY_STEPS": "100000", "TOY_STEP_SECONDS": "0.05", "TOY_EVERY": "1000"}
-
-
-@pytest.fixture
-def operator(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    install_crd(cluster)
-    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
-        try:
-            yield
-        finally:
-            cluster.kubectl(
-                "delete", "trainingjobs", "--all", "-n", namespace, "--timeout=60s", check=False
-            )
-    assert runner.exception is None, runner.output[-4000:]
 
 
 class Cli:

@@ -5,12 +5,10 @@ endpoint (moto). Artifacts and parameters must flow from step to step."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kopf.testing import KopfRunner
 
 from cluster import Cluster
 
@@ -24,33 +22,6 @@ SIMULATED_SUCCESS = {
         "metadata": {"annotations": {"sim.test/outcome": "Succeeded", "sim.test/after": "1s"}}
     }
 }
-
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def install_crd(cluster: Cluster) -> None:
-    """The committed CRD (crds/trainingjob.yaml, generated from the operator's models)."""
-    crd = (ROOT / "crds" / "trainingjob.yaml").read_text()
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crd)
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/trainingjobs.kubetrain.dev", "--timeout=60s"
-    )
-
-
-@pytest.fixture
-def operator(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    install_crd(cluster)
-    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
-        try:
-            yield
-        finally:
-            cluster.kubectl(
-                "delete", "trainingjobs", "--all", "-n", namespace, "--timeout=60s", check=False
-            )
-    assert runner.exception is None, runner.output[-4000:]
 
 
 def test_processing_eks_training_endpoint(

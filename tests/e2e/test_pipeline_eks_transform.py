@@ -11,16 +11,13 @@ from __future__ import annotations
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kopf.testing import KopfRunner
 from local_kubelet import LocalKubelet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from operator_harness import install_crd
 
 from cluster import Cluster
 from kubetrain.client import TrainingJobClient
@@ -30,21 +27,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.torch]
 TOY = Path(__file__).with_name("toy_train.py")
 ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
 ECR = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
-
-
-@pytest.fixture
-def operator(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    install_crd(cluster)
-    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
-        try:
-            yield
-        finally:
-            cluster.kubectl(
-                "delete", "trainingjobs", "--all", "-n", namespace, "--timeout=60s", check=False
-            )
-    assert runner.exception is None, runner.output[-4000:]
 
 
 def test_eks_training_feeds_sagemaker_model_and_batch_transform(

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kopf.testing import KopfRunner
-from operator_harness import install_crd, pods, status
+from operator_harness import pods, status
 
 from cluster import Cluster
 from kubetrain.api.constants import CAPACITY_TYPE_LABELS
@@ -61,22 +60,11 @@ spec:
 
 
 @pytest.fixture
-def operator(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    install_crd(cluster)
+def fsx_volume(cluster: Cluster, namespace: str) -> Iterator[None]:
+    """The static FSx PV and claim the examples mount (what an EKS admin creates once)."""
     cluster.kubectl("apply", "-f", "-", input=PREREQUISITES.replace("NAMESPACE", namespace))
-    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubetrain.handlers"]
-    try:
-        with KopfRunner(args, timeout=60) as runner:
-            try:
-                yield
-            finally:
-                cluster.kubectl(
-                    "delete", "trainingjobs", "--all", "-n", namespace, "--timeout=60s", check=False
-                )
-        assert runner.exception is None, runner.output[-4000:]
-    finally:
-        cluster.kubectl("delete", "pv", f"fsx-pv-{namespace}", "--wait=false", check=False)
+    yield
+    cluster.kubectl("delete", "pv", f"fsx-pv-{namespace}", "--wait=false", check=False)
 
 
 def comparable(pod: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +136,7 @@ def comparable(pod: dict[str, Any]) -> dict[str, Any]:
 def test_example_runs_on_matching_nodes_and_succeeds(
     cluster: Cluster,
     namespace: str,
+    fsx_volume: None,
     operator: None,
     example: str,
     instance_type: str,
