@@ -54,6 +54,12 @@ REASON_INTERRUPTED: Final = "Interrupted"
 REASON_SPEC_CHANGED: Final = "SpecChanged"
 # Ready=False while a gang restarts because rank 0 reported no new step for progressTimeoutSeconds.
 REASON_HANG: Final = "Hang"
+# Ready=False while the next attempt waits for room for the whole gang (the message says what it
+# needs and what is free where).
+REASON_WAITING_FOR_CAPACITY: Final = "WaitingForCapacity"
+# Ready=False while an elastic gang running on fewer than spec.nodes checkpoints and restarts at
+# full size (counted against neither budget).
+REASON_RESIZED: Final = "Resized"
 # Reasons of the Checkpointing condition: True while the gang answers a checkpoint request.
 REASON_CHECKPOINT_REQUESTED: Final = "CheckpointRequested"
 REASON_CHECKPOINT_COMMITTED: Final = "CheckpointCommitted"
@@ -71,6 +77,7 @@ _RESTARTING_REASONS: Final = frozenset(
         REASON_STARTUP_TIMEOUT,
         REASON_INTERRUPTED,
         REASON_SPEC_CHANGED,
+        REASON_RESIZED,
         REASON_HANG,
     }
 )

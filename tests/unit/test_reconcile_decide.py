@@ -36,11 +36,17 @@ class Builder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, str | None, Placement | None]] = []
+        self.sizes: list[int | None] = []  # elastic: pods when fewer than spec.nodes
 
     def __call__(
-        self, attempt: int, resume: str | None, placement: Placement | None = None
+        self,
+        attempt: int,
+        resume: str | None,
+        placement: Placement | None = None,
+        size: int | None = None,
     ) -> list[dict[str, Any]]:
         self.calls.append((attempt, resume, placement))
+        self.sizes.append(size)
         objs: list[dict[str, Any]] = [
             {
                 "apiVersion": "v1",
@@ -49,7 +55,7 @@ class Builder:
             },
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": JOB, "namespace": NS}},
         ]
-        for rank in range(self.nodes):
+        for rank in range(size or self.nodes):
             objs.append(
                 {
                     "apiVersion": "v1",

@@ -152,9 +152,12 @@ SOURCE_NODE_DELETED: Final = "node-deleted"
 SOURCE_NODE_NOT_READY: Final = "node-not-ready"
 SOURCE_CHECKPOINTED: Final = "checkpointed-and-stopped"  # exit 83 without a request we sent
 SOURCE_SPEC_CHANGE: Final = "spec-change"  # the user edited a field that shapes the pods
+SOURCE_RESIZE: Final = "resize"  # an elastic gang grows back to spec.nodes
 
 # Request reason of a coordinated checkpoint-restart for a spec change (not an interruption).
 REQUEST_REASON_SPEC_CHANGED: Final = "spec-changed"
+# ... and for an elastic gang growing back to spec.nodes (spec.minNodes).
+REQUEST_REASON_RESIZE: Final = "resize"
 
 # --- Pod annotations set by the operator ----------------------------------------------------------
 # Hash of the spec fields that shape the pods an attempt was built from: no pass mixes two specs.
@@ -169,6 +172,8 @@ LIVE_SPEC_FIELDS: Final = (
     "suspend",
     "startupTimeoutSeconds",
     "checkpointDeadlineSeconds",
+    "minNodes",
+    "shrinkAfterSeconds",
 )
 
 # --- Progress (hang detection) ----------------------------------------------------------------------

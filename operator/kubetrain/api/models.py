@@ -747,6 +747,14 @@ MSG_COMMAND = (
 )
 MSG_COMMAND_BLANK = "spec.command[0] must name a program, not be blank: set the entry point, e.g. [python, train.py]"
 MSG_NODES = f"spec.nodes must be between 1 and {MAX_NODES}: set it to the number of worker pods (one per instance)"
+MSG_MIN_NODES = (
+    "spec.minNodes must be between 1 and spec.nodes: set the fewest worker pods the job may run "
+    "on after an interruption, or remove it to always run on spec.nodes"
+)
+MSG_SHRINK_AFTER = (
+    "spec.shrinkAfterSeconds must be between 0 and 86400: set how long a restart waits for room "
+    "for every node before it runs on fewer (spec.minNodes)"
+)
 MSG_STARTUP = (
     "spec.startupTimeoutSeconds must be between 30 and 86400: set how long a gang may take to start"
 )
@@ -803,6 +811,11 @@ class TrainingJobSpec(_Model):
             _rule(
                 rules.CHECKPOINT_DIR_MOUNTED_RULE, MSG_CKPT_DIR_MOUNTED, fieldPath=".checkpoint.dir"
             ),
+            _rule(
+                "!has(self.minNodes) || self.minNodes <= self.nodes",
+                MSG_MIN_NODES,
+                fieldPath=".minNodes",
+            ),
             *rules.instance_rules(),
         )
     )
@@ -836,6 +849,21 @@ class TrainingJobSpec(_Model):
         default=1,
         description="Worker pods in the gang (one per instance); all start together or none does.",
         json_schema_extra=_cel(_rule(f"self >= 1 && self <= {MAX_NODES}", MSG_NODES)),
+    )
+    min_nodes: int | None = Field(
+        default=None,
+        description="Elastic size: after an interruption, when room for every node does not "
+        "return within shrinkAfterSeconds but room for at least minNodes does (in one zone), the "
+        "gang resumes on fewer nodes from its checkpoint (WORLD_SIZE follows; the checkpoint must "
+        "reshard, e.g. torch.distributed.checkpoint), and grows back to spec.nodes at a "
+        "coordinated checkpoint when room returns. Unset: always spec.nodes.",
+        json_schema_extra=_cel(_rule(f"self >= 1 && self <= {MAX_NODES}", MSG_MIN_NODES)),
+    )
+    shrink_after_seconds: int = Field(
+        default=120,
+        description="With minNodes: how long a restart waits for room for every node before it "
+        "resumes on fewer.",
+        json_schema_extra=_cel(_rule("self >= 0 && self <= 86400", MSG_SHRINK_AFTER)),
     )
     accelerator: Accelerator = Field(
         default_factory=lambda: Accelerator(kind="none"),
@@ -918,6 +946,16 @@ class TrainingJobSpec(_Model):
     def _check(self, info: ValidationInfo) -> TrainingJobSpec:
         checks = (
             (1 <= self.nodes <= MAX_NODES, "spec.nodes", MSG_NODES),
+            (
+                self.min_nodes is None or 1 <= self.min_nodes <= self.nodes,
+                "spec.minNodes",
+                MSG_MIN_NODES,
+            ),
+            (
+                0 <= self.shrink_after_seconds <= 86400,
+                "spec.shrinkAfterSeconds",
+                MSG_SHRINK_AFTER,
+            ),
             (
                 30 <= self.startup_timeout_seconds <= 86400,
                 "spec.startupTimeoutSeconds",
@@ -1056,6 +1094,14 @@ class Condition(_Status):
 class NodeCounts(_Status):
     ready: int = 0
     total: int = 0
+
+
+class SizeStatus(_Status):
+    """An elastic job's gang size (spec.minNodes set): what runs, what the spec asks, and why."""
+
+    current: int = Field(description="Worker pods of the current attempt.")
+    desired: int = Field(description="spec.nodes.")
+    reason: str | None = Field(default=None, description="Why current differs from desired.")
 
 
 class RestartCounts(_Status):
@@ -1208,6 +1254,7 @@ class TrainingJobStatus(_Status):
     attempt: int = Field(default=0, description="Current attempt; 0 before the first.")
     conditions: list[Condition] = Field(default_factory=list, max_length=32)
     nodes: NodeCounts = Field(default_factory=NodeCounts)
+    size: SizeStatus | None = None
     restarts: RestartCounts = Field(default_factory=RestartCounts)
     checkpoint: CheckpointStatus | None = None
     progress: ProgressStatus | None = None

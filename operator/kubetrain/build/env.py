@@ -43,7 +43,7 @@ def distributed_env(job: JobRef, r: Resolved, attempt: int, rank: int) -> list[d
     processes across the gang.
     """
     addr = master_addr(job, attempt)
-    nodes, procs = r.spec.nodes, r.procs_per_node
+    nodes, procs = r.nodes, r.procs_per_node
     return [
         _var("MASTER_ADDR", addr),
         _var("MASTER_PORT", MASTER_PORT),

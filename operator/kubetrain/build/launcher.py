@@ -23,7 +23,7 @@ _PYTHON = re.compile(r"(^|/)python[0-9.]*$")
 def completion_ranks(r: Resolved) -> range:
     """Ranks whose exit 0 means success: all of them, except under mpirun where rank 0 runs
     `mpirun` and the others only serve it (sshd) until the operator deletes them."""
-    return range(1) if r.spec.launcher == "mpirun" else range(r.spec.nodes)
+    return range(1) if r.spec.launcher == "mpirun" else range(r.nodes)
 
 
 def _torchrun_target(command: list[str]) -> list[str]:
@@ -42,7 +42,7 @@ def worker_command(job: JobRef, r: Resolved, attempt: int, rank: int) -> list[st
     if spec.launcher == "torchrun":
         return [
             "torchrun",
-            f"--nnodes={spec.nodes}",
+            f"--nnodes={r.nodes}",
             f"--nproc_per_node={r.procs_per_node}",
             f"--node_rank={rank}",
             f"--master_addr={master_addr(job, attempt)}",
@@ -53,9 +53,7 @@ def worker_command(job: JobRef, r: Resolved, attempt: int, rank: int) -> list[st
     # mpirun: rank 0 waits until every worker's sshd answers, then launches the whole world.
     if rank > 0:
         return ["/usr/sbin/sshd", "-D", "-e", "-p", str(MPI_SSH_PORT)]
-    hosts = [
-        f"{pod_name(job.name, attempt, i)}.{service_name(job.name)}" for i in range(spec.nodes)
-    ]
+    hosts = [f"{pod_name(job.name, attempt, i)}.{service_name(job.name)}" for i in range(r.nodes)]
     wait = (
         f"for h in {' '.join(hosts[1:])}; do "
         f"until (exec 3<>/dev/tcp/$h/{MPI_SSH_PORT}) 2>/dev/null; do sleep 1; done; done; "

@@ -245,7 +245,7 @@ def build_attempt(
     """Everything for one attempt, in creation order: RBAC first (pods need their account),
     storage, the Service (DNS before rendezvous), then pods rank 0..n-1."""
     return [
-        *build_rbac(job, attempt, r.spec.nodes, r.spec.service_account_name),
+        *build_rbac(job, attempt, r.nodes, r.spec.service_account_name),
         *build_fsx_static(job, r),
         build_service(job),
         *(
@@ -257,6 +257,6 @@ def build_attempt(
                 resume_manifest=resume_manifest,
                 placement=placement,
             )
-            for rank in range(r.spec.nodes)
+            for rank in range(r.nodes)
         ),
     ]

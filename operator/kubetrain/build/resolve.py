@@ -6,6 +6,7 @@ Semantic checks that the CRD cannot do (it does not know instance facts) happen 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -39,10 +40,21 @@ class Resolved:
     memory: str
     shm: str
     hugepages: str | None
+    # Elastic (spec.minNodes): this attempt runs on fewer pods than spec.nodes. The spec hash stays
+    # the spec's: a gang resized by the operator is still built from the same spec.
+    size: int | None = None
+
+    @property
+    def nodes(self) -> int:
+        """Worker pods of the attempt being built."""
+        return self.size if self.size is not None else self.spec.nodes
+
+    def with_nodes(self, nodes: int) -> Resolved:
+        return dataclasses.replace(self, size=None if nodes == self.spec.nodes else nodes)
 
     @property
     def world_size(self) -> int:
-        return self.spec.nodes * self.procs_per_node
+        return self.nodes * self.procs_per_node
 
     @property
     def spec_hash(self) -> str:

@@ -19,10 +19,10 @@ from kubetrain.api.constants import (
     COND_SUSPENDED,
     REASON_INVALID_SPEC,
 )
-from kubetrain.api.models import CheckpointStatus, ProgressStatus
+from kubetrain.api.models import CheckpointStatus, ProgressStatus, SizeStatus
 from kubetrain.reconcile import classify as cl
+from kubetrain.reconcile import elastic, notice
 from kubetrain.reconcile import interrupt as itr
-from kubetrain.reconcile import notice
 from kubetrain.reconcile.classify import Outcome, RankState
 from kubetrain.reconcile.draft import RESYNC_SECONDS, Draft, seconds_until
 from kubetrain.reconcile.notice import Budget, Next, Verdict
@@ -36,7 +36,7 @@ from kubetrain.reconcile.plan import (
     Policy,
     Target,
 )
-from kubetrain.reconcile.zones import choose_zone
+from kubetrain.reconcile.zones import room
 from kubetrain.status import (
     REASON_BACKOFF_LIMIT,
     REASON_FINISHED,
@@ -53,6 +53,7 @@ from kubetrain.status import (
     REASON_SUCCEEDED,
     REASON_SUSPENDED,
     REASON_UNSCHEDULABLE,
+    REASON_WAITING_FOR_CAPACITY,
     get_condition,
     is_true,
     parse_time,
@@ -286,18 +287,32 @@ def _start_next(
         return draft.finish(requeue=seconds_until(restart_after, draft.now))
     checkpoint = draft.status.checkpoint
     resume = checkpoint.uri if checkpoint and checkpoint.uri else None
-    placement = None
-    if target.placement is not None:
-        placement = choose_zone(
+    needs = target.placement
+    free = (
+        room(
             observed.all_nodes,
-            target.placement,
-            policy.nodes,
+            needs,
             _avoid_nodes(draft, attempt),
-            previous=draft.status.zone,
-            node_pods=observed.node_pods,
-            unbound=observed.unbound_pods,
+            observed.node_pods,
+            observed.unbound_pods,
         )
-    creates = target.build(nxt, resume, placement)
+        if needs is not None
+        else {}
+    )
+    due = restart_after if attempt > 0 else None
+    start = elastic.next_start(policy, needs, free, due, draft.now, draft.status.zone)
+    if start.wait_until is not None:
+        draft.cond(COND_READY, False, REASON_WAITING_FOR_CAPACITY, f"attempt {nxt}: {start.why}")
+        draft.nodes(0, policy.nodes)
+        wait = min(elastic.POLL_SECONDS, seconds_until(start.wait_until, draft.now))
+        return draft.finish(requeue=wait)
+    placement, size = start.placement, start.size
+    creates = target.build(nxt, resume, placement, size if size != policy.nodes else None)
+    if policy.min_nodes is not None or size != policy.nodes:
+        why = start.why if size != policy.nodes else None
+        draft.status.size = SizeStatus(current=size, desired=policy.nodes, reason=why)
+    else:
+        draft.status.size = None
     if placement is not None and placement.zone:
         draft.status.zone = placement.zone
     resumed = [
@@ -332,9 +347,11 @@ def _start_next(
         COND_READY,
         False,
         REASON_PENDING,
-        f"attempt {nxt}: created {policy.nodes} pods; waiting for all of them to be scheduled",
+        f"attempt {nxt}: created {size} pods"
+        + (f" ({start.why})" if size != policy.nodes else "")
+        + "; waiting for all of them to be scheduled",
     )
-    draft.nodes(0, policy.nodes)
+    draft.nodes(0, size)
     return draft.finish(creates=creates, requeue=float(policy.startup_timeout_seconds))
 
 
@@ -347,6 +364,22 @@ def _suspend(draft: Draft, policy: Policy, observed: Observed) -> Plan:
         deletes=_deletes(observed.pods, observed, draft.now),
         requeue=WAIT_POLL_SECONDS if observed.pods else None,
     )
+
+
+def _grow_back(draft: Draft, target: Target, observed: Observed, size: int) -> None:
+    """A gang running short: once there is room for every node, checkpoint and restart bigger."""
+    needs = target.placement
+    free = {}
+    if needs is not None:
+        free = room(observed.all_nodes, needs, (), observed.node_pods, observed.unbound_pods)
+    words = elastic.room_to_grow(target.policy, needs, free, size, draft.status.zone)
+    if words is not None:
+        notice.request_resize(draft, target.policy, words)
+    else:
+        draft.wake_at = min(
+            draft.wake_at or draft.now + dt.timedelta(seconds=elastic.POLL_SECONDS),
+            draft.now + dt.timedelta(seconds=elastic.POLL_SECONDS),
+        )
 
 
 def _observe_attempt(
@@ -362,14 +395,14 @@ def _observe_attempt(
     by_rank = {p.rank: p for p in pods}
     if 0 in by_rank:
         draft.progress, draft.resumed = by_rank[0].progress, by_rank[0].resumed
+    n = draft.job.size(policy.nodes)
     states = [
         cl.classify_rank(
             r, by_rank.get(r), observed.nodes, observed.vanished, target.pod_name(attempt, r)
         )
-        for r in range(policy.nodes)
+        for r in range(n)
     ]
-    strays = [p for p in pods if not 0 <= p.rank < policy.nodes]
-    n = policy.nodes
+    strays = [p for p in pods if not 0 <= p.rank < n]
     need = range(n) if policy.success_ranks is None else policy.success_ranks
     if all(states[r].outcome is Outcome.SUCCEEDED for r in need if r < n):
         which = f"all {n} ranks" if len(need) == n else f"rank(s) {', '.join(map(str, need))}"
@@ -380,6 +413,8 @@ def _observe_attempt(
         draft.status.completion_time = draft.status.completion_time or draft.now_s
         return _terminal(draft, policy, observed)
     gang = [p for p in pods if 0 <= p.rank < n]
+    if n < policy.nodes and cl.count(states, Outcome.RUNNING) == n:
+        _grow_back(draft, target, observed, n)
     verdict = notice.assess(draft, policy, target.spec_hash, states, gang, observed)
     if verdict.next is Next.RESTART:
         return _restart(draft, policy, pods, observed, verdict)

@@ -22,12 +22,14 @@ from kubetrain.api.constants import (
     RED_INTERRUPTION_TAINTS,
     REQUEST_REASON_DRAIN,
     REQUEST_REASON_REBALANCE,
+    REQUEST_REASON_RESIZE,
     REQUEST_REASON_SPEC_CHANGED,
     REQUEST_REASON_SPOT,
     REQUEST_THEN_CONTINUE,
     SOURCE_CORDON,
     SOURCE_POD_DELETION,
     SOURCE_POD_DISRUPTION,
+    SOURCE_RESIZE,
     SOURCE_SPEC_CHANGE,
     SPOT_INTERRUPTION_TAINTS,
     YELLOW_INTERRUPTION_TAINTS,
@@ -42,7 +44,7 @@ YELLOW: Final = "yellow"
 # A spec change asks for a checkpoint like a red signal and restarts the gang, but is no
 # interruption: it is counted against neither budget.
 RED_REASONS: Final = frozenset(
-    {REQUEST_REASON_SPOT, REQUEST_REASON_DRAIN, REQUEST_REASON_SPEC_CHANGED}
+    {REQUEST_REASON_SPOT, REQUEST_REASON_DRAIN, REQUEST_REASON_SPEC_CHANGED, REQUEST_REASON_RESIZE}
 )
 # Values of status.interruptions[].deadlineSource
 DEADLINE_FROM_NOTICE: Final = "node-spot-notice"  # the node agent's notice time
@@ -64,6 +66,8 @@ class Signal:
             return REQUEST_REASON_REBALANCE
         if self.source == SOURCE_SPEC_CHANGE:
             return REQUEST_REASON_SPEC_CHANGED
+        if self.source == SOURCE_RESIZE:
+            return REQUEST_REASON_RESIZE
         if self.source in SPOT_INTERRUPTION_TAINTS:
             return REQUEST_REASON_SPOT
         return REQUEST_REASON_DRAIN

@@ -39,7 +39,7 @@ async def current_attempt_pods(
     """
     attempt = job.attempt
     current = [p for p in indexed if p.attempt == attempt]
-    expected = {target.pod_name(attempt, rank) for rank in range(target.policy.nodes)}
+    expected = {target.pod_name(attempt, rank) for rank in range(job.size(target.policy.nodes))}
     settled = job.status.get("phase") in TERMINAL_PHASES or target.policy.suspend
     if attempt <= 0 or job.status.get("restartAfter") or settled:
         return current, frozenset()
@@ -67,7 +67,8 @@ async def reconcile_once(
     """Returns seconds until the next pass is due without events, or None when the job is gone.
 
     `all_nodes`, `node_pods` and `unbound_pods` are called only when an attempt is about to start
-    (choosing its zone from free capacity), so the usual pass stays O(pods of the job).
+    (choosing its zone from free capacity) or an elastic gang runs short (looking for room to grow
+    back), so the usual pass stays O(pods of the job).
     """
     body = await kube.get_job(namespace, name)
     if body is None:
@@ -80,7 +81,9 @@ async def reconcile_once(
         current, vanished = await current_attempt_pods(kube, job, target, pod_list)
         pod_list = [p for p in pod_list if p.attempt != job.attempt] + current
     nodes = {p.node: node_lookup(p.node) for p in pod_list if p.node}
-    starting = job.attempt == 0 or bool(job.status.get("restartAfter"))
+    # An elastic gang running short also counts room each pass: it grows back when there is some.
+    short = isinstance(target, Target) and job.size(target.policy.nodes) < target.policy.nodes
+    starting = job.attempt == 0 or bool(job.status.get("restartAfter")) or short
     candidates = tuple(all_nodes()) if starting else ()
     observed = Observed(
         pods=pod_list,

@@ -22,6 +22,7 @@ from kubetrain.api.constants import (
     REQUEST_REASON_NODE_LOST,
     SOURCE_NODE_DELETED,
     SOURCE_NODE_NOT_READY,
+    SOURCE_RESIZE,
     SOURCE_SPEC_CHANGE,
 )
 from kubetrain.api.models import Interruption
@@ -40,6 +41,7 @@ from kubetrain.status import (
     REASON_INTERRUPTED,
     REASON_INTERRUPTION_DETECTED,
     REASON_NODE_LOST,
+    REASON_RESIZED,
     REASON_SPEC_CHANGED,
     is_true,
     rfc3339,
@@ -51,6 +53,12 @@ NODE_LOST_SOURCES = frozenset({SOURCE_NODE_DELETED, SOURCE_NODE_NOT_READY})
 # block in their collectives; a hung gang steps no more). Its pods get this grace period instead of
 # their own, so the next attempt starts in seconds, inside a spot notice's two minutes.
 TEARDOWN_GRACE_SECONDS = 5
+# Checkpoint-restarts the operator starts itself (no node is going away): source -> (Ready's
+# reason, what happened, how the gang restarts). Counted against neither budget.
+COORDINATED = {
+    SOURCE_SPEC_CHANGE: (REASON_SPEC_CHANGED, "the spec changed", "with the new spec"),
+    SOURCE_RESIZE: (REASON_RESIZED, "room for every node returned", "at full size"),
+}
 
 
 class Next(enum.Enum):
@@ -125,17 +133,13 @@ def assess(
     )
     matched = rank0 is not None and _answers(rank0.committed, request.id)
     members = [records[i] for i in request.members]
-    nodes = [r for r in members if r.source != SOURCE_SPEC_CHANGE]
-    spec_change_only = not nodes
+    nodes = [r for r in members if r.source not in COORDINATED]
+    coordinated = None if nodes else COORDINATED[str(members[0].source)]
     if matched or stopped or draft.now >= request.deadline:
         _, words = settle_request(draft, rank0, request)
-        if spec_change_only:
-            return Verdict(
-                Next.RESTART,
-                REASON_SPEC_CHANGED,
-                f"the spec changed: {words}",
-                budget=Budget.NONE,
-            )
+        if coordinated is not None:
+            reason, what, _ = coordinated
+            return Verdict(Next.RESTART, reason, f"{what}: {words}", budget=Budget.NONE)
         return Verdict(
             Next.RESTART,
             REASON_INTERRUPTED,
@@ -143,8 +147,8 @@ def assess(
         )
     _ask(draft, request, gang)
     what = (
-        "the spec changed"
-        if spec_change_only
+        coordinated[1]
+        if coordinated is not None
         else f"node {nodes[0].node} {nodes[0].source} ({request.reason})"
     )
     draft.cond(
@@ -153,7 +157,7 @@ def assess(
         REASON_CHECKPOINT_REQUESTED,
         f"attempt {draft.attempt}: {what}; every pod asked for an emergency checkpoint by "
         f"{rfc3339(request.deadline)} (request {request.id}); the gang restarts "
-        + ("with the new spec" if spec_change_only else "elsewhere")
+        + (coordinated[2] if coordinated is not None else "elsewhere")
         + " once rank 0 commits",
     )
     return WAIT
@@ -261,15 +265,36 @@ def _request_spec_change(
     draft: Draft, policy: Policy, spec_hash: str, gang: Sequence[PodView]
 ) -> None:
     """The user edited a field that shapes the pods: ask the gang for a checkpoint, once."""
-    if not _spec_changed(spec_hash, gang):
-        return
+    if _spec_changed(spec_hash, gang):
+        _request_coordinated(
+            draft,
+            policy,
+            SOURCE_SPEC_CHANGE,
+            f"attempt {draft.attempt}: a field that shapes the pods was edited (generation "
+            f"{draft.job.generation}); asking every pod for a checkpoint, then restarting the "
+            "gang with the new spec",
+        )
+
+
+def request_resize(draft: Draft, policy: Policy, why: str) -> None:
+    """An elastic gang running short has room for every node again: checkpoint, then grow."""
+    _request_coordinated(
+        draft,
+        policy,
+        SOURCE_RESIZE,
+        f"attempt {draft.attempt}: {why}; asking every pod for a checkpoint, then restarting "
+        f"the gang on {policy.nodes} nodes",
+    )
+
+
+def _request_coordinated(draft: Draft, policy: Policy, source: str, words: str) -> None:
+    """Put one operator-initiated request per attempt on the timeline (an Event with `words`)."""
     attempt = draft.attempt
-    if any(r.attempt == attempt and r.source == SOURCE_SPEC_CHANGE for r in draft.records):
+    if any(r.attempt == attempt and r.source == source for r in draft.records):
         return
-    signal = itr.Signal("", itr.RED, SOURCE_SPEC_CHANGE)
     added = itr.record(
         draft.records,
-        [signal],
+        [itr.Signal("", itr.RED, source)],
         job=draft.job.name,
         attempt=attempt,
         now=draft.now,
@@ -277,12 +302,7 @@ def _request_spec_change(
         checkpoint_step=_checkpoint_step(draft),
     )
     if added:
-        draft.note(
-            REASON_SPEC_CHANGED,
-            f"attempt {attempt}: a field that shapes the pods was edited (generation "
-            f"{draft.job.generation}); asking every pod for a checkpoint, then restarting the "
-            "gang with the new spec",
-        )
+        draft.note(COORDINATED[source][0], words)
 
 
 def _spec_changed(spec_hash: str, gang: Sequence[PodView]) -> bool:
@@ -381,5 +401,6 @@ __all__ = [
     "abandon_request",
     "assess",
     "close_on_success",
+    "request_resize",
     "settle_request",
 ]

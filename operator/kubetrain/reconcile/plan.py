@@ -12,11 +12,16 @@ from kubetrain.status import Transition
 
 
 class AttemptBuilder(Protocol):
-    """(attempt, resume_manifest, placement) -> manifests in creation order
-    (kubetrain.build.build_attempt)."""
+    """(attempt, resume_manifest, placement, size) -> manifests in creation order
+    (kubetrain.build.build_attempt); `size`: worker pods when fewer than spec.nodes (elastic)."""
 
     def __call__(
-        self, attempt: int, resume: str | None, placement: Placement | None = None, /
+        self,
+        attempt: int,
+        resume: str | None,
+        placement: Placement | None = None,
+        size: int | None = None,
+        /,
     ) -> list[dict[str, Any]]: ...
 
 
@@ -49,6 +54,12 @@ class JobView:
     def attempt(self) -> int:
         return int(self.status.get("attempt") or 0)
 
+    def size(self, nodes: int) -> int:
+        """Pods of the current attempt: status.size.current of an elastic gang running short,
+        else `nodes` (spec.nodes)."""
+        current = (self.status.get("size") or {}).get("current")
+        return min(int(current), nodes) if current else nodes
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -68,6 +79,10 @@ class Policy:
     # Hang detection (None: off), and the allowance for an attempt's first step.
     progress_timeout_seconds: int | None = None
     first_progress_timeout_seconds: int = 1800
+    # Elastic size (None: always `nodes`): the fewest pods a restart may resume on, and how long it
+    # waits for room for all `nodes` first.
+    min_nodes: int | None = None
+    shrink_after_seconds: int = 120
 
 
 @dataclass(frozen=True)

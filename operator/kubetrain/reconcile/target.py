@@ -58,6 +58,8 @@ def to_target(body: Mapping[str, Any]) -> Target | Invalid:
         checkpoint_deadline_seconds=spec.checkpoint_deadline_seconds,
         progress_timeout_seconds=fp.progress_timeout_seconds,
         first_progress_timeout_seconds=fp.first_progress_timeout_seconds,
+        min_nodes=spec.min_nodes,
+        shrink_after_seconds=spec.shrink_after_seconds,
     )
     # What one pod requests, read back from a built pod: the builders are the one definition.
     sample = pod_view(build_pod(ref, resolved, 1, 0))
@@ -69,9 +71,14 @@ def to_target(body: Mapping[str, Any]) -> Target | Invalid:
     )
 
     def build(
-        attempt: int, resume: str | None, placement: Placement | None = None, /
+        attempt: int,
+        resume: str | None,
+        placement: Placement | None = None,
+        size: int | None = None,
+        /,
     ) -> list[dict[str, Any]]:
-        return build_attempt(ref, resolved, attempt, resume_manifest=resume, placement=placement)
+        sized = resolved if size is None else resolved.with_nodes(size)
+        return build_attempt(ref, sized, attempt, resume_manifest=resume, placement=placement)
 
     def name(attempt: int, rank: int) -> str:
         return pod_name(ref.name, attempt, rank)

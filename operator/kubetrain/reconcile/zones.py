@@ -51,6 +51,34 @@ def slots(node: NodeView, pods: Iterable[PodView], per_pod: Mapping[str, int]) -
     return max(0, min(counts)) if counts else 1
 
 
+Room = Mapping[tuple[str | None, str], int]  # (capacity type, zone) -> pods of the gang that fit
+
+
+def room(
+    nodes: Iterable[NodeView],
+    needs: PlacementNeeds,
+    avoid: Collection[str] = (),
+    node_pods: Mapping[str, Sequence[PodView]] | None = None,
+    unbound: Sequence[PodView] = (),
+) -> dict[tuple[str | None, str], int]:
+    """Pods of the gang that fit now, per (capacity type, zone); empty when no known node fits."""
+    per_pod = dict(needs.per_pod)
+    pods = node_pods or {}
+    out: dict[tuple[str | None, str], int] = defaultdict(int)
+    for node in nodes:
+        if fits(node, needs, avoid):
+            out[(node.capacity_type, str(node.zone))] += slots(
+                node, pods.get(node.name, ()), per_pod
+            )
+    for pod in unbound:  # another gang pinned there and waiting for the scheduler: its room
+        if pod.zone_pin and (
+            needs.instance_type is None or pod.instance_type_pin in (None, needs.instance_type)
+        ):
+            for key in [k for k in out if k[1] == pod.zone_pin]:
+                out[key] = max(0, out[key] - 1)
+    return dict(out)
+
+
 def choose_zone(
     nodes: Iterable[NodeView],
     needs: PlacementNeeds,
@@ -71,32 +99,37 @@ def choose_zone(
     """
     if needs.zone:
         return None
-    per_pod = dict(needs.per_pod)
-    pods = node_pods or {}
-    room: dict[tuple[str | None, str], int] = defaultdict(int)  # (capacity type, zone) -> pods
-    for node in nodes:
-        if fits(node, needs, avoid):
-            free = slots(node, pods.get(node.name, ()), per_pod)
-            room[(node.capacity_type, str(node.zone))] += free
-    if not room:
+    return place(room(nodes, needs, avoid, node_pods, unbound), needs, gang_size, previous)
+
+
+def place(
+    free: Room, needs: PlacementNeeds, gang_size: int, previous: str | None = None
+) -> Placement | None:
+    """`choose_zone` over room already counted."""
+    if needs.zone or not free:
         return None
-    for pod in unbound:  # another gang pinned there and waiting for the scheduler: its room
-        if pod.zone_pin and (
-            needs.instance_type is None or pod.instance_type_pin in (None, needs.instance_type)
-        ):
-            for key in [k for k in room if k[1] == pod.zone_pin]:
-                room[key] = max(0, room[key] - 1)
     pin_type = len(needs.capacity_types) > 1
     for kind in needs.capacity_types or (None,):
-        zones = {z: n for (k, z), n in room.items() if kind is None or k == kind}
+        zones = {z: n for (k, z), n in free.items() if kind is None or k == kind}
         best = _best(zones, gang_size, previous)
         if best is not None and zones[best] >= gang_size:
             return Placement(zone=best, capacity_type=kind if pin_type else None)
     total: dict[str, int] = defaultdict(int)
-    for (_, zone), n in room.items():
+    for (_, zone), n in free.items():
         total[zone] += n
     best = _best(total, gang_size, previous)
     return Placement(zone=best) if best is not None else None
+
+
+def most_room(free: Room, needs: PlacementNeeds) -> tuple[Placement, int] | None:
+    """The (capacity type, zone) with room for the most pods, and how many: where a gang that
+    cannot have all its nodes runs on fewer. Capacity types in the spec's order break ties."""
+    if needs.zone or not free:
+        return None
+    order: dict[str | None, int] = {kind: i for i, kind in enumerate(needs.capacity_types)}
+    (kind, zone), n = min(free.items(), key=lambda kv: (-kv[1], order.get(kv[0][0], 0), kv[0][1]))
+    pin_type = len(needs.capacity_types) > 1
+    return Placement(zone=zone, capacity_type=kind if pin_type else None), n
 
 
 def _best(zones: Mapping[str, int], gang_size: int, previous: str | None) -> str | None:
