@@ -245,3 +245,15 @@ def test_null_in_the_template_never_removes_the_operators_values(template: dict[
     assert {v["name"] for v in pod["spec"]["volumes"]} >= {"dshm"}
     assert pod["spec"]["tolerations"]
     assert None not in pod["spec"].values()
+
+
+@pytest.mark.parametrize("allow_privileged", [False, True])
+def test_a_security_context_that_is_not_an_object_is_refused_by_field(
+    allow_privileged: bool,
+) -> None:
+    """Found by the property test: a string securityContext got past parsing into the builder."""
+    raw = {**BASE, "podTemplate": {"spec": {"containers": [{"name": "w", "securityContext": "0"}]}}}
+    with pytest.raises(InvalidSpec) as err:
+        TrainingJobSpec.parse(raw, allow_privileged=allow_privileged)
+    assert err.value.field == "spec.podTemplate.spec.containers[0].securityContext"
+    assert "must be an object" in err.value.message

@@ -413,6 +413,10 @@ def check_pod_template(template: object, *, allow_privileged: bool = False) -> N
     for list_name in CONTAINER_LISTS:
         field = f"{P}.spec.{list_name}"
         for i, c in enumerate(_named_items(spec.get(list_name), field, "containers")):
+            sc = c.get("securityContext")
+            if sc is not None and not isinstance(sc, Mapping):
+                at = f"{field}[{i}].securityContext"
+                _fail(at, f"{at} must be an object (e.g. {{runAsUser: 1000}}): fix it")
             env = _named_items(c.get("env"), f"{field}[{i}].env", "env vars")
             for j, e in enumerate(env):
                 if _reserved_env(str(e["name"])):
