@@ -14,6 +14,7 @@ from cluster import Cluster
 from kubetrain.api.constants import (
     ANNOTATION_CHECKPOINT_COMMITTED,
     ANNOTATION_CHECKPOINT_REQUEST,
+    ANNOTATION_RESUMED,
     ENV_RESUME_MANIFEST,
     LABEL_ATTEMPT,
     LABEL_JOB,
@@ -89,6 +90,12 @@ class PodRecorder:
         """The last checkpoint commit `pod` (a rank 0) reported, as the watch saw it."""
         with self._lock:
             raw = self._seen.get(pod, {}).get(ANNOTATION_CHECKPOINT_COMMITTED)
+        return dict(json.loads(raw)) if raw else None
+
+    def resumed(self, pod: str) -> dict[str, Any] | None:
+        """What `pod` (a rank 0) reported restoring (kubetrain.api.protocol.Resumed)."""
+        with self._lock:
+            raw = self._seen.get(pod, {}).get(ANNOTATION_RESUMED)
         return dict(json.loads(raw)) if raw else None
 
     def resume_manifests(self, attempt: int) -> dict[str, str]:

@@ -9,6 +9,8 @@ finishes, and `progress/<pod>` (the last completed step) as it goes.
     TOY_EVERY          periodic checkpoint interval in steps (default 20)
     TOY_HANG_AT_STEP   every rank stops making progress after this step (a stuck input pipeline
                        or collective), in the attempt TOY_HANG_ATTEMPT (default 1) only
+    TOY_CODEC          the checkpoint codec (default auto: torch.save; dcp reshards when an
+                       elastic gang resumes on another number of nodes)
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def main() -> None:
     optim = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     state = {"model": model, "optim": optim}
 
-    ckpt = Checkpointer.from_env(every_steps=every)
+    ckpt = Checkpointer.from_env(every_steps=every, codec=os.environ.get("TOY_CODEC", "auto"))
     start = ckpt.restore(state)
     progress = out / "progress"
     progress.mkdir(exist_ok=True)
