@@ -793,8 +793,8 @@ POD_TEMPLATE_DESCRIPTION = (
 class TrainingJobSpec(_Model):
     """`spec` of a TrainingJob: one all-or-nothing gang of worker pods per attempt.
 
-    Editing a running job: failurePolicy, ttlSecondsAfterFinished, suspend, startupTimeoutSeconds
-    and checkpointDeadlineSeconds apply at once. An edit of any other field (nodes, image, env,
+    Editing a running job: failurePolicy, ttlSecondsAfterFinished, suspend, startupTimeoutSeconds,
+    checkpointDeadlineSeconds, minNodes and shrinkAfterSeconds apply at once. An edit of any other field (nodes, image, env,
     resources, podTemplate, ...) asks every pod for a checkpoint, then restarts the gang with the
     new spec from that checkpoint (reason SpecChanged), counted against neither budget; during a
     backoff it applies to the next attempt.
