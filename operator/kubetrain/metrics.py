@@ -108,6 +108,7 @@ class _Job:
     phase: str = ""
     committed_at: float | None = None  # unix time of status.checkpoint.committedAt
     goodput: Mapping[str, Any] = field(default_factory=dict)  # status.goodput
+    size: Mapping[str, Any] = field(default_factory=dict)  # status.size (elastic jobs)
     # interruption key -> monotonic time this process first saw it detected
     detected: dict[tuple[str, str], float] = field(default_factory=dict)
 
@@ -158,6 +159,17 @@ class _Jobs(Collector):
                     spent.add_metric([namespace, name, use], float(seconds))
         yield ratio
         yield spent
+        nodes = GaugeMetricFamily(
+            "kubetrain_job_nodes",
+            "Worker pods of each elastic job's current attempt and the spec's nodes "
+            "(status.size: current below desired while it runs short).",
+            labels=["namespace", "job", "size"],
+        )
+        for (namespace, name), job in sorted(self.jobs.items()):
+            if job.size and job.phase not in TERMINAL_PHASES:
+                for which in ("current", "desired"):
+                    nodes.add_metric([namespace, name, which], float(job.size.get(which) or 0))
+        yield nodes
 
 
 class _Watches(Collector):
@@ -237,6 +249,7 @@ def record_status(job: Mapping[str, Any], new: Mapping[str, Any] | None) -> None
     committed = parse_time((current.get("checkpoint") or {}).get("committedAt"))
     state.committed_at = committed.timestamp() if committed else None
     state.goodput = current.get("goodput") or {}
+    state.size = current.get("size") or {}
 
 
 def _count_transitions(

@@ -191,3 +191,20 @@ def test_reconcile_timer_counts_errors_and_durations() -> None:
         raise RuntimeError("api hiccup")
     assert value("kubetrain_reconcile_duration_seconds_count") - passes == 2
     assert value("kubetrain_reconcile_errors_total") - errors == 1
+
+
+def test_an_elastic_jobs_size_is_a_gauge_while_it_runs() -> None:
+    short = {"phase": "Running", "size": {"current": 2, "desired": 4, "reason": "room for 2"}}
+    metrics.record_status(job({}, "e"), short)
+    assert value("kubetrain_job_nodes", namespace="ns", job="e", size="current") == 2
+    assert value("kubetrain_job_nodes", namespace="ns", job="e", size="desired") == 4
+    metrics.record_status(job(short, "e"), {**short, "size": {"current": 4, "desired": 4}})
+    assert value("kubetrain_job_nodes", namespace="ns", job="e", size="current") == 4
+    metrics.record_status(job(short, "e"), {**short, "phase": "Succeeded"})
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "kubetrain_job_nodes", {"namespace": "ns", "job": "e", "size": "current"}
+        )
+        is None
+    )
+    metrics.forget("ns", "e")
