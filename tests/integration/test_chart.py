@@ -70,10 +70,13 @@ def test_defaults_render_a_restricted_cluster_wide_operator() -> None:
         "ClusterKopfPeering",
         "ClusterRole",
         "ClusterRoleBinding",
+        "ConfigMap",
         "Deployment",
         "PodDisruptionBudget",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
     deploy = one(docs, "Deployment")
     pod = deploy["spec"]["template"]["spec"]
@@ -168,12 +171,44 @@ def test_optional_parts_render_only_when_enabled() -> None:
     monitor = one(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["selector"]["matchLabels"] == (one(docs, "Service")["spec"]["selector"])
-    off = render("--set", "metrics.enabled=false", "--set", "podDisruptionBudget.enabled=false")
+    off = render(
+        "--set",
+        "metrics.enabled=false",
+        "--set",
+        "podDisruptionBudget.enabled=false",
+        "--set",
+        "admissionPolicy.enabled=false",
+    )
     kinds = {d["kind"] for d in off}
-    assert not kinds & {"DaemonSet", "ServiceMonitor", "Service", "PodDisruptionBudget"}
+    assert not kinds & {
+        "DaemonSet",
+        "ServiceMonitor",
+        "Service",
+        "PodDisruptionBudget",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+    # The setting stays: the operator reads it whether or not the policy is installed.
+    assert one(off, "ConfigMap", "kubetrain-operator-config")["data"] == {
+        "allowPrivilegedPods": "false"
+    }
     container = one(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert "readinessProbe" not in container
     assert not any(a.startswith("--metrics-address") for a in container["args"])
+
+
+def test_allowing_privileged_pods_reaches_the_policy_and_rolls_the_operator() -> None:
+    default, allowed = render(), render("--set", "allowPrivilegedPods=true")
+    for docs, value in ((default, "false"), (allowed, "true")):
+        config = one(docs, "ConfigMap", "kubetrain-operator-config")
+        assert config["data"] == {"allowPrivilegedPods": value}
+        binding = one(docs, "ValidatingAdmissionPolicyBinding")["spec"]["paramRef"]
+        assert (binding["name"], binding["namespace"]) == (
+            "kubetrain-operator-config",
+            "kubetrain-system",
+        )
+        pod = one(docs, "Deployment")["spec"]["template"]
+        assert pod["metadata"]["annotations"]["kubetrain.dev/allow-privileged-pods"] == value
 
 
 def test_crds_ship_in_the_chart() -> None:

@@ -159,7 +159,7 @@ def table() -> list[dict[str, Any]]:
                 "name": case.get("metadataName", f"i-{case['name']}"[:52].rstrip("-")),
                 "spec": spec,
                 # Parse-only cases are the privileged ones: refused at apply where the admission
-                # policy (manifests/base/admission.yaml) is installed, else Failed at reconcile.
+                # policy (the chart's templates/admission.yaml) is installed, else Failed at reconcile.
                 "expect": "refused" if "apiserver" in layers else "either",
                 "field": case["field"],
             }

@@ -6,6 +6,7 @@ permission in the least-privilege ClusterRole fails here rather than on a user's
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +115,33 @@ def test_operator_runs_a_job_with_only_the_manifests_rbac(
         )
     assert runner.exception is None
     assert "Forbidden" not in runner.output and "403" not in runner.output, runner.output[-3000:]
+
+
+@pytest.mark.cluster
+def test_privileged_pod_templates_are_refused_at_apply_until_the_admin_allows_them(
+    cluster: Cluster, namespace: str, installed: list[dict[str, object]]
+) -> None:
+    """The admission policy, evaluated by the real API server, reading the admin's ConfigMap."""
+    manifest = yaml.safe_dump(
+        job_manifest("hostnet", nodes=1, podTemplate={"spec": {"hostNetwork": True}})
+    )
+
+    def attempt() -> subprocess.CompletedProcess[str]:
+        return cluster.kubectl(
+            "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=manifest, check=False
+        )
+
+    # A new policy takes the API server a moment to load: wait for the first refusal.
+    refused = wait_for(
+        lambda: (p := attempt()).returncode != 0 and p, timeout=30, what="policy enforced"
+    )
+    assert "spec.podTemplate.spec.hostNetwork: hostNetwork: true is not allowed" in refused.stderr
+    assert "kubetrain-privileged-pod-templates" in refused.stderr
+
+    config = ["configmap", "kubetrain-operator-config", "-n", "kubetrain-system", "--type=merge"]
+    cluster.kubectl("patch", *config, "-p", '{"data": {"allowPrivilegedPods": "true"}}')
+    try:
+        wait_for(lambda: attempt().returncode == 0, timeout=30, what="allowed by the ConfigMap")
+    finally:
+        cluster.kubectl("patch", *config, "-p", '{"data": {"allowPrivilegedPods": "false"}}')
+    wait_for(lambda: attempt().returncode != 0, timeout=30, what="refused again")

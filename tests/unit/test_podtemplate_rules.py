@@ -172,7 +172,7 @@ def test_examples_are_the_users_templates() -> None:
 
 def test_admission_policy_covers_every_privileged_field_and_is_committed() -> None:
     """The generated ValidatingAdmissionPolicy names each field the operator gates, reads the
-    admin's ConfigMap, and manifests/base/admission.yaml is its current rendering."""
+    admin's ConfigMap, and the chart's templates/admission.yaml is its current rendering."""
     import importlib.util
 
     from kubetrain.api.admission import CONFIG_KEY, CONFIG_MAP, policy
@@ -198,7 +198,8 @@ def test_admission_policy_covers_every_privileged_field_and_is_committed() -> No
     assert spec and spec.loader
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
-    assert (ROOT / "manifests" / "base" / "admission.yaml").read_text() == gen.render_admission()
+    chart = ROOT / "manifests" / "charts" / "kubetrain" / "templates" / "admission.yaml"
+    assert chart.read_text() == gen.render_admission()
 
 
 def test_instance_rules_in_the_crd_cover_every_profile() -> None:

@@ -5,7 +5,9 @@ reads it from the operator's ConfigMap (`kubetrain-operator-config`, key `allowP
 the same key the operator's Deployment passes to the operator as KUBETRAIN_ALLOW_PRIVILEGED_PODS,
 and the operator re-checks every spec at reconcile (api/podtemplate.check_pod_template) in case
 the policy is not installed. No webhook server: the API server evaluates the CEL itself.
-Generated into manifests/base/admission.yaml by `hack/gen_crd.py` (drift-checked).
+Generated into the Helm chart (manifests/charts/kubetrain/templates/admission.yaml, on by default,
+`admissionPolicy.enabled`) by `hack/gen_crd.py` (drift-checked); the kustomize base gets it from
+the chart like the rest of the operator.
 """
 
 from __future__ import annotations
@@ -81,14 +83,15 @@ def _validations() -> list[dict[str, str]]:
     return out
 
 
-def policy() -> list[dict[str, Any]]:
-    """The ConfigMap (admin's setting, default off), the policy and its binding."""
+def policy(namespace: str = c.OPERATOR_NAMESPACE, allow: str = "false") -> list[dict[str, Any]]:
+    """The ConfigMap (the admin's setting, `allow`), the policy and its binding (to the ConfigMap
+    in the operator's `namespace`)."""
     return [
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": CONFIG_MAP, "namespace": c.OPERATOR_NAMESPACE},
-            "data": {CONFIG_KEY: "false"},
+            "metadata": {"name": CONFIG_MAP, "namespace": namespace},
+            "data": {CONFIG_KEY: allow},
         },
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
@@ -125,7 +128,7 @@ def policy() -> list[dict[str, Any]]:
                 "policyName": POLICY_NAME,
                 "paramRef": {
                     "name": CONFIG_MAP,
-                    "namespace": c.OPERATOR_NAMESPACE,
+                    "namespace": namespace,
                     # No ConfigMap: the binding passes; the operator still refuses at reconcile.
                     "parameterNotFoundAction": "Allow",
                 },
