@@ -19,7 +19,16 @@ from typing import Any
 import kopf
 
 from kubetrain import metrics, provision, surface
-from kubetrain.api.constants import GROUP, LABEL_JOB, LABEL_JOB_NAMESPACE, PLURAL, VERSION
+from kubetrain.api.constants import (
+    GROUP,
+    KUEUE_GROUP,
+    KUEUE_VERSION,
+    LABEL_JOB,
+    LABEL_JOB_NAMESPACE,
+    PLURAL,
+    VERSION,
+    WORKLOAD_PLURAL,
+)
 from kubetrain.k8s import Kube, KubeError, load_api_client
 from kubetrain.reconcile.loop import reconcile_once
 from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
@@ -189,6 +198,15 @@ def wake_on_node(body: kopf.Body, type: str, memo: kopf.Memo, **kwargs: Any) -> 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="wake_on_job")
 def wake_on_job(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     memo.wakeups.wake((namespace or "", name))
+
+
+@kopf.on.event(
+    KUEUE_GROUP, KUEUE_VERSION, WORKLOAD_PLURAL, id="wake_on_workload", labels=WORKER_PODS
+)
+def wake_on_workload(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """Kueue admitted, evicted or requeued a job's Workload (kubetrain.reconcile.queue). Where
+    Kueue is not installed the resource does not exist and kopf watches nothing here."""
+    memo.wakeups.wake((namespace or "", str(body.get("metadata", {}).get("labels", {})[LABEL_JOB])))
 
 
 async def _back_off(

@@ -18,7 +18,15 @@ from typing import Any, Final
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from kubetrain.api.constants import GROUP, KIND, PLURAL, VERSION
+from kubetrain.api.constants import (
+    GROUP,
+    KIND,
+    PLURAL,
+    RESOURCE_FLAVOR_KIND,
+    VERSION,
+    WORKLOAD_KIND,
+    WORKLOAD_PLURAL,
+)
 
 FIELD_MANAGER: Final = "kubetrain-operator"
 EVENT_SOURCE: Final = "kubetrain-operator"
@@ -38,6 +46,9 @@ _KINDS: Final[dict[str, tuple[str, bool]]] = {
     KIND: (PLURAL, True),
     "ClusterKopfPeering": ("clusterkopfpeerings", False),
     "StorageClass": ("storageclasses", False),
+    WORKLOAD_KIND: (WORKLOAD_PLURAL, True),
+    RESOURCE_FLAVOR_KIND: ("resourceflavors", False),
+    "PriorityClass": ("priorityclasses", False),
 }
 
 
@@ -301,3 +312,45 @@ class Kube:
             "count": 1,
         }
         await self._acall("POST", f"/api/v1/namespaces/{namespace}/events", event)
+
+    # --- any kind the builders know (Kueue's Workload and ResourceFlavor, PriorityClass) ----------
+
+    async def get_object(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        """One object as the API server has it now, or None when there is none."""
+        path = f"{collection_path(api_version, kind, namespace)}/{name}"
+        try:
+            result: dict[str, Any] = await self._acall("GET", path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    async def patch_object(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        subresource: str = "",
+    ) -> bool:
+        """JSON-merge-patch one object (or its `subresource`); a `metadata.resourceVersion` in the
+        patch makes it conditional. False when the object is gone or changed since it was read."""
+        path = f"{collection_path(api_version, kind, namespace)}/{name}"
+        try:
+            await self._acall(
+                "PATCH",
+                f"{path}/{subresource}" if subresource else path,
+                dict(patch),
+                query=[("fieldManager", FIELD_MANAGER)],
+                content_type="application/merge-patch+json",
+            )
+        except KubeError as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True

@@ -30,6 +30,7 @@ PHASE_RESTARTING: Final = "Restarting"
 PHASE_SUCCEEDED: Final = "Succeeded"
 PHASE_FAILED: Final = "Failed"
 PHASE_SUSPENDED: Final = "Suspended"
+PHASE_QUEUED: Final = "Queued"  # waiting for Kueue to admit the job's Workload
 TERMINAL_PHASES: Final = frozenset({PHASE_SUCCEEDED, PHASE_FAILED})
 
 # Reasons carried by the Ready condition while it is False; they pick the phase.
@@ -65,6 +66,13 @@ REASON_CHECKPOINT_REQUESTED: Final = "CheckpointRequested"
 REASON_CHECKPOINT_COMMITTED: Final = "CheckpointCommitted"
 REASON_CHECKPOINT_DEADLINE_MISSED: Final = "CheckpointDeadlineMissed"
 REASON_CHECKPOINT_ABANDONED: Final = "CheckpointAbandoned"  # the gang broke before committing
+# Ready=False while Kueue has not admitted the job's Workload (phase Queued); Ready=False while the
+# gang stops because Kueue evicted (preempted) its Workload or the user suspended it.
+REASON_QUEUED: Final = "Queued"
+REASON_EVICTED: Final = "Evicted"
+# Reasons of the Admitted condition (Kueue's admission of the job's Workload).
+REASON_ADMITTED: Final = "Admitted"
+REASON_NOT_ADMITTED: Final = "NotAdmitted"
 # Event-only reasons (no condition of their own): the interruption timeline in `kubectl describe`.
 REASON_INTERRUPTION_DETECTED: Final = "InterruptionDetected"
 REASON_RESUMED_FROM_CHECKPOINT: Final = "ResumedFromCheckpoint"
@@ -79,6 +87,7 @@ _RESTARTING_REASONS: Final = frozenset(
         REASON_SPEC_CHANGED,
         REASON_RESIZED,
         REASON_HANG,
+        REASON_EVICTED,
     }
 )
 # Reasons worth a Warning event rather than a Normal one.
@@ -161,6 +170,8 @@ def derive_phase(conditions: Sequence[Mapping[str, Any]]) -> str:
         return PHASE_RESTARTING
     if reason == REASON_STARTING:
         return PHASE_STARTING
+    if reason == REASON_QUEUED:
+        return PHASE_QUEUED
     return PHASE_PENDING
 
 

@@ -10,12 +10,13 @@ import pytest
 
 from kubetrain.api.constants import (
     ANNOTATION_CHECKPOINT_COMMITTED,
+    ANNOTATION_CHECKPOINT_REQUEST,
     ANNOTATION_SPEC_HASH,
     LABEL_ATTEMPT,
     LABEL_JOB,
     LABEL_RANK,
 )
-from kubetrain.api.protocol import CheckpointCommitted
+from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest
 from kubetrain.build import Placement
 from kubetrain.reconcile.decide import decide
 from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
@@ -366,17 +367,34 @@ def test_all_ranks_succeeded_then_ttl_deletes_the_job() -> None:
     assert gone.creates == () and gone.status["phase"] == "Succeeded"
 
 
-def test_suspend_releases_pods_and_resume_starts_a_new_uncounted_attempt() -> None:
+def test_suspend_checkpoints_releases_pods_and_resume_starts_a_new_uncounted_attempt() -> None:
     b = Builder()
-    plan = decide(job(running_status()), target(b, suspend=True), Observed(gang(1), ALL_NODES), NOW)
+    asked = decide(
+        job(running_status()), target(b, suspend=True), Observed(gang(1), ALL_NODES), NOW
+    )
+    assert asked.status["phase"] == "Checkpointing" and asked.deletes == ()
+    requests = [
+        CheckpointRequest.decode(a.annotations[ANNOTATION_CHECKPOINT_REQUEST])
+        for a in asked.annotates
+    ]
+    assert len(requests) == 4 and {r.reason for r in requests if r} == {"suspend"}
+    request = requests[0]
+    assert request is not None
+    pods = gang(1)
+    pods[0] = pod(
+        1, 0, node="p5-a0", committed=CheckpointCommitted(request.id, 1200, "/fsx/m.json")
+    )
+    released = decide(job(asked.status), target(b, suspend=True), Observed(pods, ALL_NODES), at(1))
+    assert len(released.deletes) == 4
+    assert released.status["restarts"] == {"failures": 0, "interruptions": 0, "total": 0}
+    plan = decide(job(released.status), target(b, suspend=True), Observed([], ALL_NODES), at(2))
     assert plan.status["phase"] == "Suspended"
-    assert len(plan.deletes) == 4
     assert ("Suspended", "Suspended") in reasons(plan)
     resumed = decide(job(plan.status), target(b), Observed([], ALL_NODES), at(5))
     assert resumed.status["phase"] == "Pending"
     assert resumed.status["attempt"] == 2
     assert resumed.status["restarts"] == {"failures": 0, "interruptions": 0, "total": 0}
-    assert b.calls == [(2, None, None)]
+    assert b.calls == [(2, "/fsx/m.json", None)]
 
 
 def test_suspended_before_start_creates_nothing() -> None:

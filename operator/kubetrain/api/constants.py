@@ -199,3 +199,29 @@ REASON_NO_DURABLE_CHECKPOINT: Final = "NoDurableCheckpoint"
 # it exports (e.g. s3://bucket/model.tar.gz); the component's Model output then points there. A
 # plain spec.env entry, so not KUBETRAIN_* (names the operator sets are refused at apply).
 ENV_EXPORT_URI: Final = "MODEL_EXPORT_URI"
+
+# --- Kueue admission (issue 11, level 2; kubetrain.reconcile.queue) ---------------------------------
+# A TrainingJob with this label is queued by Kueue: the operator owns a Workload for it (Kueue's
+# "external framework" contract) and creates no pod until Kueue admits that Workload.
+LABEL_QUEUE_NAME: Final = "kueue.x-k8s.io/queue-name"
+KUEUE_GROUP: Final = "kueue.x-k8s.io"
+KUEUE_VERSION: Final = "v1beta2"
+KUEUE_API_VERSION: Final = f"{KUEUE_GROUP}/{KUEUE_VERSION}"
+WORKLOAD_KIND: Final = "Workload"
+WORKLOAD_PLURAL: Final = "workloads"
+RESOURCE_FLAVOR_KIND: Final = "ResourceFlavor"
+# The value of Kueue's Configuration `integrations.externalFrameworks` for TrainingJobs.
+KUEUE_EXTERNAL_FRAMEWORK: Final = "TrainingJob.v1alpha1.kubetrain.dev"
+# Set by Kueue's own job controllers on the Workloads they create (jobframework.ConstructWorkload).
+KUEUE_LABEL_JOB_UID: Final = "kueue.x-k8s.io/job-uid"
+# The one pod set of a TrainingJob's Workload: `spec.nodes` worker pods.
+WORKLOAD_POD_SET: Final = "workers"
+# kubetrain's own condition: True while Kueue's admission of the job's Workload holds.
+COND_ADMITTED: Final = "Admitted"
+# status.interruptions[].source and request reason when Kueue evicts (preempts) an admitted
+# Workload, and when the user sets spec.suspend on a running gang: both stop the gang after a
+# checkpoint, like a spot notice, and count against neither restart budget.
+SOURCE_QUEUE_EVICTION: Final = "queue-eviction"
+SOURCE_SUSPEND: Final = "suspend"
+REQUEST_REASON_QUEUE_EVICTION: Final = "queue-eviction"
+REQUEST_REASON_SUSPEND: Final = "suspend"

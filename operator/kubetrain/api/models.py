@@ -1242,6 +1242,7 @@ Phase = Literal[
     "Succeeded",
     "Failed",
     "Suspended",
+    "Queued",
 ]
 PHASES: tuple[str, ...] = get_args(Phase)
 

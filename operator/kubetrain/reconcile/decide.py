@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from kubetrain.api.constants import (
+    COND_ADMITTED,
     COND_FAILED,
     COND_READY,
     COND_SUCCEEDED,
@@ -21,7 +22,7 @@ from kubetrain.api.constants import (
 )
 from kubetrain.api.models import CheckpointStatus, ProgressStatus, SizeStatus
 from kubetrain.reconcile import classify as cl
-from kubetrain.reconcile import elastic, notice
+from kubetrain.reconcile import elastic, notice, queue
 from kubetrain.reconcile import interrupt as itr
 from kubetrain.reconcile.classify import Outcome, RankState
 from kubetrain.reconcile.draft import RESYNC_SECONDS, Draft, seconds_until
@@ -43,6 +44,7 @@ from kubetrain.status import (
     REASON_HANG,
     REASON_INTERRUPTION_LIMIT,
     REASON_PENDING,
+    REASON_QUEUED,
     REASON_RANK_FAILED,
     REASON_RESTARTING,
     REASON_RESUMED,
@@ -262,7 +264,11 @@ def _avoid_nodes(draft: Draft, attempt: int) -> list[str]:
 
 
 def _start_next(
-    draft: Draft, target: Target, observed: Observed, old_pods: Sequence[PodView]
+    draft: Draft,
+    target: Target,
+    observed: Observed,
+    old_pods: Sequence[PodView],
+    flavors: Sequence[queue.Flavor] = (),
 ) -> Plan:
     """Wait for the previous attempt to be gone and the backoff to pass, then create the next.
 
@@ -307,7 +313,9 @@ def _start_next(
         wait = min(elastic.POLL_SECONDS, seconds_until(start.wait_until, draft.now))
         return draft.finish(requeue=wait)
     placement, size = start.placement, start.size
-    creates = target.build(nxt, resume, placement, size if size != policy.nodes else None)
+    creates = queue.apply_flavor(
+        target.build(nxt, resume, placement, size if size != policy.nodes else None), flavors
+    )
     if policy.min_nodes is not None or size != policy.nodes:
         why = start.why if size != policy.nodes else None
         draft.status.size = SizeStatus(current=size, desired=policy.nodes, reason=why)
@@ -380,6 +388,14 @@ def _grow_back(draft: Draft, target: Target, observed: Observed, size: int) -> N
             draft.wake_at or draft.now + dt.timedelta(seconds=elastic.POLL_SECONDS),
             draft.now + dt.timedelta(seconds=elastic.POLL_SECONDS),
         )
+
+
+def _queued(draft: Draft, policy: Policy, observed: Observed, state: queue.QueueState) -> Plan:
+    """Kueue has not admitted the job (or took the admission back): no pod runs meanwhile."""
+    draft.cond(COND_READY, False, REASON_QUEUED, queue.waiting_message(state))
+    draft.nodes(0, policy.nodes)
+    deletes = _deletes(observed.pods, observed, draft.now, notice.TEARDOWN_GRACE_SECONDS)
+    return draft.finish(deletes=deletes, requeue=WAIT_POLL_SECONDS if observed.pods else None)
 
 
 def _observe_attempt(
@@ -500,9 +516,19 @@ def decide(job: JobView, target: Target | Invalid, observed: Observed, now: dt.d
     policy = target.policy
     _update_checkpoint(draft, observed.pods)
     _copy_lost_steps(draft, observed.pods)
-    if policy.suspend:
-        return _suspend(draft, policy, observed)
     attempt = draft.attempt
+    state = observed.queue
+    if state is not None:
+        draft.cond(COND_ADMITTED, *queue.admission(state))
+    # A running gang asked to stop (spec.suspend, a Kueue eviction) checkpoints first, like at a
+    # spot notice (notice.assess); its pods are released once the request is settled.
+    gang_running = (
+        attempt > 0
+        and not draft.status.restart_after
+        and any(p.attempt == attempt and p.phase == "Running" for p in observed.pods)
+    )
+    if policy.suspend and not gang_running:
+        return _suspend(draft, policy, observed)
     if is_true(conditions, COND_SUSPENDED):
         draft.cond(COND_SUSPENDED, False, REASON_RESUMED, "spec.suspend is false: resuming")
         if attempt > 0:
@@ -510,8 +536,10 @@ def decide(job: JobView, target: Target | Invalid, observed: Observed, now: dt.d
             draft.cond(COND_READY, False, REASON_RESTARTING, "resuming as a new attempt")
 
     if attempt == 0 or draft.status.restart_after:
+        if state is not None and not state.runs:
+            return _queued(draft, policy, observed, state)
         old = [p for p in observed.pods if p.attempt <= attempt]
-        return _start_next(draft, target, observed, old)
+        return _start_next(draft, target, observed, old, state.flavors if state else ())
 
     current = [p for p in observed.pods if p.attempt == attempt]
     others = [p for p in observed.pods if p.attempt != attempt]

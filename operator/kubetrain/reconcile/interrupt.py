@@ -21,16 +21,20 @@ from typing import Final
 from kubetrain.api.constants import (
     RED_INTERRUPTION_TAINTS,
     REQUEST_REASON_DRAIN,
+    REQUEST_REASON_QUEUE_EVICTION,
     REQUEST_REASON_REBALANCE,
     REQUEST_REASON_RESIZE,
     REQUEST_REASON_SPEC_CHANGED,
     REQUEST_REASON_SPOT,
+    REQUEST_REASON_SUSPEND,
     REQUEST_THEN_CONTINUE,
     SOURCE_CORDON,
     SOURCE_POD_DELETION,
     SOURCE_POD_DISRUPTION,
+    SOURCE_QUEUE_EVICTION,
     SOURCE_RESIZE,
     SOURCE_SPEC_CHANGE,
+    SOURCE_SUSPEND,
     SPOT_INTERRUPTION_TAINTS,
     YELLOW_INTERRUPTION_TAINTS,
 )
@@ -41,10 +45,17 @@ from kubetrain.status import parse_time, rfc3339
 
 RED: Final = "red"
 YELLOW: Final = "yellow"
-# A spec change asks for a checkpoint like a red signal and restarts the gang, but is no
-# interruption: it is counted against neither budget.
+# A spec change, a resize, a Kueue eviction and a user's suspend ask for a checkpoint like a red
+# signal and restart or stop the gang, but are no interruption: counted against neither budget.
 RED_REASONS: Final = frozenset(
-    {REQUEST_REASON_SPOT, REQUEST_REASON_DRAIN, REQUEST_REASON_SPEC_CHANGED, REQUEST_REASON_RESIZE}
+    {
+        REQUEST_REASON_SPOT,
+        REQUEST_REASON_DRAIN,
+        REQUEST_REASON_SPEC_CHANGED,
+        REQUEST_REASON_RESIZE,
+        REQUEST_REASON_QUEUE_EVICTION,
+        REQUEST_REASON_SUSPEND,
+    }
 )
 # Values of status.interruptions[].deadlineSource
 DEADLINE_FROM_NOTICE: Final = "node-spot-notice"  # the node agent's notice time
@@ -68,6 +79,10 @@ class Signal:
             return REQUEST_REASON_SPEC_CHANGED
         if self.source == SOURCE_RESIZE:
             return REQUEST_REASON_RESIZE
+        if self.source == SOURCE_QUEUE_EVICTION:
+            return REQUEST_REASON_QUEUE_EVICTION
+        if self.source == SOURCE_SUSPEND:
+            return REQUEST_REASON_SUSPEND
         if self.source in SPOT_INTERRUPTION_TAINTS:
             return REQUEST_REASON_SPOT
         return REQUEST_REASON_DRAIN

@@ -17,6 +17,7 @@ from typing import Any
 
 from kubetrain.api.constants import LABEL_ATTEMPT, LABEL_JOB
 from kubetrain.k8s import Kube
+from kubetrain.reconcile import queue_sync
 from kubetrain.reconcile.act import act
 from kubetrain.reconcile.decide import decide, policy_requeue
 from kubetrain.reconcile.observe import NodeView, PodView, pod_view
@@ -83,7 +84,11 @@ async def reconcile_once(
     nodes = {p.node: node_lookup(p.node) for p in pod_list if p.node}
     # An elastic gang running short also counts room each pass: it grows back when there is some.
     short = isinstance(target, Target) and job.size(target.policy.nodes) < target.policy.nodes
-    starting = job.attempt == 0 or bool(job.status.get("restartAfter")) or short
+    due = job.attempt == 0 or bool(job.status.get("restartAfter"))
+    starting = due or short
+    queued = (
+        await queue_sync.observe(kube, body, target, due) if isinstance(target, Target) else None
+    )
     candidates = tuple(all_nodes()) if starting else ()
     observed = Observed(
         pods=pod_list,
@@ -96,9 +101,12 @@ async def reconcile_once(
             for p in (unbound_pods() if starting else ())
             if (p.namespace, p.job) != (namespace, name)
         ),
+        queue=queued,
     )
     plan = decide(job, target, observed, now or dt.datetime.now(dt.UTC))
     await act(kube, body, plan, logger)
+    if queued is not None:
+        await queue_sync.settle(kube, body, queued, plan, pod_list, now)
     if plan.delete_job:
         return None
     return policy_requeue(plan)

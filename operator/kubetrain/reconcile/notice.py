@@ -22,12 +22,15 @@ from kubetrain.api.constants import (
     REQUEST_REASON_NODE_LOST,
     SOURCE_NODE_DELETED,
     SOURCE_NODE_NOT_READY,
+    SOURCE_QUEUE_EVICTION,
     SOURCE_RESIZE,
     SOURCE_SPEC_CHANGE,
+    SOURCE_SUSPEND,
 )
 from kubetrain.api.models import Interruption
 from kubetrain.api.protocol import CheckpointCommitted
 from kubetrain.reconcile import interrupt as itr
+from kubetrain.reconcile import queue
 from kubetrain.reconcile.classify import Outcome, RankState
 from kubetrain.reconcile.draft import Draft
 from kubetrain.reconcile.observe import PodView
@@ -37,6 +40,7 @@ from kubetrain.status import (
     REASON_CHECKPOINT_COMMITTED,
     REASON_CHECKPOINT_DEADLINE_MISSED,
     REASON_CHECKPOINT_REQUESTED,
+    REASON_EVICTED,
     REASON_FINISHED,
     REASON_INTERRUPTED,
     REASON_INTERRUPTION_DETECTED,
@@ -54,10 +58,21 @@ NODE_LOST_SOURCES = frozenset({SOURCE_NODE_DELETED, SOURCE_NODE_NOT_READY})
 # their own, so the next attempt starts in seconds, inside a spot notice's two minutes.
 TEARDOWN_GRACE_SECONDS = 5
 # Checkpoint-restarts the operator starts itself (no node is going away): source -> (Ready's
-# reason, what happened, how the gang restarts). Counted against neither budget.
+# reason, what happened, what the gang does once rank 0 commits). Counted against neither budget.
+# A stop (a Kueue eviction, spec.suspend) releases the pods and waits instead of restarting.
 COORDINATED = {
-    SOURCE_SPEC_CHANGE: (REASON_SPEC_CHANGED, "the spec changed", "with the new spec"),
-    SOURCE_RESIZE: (REASON_RESIZED, "room for every node returned", "at full size"),
+    SOURCE_SPEC_CHANGE: (REASON_SPEC_CHANGED, "the spec changed", "restarts with the new spec"),
+    SOURCE_RESIZE: (REASON_RESIZED, "room for every node returned", "restarts at full size"),
+    SOURCE_QUEUE_EVICTION: (
+        REASON_EVICTED,
+        "Kueue evicted the job's Workload",
+        "releases its pods and resumes when Kueue admits it again",
+    ),
+    SOURCE_SUSPEND: (
+        REASON_EVICTED,
+        "spec.suspend was set",
+        "releases its pods and resumes when spec.suspend is unset",
+    ),
 }
 
 
@@ -113,7 +128,24 @@ def assess(
             "the spec changed before the gang was running",
             budget=Budget.NONE,
         )
+    stop = queue.stop_source(observed.queue, policy.suspend)
+    if stop is not None and not any(p.phase == "Running" for p in gang):
+        abandon_request(draft)  # nothing has started training: nothing to checkpoint
+        return Verdict(
+            Next.RESTART,
+            REASON_EVICTED,
+            f"{COORDINATED[stop][1]} before the gang was running",
+            budget=Budget.NONE,
+        )
     _request_spec_change(draft, policy, spec_hash, gang)
+    if stop is not None:
+        _request_coordinated(
+            draft,
+            policy,
+            stop,
+            f"attempt {draft.attempt}: {COORDINATED[stop][1]}; asking every pod for a checkpoint, "
+            "then releasing the gang's pods",
+        )
     _detect(draft, policy, gang, observed)
     records = draft.records
     request = itr.open_request(records, draft.job.name, draft.attempt, draft.now)
@@ -156,9 +188,8 @@ def assess(
         True,
         REASON_CHECKPOINT_REQUESTED,
         f"attempt {draft.attempt}: {what}; every pod asked for an emergency checkpoint by "
-        f"{rfc3339(request.deadline)} (request {request.id}); the gang restarts "
-        + (coordinated[2] if coordinated is not None else "elsewhere")
-        + " once rank 0 commits",
+        f"{rfc3339(request.deadline)} (request {request.id}); once rank 0 commits, the gang "
+        + (coordinated[2] if coordinated is not None else "restarts elsewhere"),
     )
     return WAIT
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from kubetrain.build import Placement
 from kubetrain.reconcile.observe import NodeView, PodView, Resources
+from kubetrain.reconcile.queue import QueueState
 from kubetrain.status import Transition
 
 
@@ -128,6 +129,8 @@ class Observed:
     node_pods: Mapping[str, Sequence[PodView]] = field(default_factory=dict)
     # Other jobs' pods not bound yet but pinned to a zone: they will take room there.
     unbound_pods: Sequence[PodView] = ()
+    # The job's Kueue Workload (kubetrain.reconcile.queue); None: the job is not queued by Kueue.
+    queue: QueueState | None = None
 
 
 @dataclass(frozen=True)
