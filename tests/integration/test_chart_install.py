@@ -46,8 +46,16 @@ RELEASE_NS = "kubetrain-chart"
 SA = "kubetrain-operator"
 SUBJECT = f"system:serviceaccount:{RELEASE_NS}:{SA}"
 SPOT_TAINT = "aws-node-termination-handler/spot-itn"
-# kopf's streams in a cluster-wide run: CRDs (discovery), peering, and ours.
+# kopf's streams in a cluster-wide run: CRDs (discovery), peering, and ours (Kueue's Workloads
+# too where Kueue's CRDs are installed, as test_kueue.py leaves them in the session's cluster).
 WATCHED = "clusterkopfpeerings, customresourcedefinitions, nodes, pods, trainingjobs"
+
+
+def watched(cluster: Cluster) -> str:
+    kueue = cluster.kubectl("get", "crd", "workloads.kueue.x-k8s.io", check=False).returncode == 0
+    return WATCHED + (", workloads" if kueue else "")
+
+
 WRITES = {"create", "update", "patch", "delete", "deletecollection", "*"}
 # Everything the operator may write, cluster-wide install (resource -> verbs).
 DESIGN_WRITES = {
@@ -64,6 +72,9 @@ DESIGN_WRITES = {
     "persistentvolumes": {"create", "deletecollection"},
     "storageclasses.storage.k8s.io": {"create", "deletecollection"},
     "clusterkopfpeerings.kopf.dev": {"create", "patch"},
+    # Kueue's Workload of each job labelled kueue.x-k8s.io/queue-name.
+    "workloads.kueue.x-k8s.io": {"create", "patch"},
+    "workloads.kueue.x-k8s.io/status": {"patch"},
     # Every authenticated identity may ask what it may do (system:basic-user).
     "selfsubjectaccessreviews.authorization.k8s.io": {"create"},
     "selfsubjectrulesreviews.authorization.k8s.io": {"create"},
@@ -272,11 +283,12 @@ def test_cluster_wide_install_runs_drills_as_its_service_account_with_metrics(
     job = "drill"
     with KopfRunner(args, timeout=90) as runner:
         # Ready as the active replica: every watch listed (not the brief peering standby).
+        streams = watched(cluster)
         wait_for(
-            lambda: readyz(port) == (200, f"watching: {WATCHED}\n") or None,
+            lambda: readyz(port) == (200, f"watching: {streams}\n") or None,
             timeout=60,
             interval=0.2,
-            what=f"/readyz 200 watching {WATCHED}",
+            what=f"/readyz 200 watching {streams}",
         )
         before = scrape(port)
         assert before["kubetrain_ready{}"] == 1

@@ -269,7 +269,10 @@ def apply_flavor(
     """The admitted flavors' node labels and tolerations on every pod of the attempt (what Kueue's
     own job controllers do when they start a job: podset.Merge)."""
     labels = {k: v for f in flavors for k, v in f.node_labels}
-    tolerations = [dict(t) for f in flavors for t in f.tolerations]
+    tolerations: list[dict[str, Any]] = []
+    for t in (dict(t) for f in flavors for t in f.tolerations):
+        if t not in tolerations:
+            tolerations.append(t)
     if not labels and not tolerations:
         return list(manifests)
     out = []

@@ -41,4 +41,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | quote }}
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# Kueue (jobs labelled kueue.x-k8s.io/queue-name): the operator creates and owns each such job's
+# Workload, keeps its spec.active in step with spec.suspend, and writes its status (Finished; the
+# admission cleared once an evicted gang's pods are gone). Unused where Kueue is not installed.
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads/status]
+  verbs: [patch]
 {{- end -}}
