@@ -22,6 +22,13 @@ from operator_harness import (
 )
 
 from cluster import Cluster
+from kubetrain.api.constants import (
+    ANNOTATION_CHECKPOINT_COMMITTED,
+    ANNOTATION_CHECKPOINT_REQUEST,
+    ENV_RESUME_MANIFEST,
+    REQUEST_REASON_SUSPEND,
+)
+from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest
 from support import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -191,11 +198,11 @@ def test_node_deleted_under_a_running_job_restarts_it_as_an_interruption(
     assert st["interruptions"][0]["source"] in ("node-deleted", "node-not-ready", "pod-deleted")
 
 
-def test_suspend_releases_pods_and_resume_starts_a_new_attempt(
+def test_suspend_checkpoints_releases_pods_and_resume_starts_a_new_attempt(
     cluster: Cluster, namespace: str, operator: KopfRunner
 ) -> None:
     apply(cluster, namespace, job_manifest("nap", nodes=2))
-    running_pods(cluster, namespace, "nap", attempt=1, n=2)
+    first = running_pods(cluster, namespace, "nap", attempt=1, n=2)
     cluster.kubectl(
         "patch",
         "trainingjob",
@@ -206,6 +213,26 @@ def test_suspend_releases_pods_and_resume_starts_a_new_attempt(
         "-p",
         '{"spec":{"suspend":true}}',
     )
+
+    # Like a spot notice: every rank is asked for a checkpoint before the pods go.
+    def asked() -> list[CheckpointRequest] | None:
+        found = [
+            CheckpointRequest.decode(
+                (p["metadata"].get("annotations") or {}).get(ANNOTATION_CHECKPOINT_REQUEST)
+            )
+            for p in pods(cluster, namespace, "nap", attempt=1)
+        ]
+        return [r for r in found if r] if len(found) == 2 and all(found) else None
+
+    requests = wait_for(asked, timeout=30, what="the checkpoint request on both ranks")
+    assert {r.reason for r in requests} == {REQUEST_REASON_SUSPEND}
+    assert status(cluster, namespace, "nap")["phase"] == "Checkpointing"
+    rank0 = next(p for p in first if p["metadata"]["labels"]["kubetrain.dev/rank"] == "0")
+    commit = CheckpointCommitted(requests[0].id, 300, "/fsx/ck/step-300.json", "emergency")
+    cluster.kubectl(
+        "annotate", "pod", rank0["metadata"]["name"], "-n", namespace, "--overwrite",
+        f"{ANNOTATION_CHECKPOINT_COMMITTED}={commit.encode()}",
+    )  # fmt: skip
     wait_phase(cluster, namespace, "nap", "Suspended")
     wait_for(lambda: pods(cluster, namespace, "nap") == [], timeout=30, what="pods released")
     cluster.kubectl(
@@ -218,7 +245,9 @@ def test_suspend_releases_pods_and_resume_starts_a_new_attempt(
         "-p",
         '{"spec":{"suspend":false}}',
     )
-    running_pods(cluster, namespace, "nap", attempt=2, n=2)
+    second = running_pods(cluster, namespace, "nap", attempt=2, n=2)
+    env = {e["name"]: e.get("value") for e in second[0]["spec"]["containers"][0]["env"]}
+    assert env[ENV_RESUME_MANIFEST] == "/fsx/ck/step-300.json"
     st = wait_phase(cluster, namespace, "nap", "Running")
     assert st["restarts"]["total"] == 0
     assert {"Suspended", "Resumed"} <= set(reasons(cluster, namespace, "nap"))
