@@ -294,3 +294,46 @@ def _preemption(
     assert high_first > low_attempt1_gone, (
         "the preemptor's pods came while the gang still held quota"
     )
+
+
+def test_suspend_checkpoints_gives_the_quota_back_and_unsuspend_queues_again(
+    cluster: Cluster, namespace: str, operator: KopfRunner, queue: str
+) -> None:
+    apply(cluster, namespace, queued_job("nap", queue))
+    first = running_pods(cluster, namespace, "nap", attempt=1, n=2)
+    apply(cluster, namespace, queued_job("next", queue))
+    wait_phase(cluster, namespace, "next", "Queued")
+    patch = '{"spec":{"suspend":%s}}'
+    cluster.kubectl("patch", "tj", "nap", "-n", namespace, "--type=merge", "-p", patch % "true")
+
+    def asked() -> list[CheckpointRequest] | None:
+        found = [
+            CheckpointRequest.decode(
+                (cluster.get("pod", p["metadata"]["name"], "-n", namespace)["metadata"].get(
+                    "annotations"
+                ) or {}).get(ANNOTATION_CHECKPOINT_REQUEST)
+            )
+            for p in first
+        ]  # fmt: skip
+        return [r for r in found if r] if all(found) else None
+
+    requests = wait_for(asked, timeout=30, what="the checkpoint request on both ranks")
+    assert {r.reason for r in requests} == {"suspend"}
+    rank0 = next(p for p in first if p["metadata"]["labels"]["kubetrain.dev/rank"] == "0")
+    cluster.kubectl(
+        "annotate", "pod", rank0["metadata"]["name"], "-n", namespace, "--overwrite",
+        f"{ANNOTATION_CHECKPOINT_COMMITTED}={_committed(77, requests[0], '/fsx/nap')}",
+    )  # fmt: skip
+    wait_phase(cluster, namespace, "nap", "Suspended")
+    assert workload(cluster, namespace, "nap")["spec"]["active"] is False
+    # The suspended job's quota goes to the queued one.
+    running_pods(cluster, namespace, "next", attempt=1, n=2)
+
+    cluster.kubectl("patch", "tj", "nap", "-n", namespace, "--type=merge", "-p", patch % "false")
+    wait_phase(cluster, namespace, "nap", "Queued")
+    assert workload(cluster, namespace, "nap")["spec"]["active"] is True
+    for pod in running_pods(cluster, namespace, "next", attempt=1, n=2):
+        cluster.set_pod_outcome(namespace, pod["metadata"]["name"], "Succeeded")
+    resumed = running_pods(cluster, namespace, "nap", attempt=2, n=2)
+    env = {e["name"]: e.get("value") for e in resumed[0]["spec"]["containers"][0]["env"]}
+    assert env[ENV_RESUME_MANIFEST] == "/fsx/nap/step-77.json"
