@@ -354,3 +354,10 @@ class Kube:
                 return False
             raise
         return True
+
+    async def delete_object(
+        self, api_version: str, kind: str, namespace: str | None, name: str, uid: str
+    ) -> bool:
+        """Delete one object of this uid (not a newer one of the same name); False when gone."""
+        path = f"{collection_path(api_version, kind, namespace)}/{name}"
+        return await self._delete(path, {"preconditions": {"uid": uid}})

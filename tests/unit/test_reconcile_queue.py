@@ -242,3 +242,19 @@ def test_evicted_gang_checkpoints_waits_for_requeue_and_resumes_from_the_commit(
     back = decide(job(queued.status), target(b), Observed([], {}, queue=state_of(ADMITTED)), at(9))
     assert back.status["attempt"] == 2 and b.calls == [(2, "/ck/9.json", None)]
     assert JOB in back.creates[-1]["metadata"]["name"]
+
+
+def test_workload_is_outdated_only_when_what_kueue_counts_or_places_changed() -> None:
+    have = queue.build_workload(JOB_BODY, POD, 4, None)
+    env_only = {
+        **POD,
+        "spec": {
+            **POD["spec"],
+            "containers": [{**POD["spec"]["containers"][0], "env": [{"name": "A"}]}],
+        },
+    }
+    assert not queue.outdated(have, queue.build_workload(JOB_BODY, env_only, 4, None))
+    assert queue.outdated(have, queue.build_workload(JOB_BODY, POD, 2, None))
+    more = {"name": "worker", "resources": {"requests": {"nvidia.com/gpu": "4"}}}
+    fewer_gpus = {**POD, "spec": {**POD["spec"], "containers": [more]}}
+    assert queue.outdated(have, queue.build_workload(JOB_BODY, fewer_gpus, 4, None))

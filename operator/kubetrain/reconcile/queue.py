@@ -122,6 +122,33 @@ def build_workload(
     }
 
 
+# The pod fields Kueue reads to count and place a pod set (the rest of the spec is the job's).
+_SHAPE_FIELDS: Final = ("nodeSelector", "affinity", "tolerations", "priorityClassName", "overhead")
+
+
+def _shape(pod_set: Mapping[str, Any]) -> dict[str, Any]:
+    spec = (pod_set.get("template") or {}).get("spec") or {}
+    return {
+        "count": pod_set.get("count"),
+        **{k: spec.get(k) for k in _SHAPE_FIELDS},
+        **{
+            kind: [
+                (c.get("name"), (c.get("resources") or {}).get("requests"))
+                for c in spec.get(kind) or []
+            ]
+            for kind in ("containers", "initContainers")
+        },
+    }
+
+
+def outdated(workload: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """The Workload no longer describes the pods the spec builds (nodes, requests, placement were
+    edited): Kueue's job controllers delete such a Workload and create a new one, and so do we."""
+    have = (workload.get("spec") or {}).get("podSets") or []
+    want = (wanted.get("spec") or {}).get("podSets") or []
+    return [_shape(p) for p in have] != [_shape(p) for p in want]
+
+
 @dataclass(frozen=True)
 class Flavor:
     """What an admitted ResourceFlavor adds to the pods: node labels and tolerations."""

@@ -43,8 +43,17 @@ async def observe(
     namespace = str(meta["namespace"])
     wl_name = queue.workload_name(str(meta["name"]), str(meta["uid"]))
     workload = await kube.get_object(KUEUE_API_VERSION, WORKLOAD_KIND, namespace, wl_name)
+    pod = next(o for o in target.build(1, None) if o.get("kind") == "Pod")
+    if workload is not None and workload.get("metadata", {}).get("deletionTimestamp"):
+        return queue.queue_state(name, workload)  # going: not admitted, a new one comes next
+    if workload is not None:
+        wanted = queue.build_workload(job, pod, target.policy.nodes, None)
+        if queue.outdated(workload, wanted):
+            await kube.delete_object(
+                KUEUE_API_VERSION, WORKLOAD_KIND, namespace, wl_name, workload["metadata"]["uid"]
+            )
+            return queue.queue_state(name, wanted)  # not admitted: the gang stops meanwhile
     if workload is None:
-        pod = next(o for o in target.build(1, None) if o.get("kind") == "Pod")
         workload = queue.build_workload(job, pod, target.policy.nodes, await _priority(kube, pod))
         await kube.create(workload)
         return queue.queue_state(name, workload)
