@@ -9,8 +9,13 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kubetrain.api.constants import KUEUE_API_VERSION, RESOURCE_FLAVOR_KIND, WORKLOAD_KIND
-from kubetrain.k8s import Kube
+from kubetrain.api.constants import (
+    KUEUE_API_VERSION,
+    LABEL_QUEUE_NAME,
+    RESOURCE_FLAVOR_KIND,
+    WORKLOAD_KIND,
+)
+from kubetrain.k8s import Kube, KubeError
 from kubetrain.reconcile import queue
 from kubetrain.reconcile.observe import PodView
 from kubetrain.reconcile.plan import Plan, Target
@@ -55,7 +60,20 @@ async def observe(
             return queue.queue_state(name, wanted)  # not admitted: the gang stops meanwhile
     if workload is None:
         workload = queue.build_workload(job, pod, target.policy.nodes, await _priority(kube, pod))
-        await kube.create(workload)
+        try:
+            await kube.create(workload)
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            raise KubeError(
+                exc.verb,
+                exc.path,
+                exc.status,
+                exc.reason,
+                f"the job is labelled {LABEL_QUEUE_NAME}={name} but this cluster serves no "
+                f"{KUEUE_API_VERSION} Workloads: install Kueue (v0.17 or newer), or remove the "
+                "label to run the job without queueing",
+            ) from exc
         return queue.queue_state(name, workload)
     state = queue.queue_state(name, workload)
     update = queue.spec_update(state, target.policy.suspend)
