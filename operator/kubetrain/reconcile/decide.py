@@ -40,6 +40,7 @@ from kubetrain.reconcile.plan import (
 from kubetrain.reconcile.zones import room
 from kubetrain.status import (
     REASON_BACKOFF_LIMIT,
+    REASON_EVICTED,
     REASON_FINISHED,
     REASON_HANG,
     REASON_INTERRUPTION_LIMIT,
@@ -202,12 +203,14 @@ def _restart(
         delay = _backoff(policy, restarts.failures)
         budget = f"restart {restarts.failures} of {policy.max_restarts}"
     draft.status.restart_after = rfc3339(draft.now + dt.timedelta(seconds=delay))
+    then = f" and starting attempt {attempt + 1} in {delay}s"
+    if verdict.reason == REASON_EVICTED:  # a stop: the next attempt waits for admission/resume
+        then = f"; attempt {attempt + 1} starts when the job may run again"
     draft.cond(
         COND_READY,
         False,
         verdict.reason,
-        f"attempt {attempt}: {verdict.cause}; deleting every pod of the attempt and starting "
-        f"attempt {attempt + 1} in {delay}s ({budget})",
+        f"attempt {attempt}: {verdict.cause}; deleting every pod of the attempt{then} ({budget})",
     )
     draft.nodes(0, policy.nodes)
     return draft.finish(deletes=deletes, requeue=WAIT_POLL_SECONDS)
