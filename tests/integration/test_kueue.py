@@ -337,3 +337,28 @@ def test_suspend_checkpoints_gives_the_quota_back_and_unsuspend_queues_again(
     resumed = running_pods(cluster, namespace, "nap", attempt=2, n=2)
     env = {e["name"]: e.get("value") for e in resumed[0]["spec"]["containers"][0]["env"]}
     assert env[ENV_RESUME_MANIFEST] == "/fsx/nap/step-77.json"
+
+
+def test_gang_larger_than_the_quota_waits_with_kueues_reason_and_an_edit_requeues_it(
+    cluster: Cluster, namespace: str, operator: KopfRunner, queue: str
+) -> None:
+    apply(cluster, namespace, queued_job("wide", queue, nodes=3))  # 24 GPUs, the quota is 16
+    st = wait_phase(cluster, namespace, "wide", "Queued")
+    wait_for(
+        lambda: (
+            "nvidia.com/gpu"
+            in condition(status(cluster, namespace, "wide"), "Admitted").get("message", "")
+        ),
+        timeout=30,
+        what="Kueue's reason (GPU quota) in the Admitted condition",
+    )
+    before = workload(cluster, namespace, "wide")
+    assert before["spec"]["podSets"][0]["count"] == 3
+    cluster.kubectl(
+        "patch", "tj", "wide", "-n", namespace, "--type=merge", "-p", '{"spec":{"nodes":2}}'
+    )
+    running_pods(cluster, namespace, "wide", attempt=1, n=2)
+    after = workload(cluster, namespace, "wide")
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+    assert after["spec"]["podSets"][0]["count"] == 2
+    assert st["attempt"] == 0
