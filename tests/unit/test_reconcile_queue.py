@@ -179,10 +179,17 @@ def test_finished_job_releases_its_quota_once() -> None:
     assert queue.status_update(state, "Running", pods_left=0, now="t") is None
 
 
-def test_suspend_deactivates_the_workload() -> None:
-    state = queue.queue_state("gpus", ADMITTED)
+def test_suspend_deactivates_the_workload_and_a_relabelled_job_moves_queues_until_admitted() -> (
+    None
+):
+    admitted = {**ADMITTED, "spec": {"active": True, "queueName": "gpus"}}
+    state = queue.queue_state("gpus", admitted)
     assert queue.spec_update(state, suspend=False) is None
     assert queue.spec_update(state, suspend=True) == {"active": False}
+    assert queue.spec_update(queue.queue_state("other", admitted), suspend=False) is None
+    pending = {**PENDING, "spec": {"active": True, "queueName": "gpus"}}
+    moved = queue.queue_state("other", pending)
+    assert queue.spec_update(moved, suspend=False) == {"queueName": "other"}
 
 
 def test_flavor_node_labels_and_tolerations_go_onto_pods_only() -> None:

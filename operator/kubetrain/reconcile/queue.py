@@ -203,6 +203,7 @@ class QueueState:
     quota_reserved: bool = False
     finished: bool = False
     active: bool = True
+    queue_name: str = ""  # the Workload's spec.queueName (the label may have changed since)
     cluster_queue: str | None = None
     flavors: tuple[Flavor, ...] = ()
     waiting: str = ""  # why it is not admitted yet (QuotaReserved=False's message)
@@ -245,6 +246,7 @@ def queue_state(
         quota_reserved=_true(conditions, WL_QUOTA_RESERVED),
         finished=_true(conditions, WL_FINISHED),
         active=bool((workload.get("spec") or {}).get("active", True)),
+        queue_name=str((workload.get("spec") or {}).get("queueName") or ""),
         cluster_queue=((status.get("admission") or {}).get("clusterQueue")) or None,
         flavors=tuple(flavors),
         waiting=waiting,
@@ -383,7 +385,11 @@ def status_update(
 
 
 def spec_update(state: QueueState, suspend: bool) -> dict[str, Any] | None:
-    """`spec.active` follows `spec.suspend`: a suspended job holds no quota and is not queued."""
-    if state.active == (not suspend):
-        return None
-    return {"active": not suspend}
+    """`spec.active` follows `spec.suspend` (a suspended job holds no quota and is not queued), and
+    `spec.queueName` the job's label while no quota is reserved (as Kueue's job controllers do)."""
+    update: dict[str, Any] = {}
+    if state.active != (not suspend):
+        update["active"] = not suspend
+    if state.queue_name != state.queue and not state.quota_reserved:
+        update["queueName"] = state.queue
+    return update or None
