@@ -30,6 +30,7 @@ from kubetrain.api.constants import (
     WORKLOAD_PLURAL,
 )
 from kubetrain.k8s import Kube, KubeError, load_api_client
+from kubetrain.reconcile import queue_sync
 from kubetrain.reconcile.loop import reconcile_once
 from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
 
@@ -140,6 +141,16 @@ async def release_fsx_volume(name: str, namespace: str | None, memo: kopf.Memo, 
         if exc.status in (401, 403):  # RBAC will not change by retrying: do not hold the delete
             raise kopf.PermanentError(f"cannot delete the job's FSx volumes: {exc}") from exc
         raise kopf.TemporaryError(f"deleting the job's FSx volumes: {exc}", delay=5) from exc
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="release_workload", retries=5, backoff=5)
+async def release_workload(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A queue-labelled job's Kueue Workload holds Kueue's finalizer until its job controller lets
+    it go (kubetrain.reconcile.queue): the job is going, so is the Workload."""
+    try:
+        await queue_sync.release_deleted(memo.kube, body)
+    except KubeError as exc:
+        raise kopf.TemporaryError(f"releasing the job's Kueue Workload: {exc}", delay=5) from exc
 
 
 @kopf.index("v1", "pods", id="pods_by_job", labels=WORKER_PODS)

@@ -186,6 +186,14 @@ def test_second_gang_creates_no_pod_until_the_first_ends_and_flavor_reaches_the_
             == "True"
         )
         assert condition(status(cluster, namespace, "second"), "Admitted")["status"] == "True"
+        # Kueue's finalizer: held while the gang may run, let go once the job is done with it.
+        held = workload(cluster, namespace, "second")["metadata"]["finalizers"]
+        assert "kueue.x-k8s.io/resource-in-use" in held
+        wait_for(
+            lambda: not workload(cluster, namespace, "first")["metadata"].get("finalizers"),
+            timeout=30,
+            what="the finished Workload's finalizer let go",
+        )
 
     first_done = max(
         i for i, _, pod in log.of("first") if pod["status"].get("phase") == "Succeeded"
@@ -198,6 +206,13 @@ def test_second_gang_creates_no_pod_until_the_first_ends_and_flavor_reaches_the_
     assert {p["metadata"]["name"] for p in second} == {
         pod["metadata"]["name"] for _, kind, pod in second_events if kind == "ADDED"
     }
+    # Deleting a job takes its Workload along (owner reference, the finalizer let go).
+    cluster.kubectl("delete", "tj", "second", "-n", namespace, "--timeout=60s")
+    wait_for(
+        lambda: not cluster.get("workloads", "-n", namespace, "-l", f"{LABEL_JOB}=second")["items"],
+        timeout=60,
+        what="the deleted job's Workload gone",
+    )
 
 
 def _committed(step: int, request: CheckpointRequest, root: str) -> str:

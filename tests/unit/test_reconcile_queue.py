@@ -88,6 +88,7 @@ def test_workload_is_the_job_controllers_own_with_one_pod_set_of_the_real_pods()
             "name": queue.workload_name("llama", "uid-1"),
             "namespace": "team-a",
             "labels": {"kubetrain.dev/job": "llama", "kueue.x-k8s.io/job-uid": "uid-1"},
+            "finalizers": ["kueue.x-k8s.io/resource-in-use"],
             "ownerReferences": [
                 {
                     "apiVersion": "kubetrain.dev/v1alpha1",
@@ -177,6 +178,23 @@ def test_finished_job_releases_its_quota_once() -> None:
     done = queue.queue_state("gpus", {**ADMITTED, "status": {"conditions": update["conditions"]}})
     assert queue.status_update(done, "Failed", pods_left=0, now="t") is None
     assert queue.status_update(state, "Running", pods_left=0, now="t") is None
+
+
+def test_finished_or_deleted_workload_is_let_go_once_the_pods_are_gone() -> None:
+    def held(workload: dict[str, Any], **meta: Any) -> queue.QueueState:
+        finalizers = ["other/finalizer", "kueue.x-k8s.io/resource-in-use"]
+        body = {**workload, "metadata": {**workload["metadata"], "finalizers": finalizers, **meta}}
+        return queue.queue_state("gpus", body)
+
+    let_go = {"resourceVersion": "7", "finalizers": ["other/finalizer"]}
+    finished = wl(cond("Finished", "True"))
+    assert queue.release(held(finished), pods_left=0) == let_go
+    assert queue.release(held(finished), pods_left=1) is None
+    assert queue.release(held(ADMITTED), pods_left=0) is None
+    going = held(ADMITTED, deletionTimestamp="2026-03-01T12:00:00Z")
+    assert not going.runs
+    assert queue.release(going, pods_left=0) == let_go
+    assert queue.release(queue.queue_state("gpus", finished), pods_left=0) is None  # none held
 
 
 def test_suspend_deactivates_the_workload_and_a_relabelled_job_moves_queues_until_admitted() -> (

@@ -214,6 +214,9 @@ RESOURCE_FLAVOR_KIND: Final = "ResourceFlavor"
 KUEUE_EXTERNAL_FRAMEWORK: Final = "TrainingJob.v1alpha1.kubetrain.dev"
 # Set by Kueue's own job controllers on the Workloads they create (jobframework.ConstructWorkload).
 KUEUE_LABEL_JOB_UID: Final = "kueue.x-k8s.io/job-uid"
+# On each Workload its job controller creates (jobframework.NewWorkload): Kueue keeps counting the
+# quota until the controller removes it, once the job's pods are gone.
+KUEUE_FINALIZER: Final = "kueue.x-k8s.io/resource-in-use"
 # The one pod set of a TrainingJob's Workload: `spec.nodes` worker pods.
 WORKLOAD_POD_SET: Final = "workers"
 # kubetrain's own condition: True while Kueue's admission of the job's Workload holds.

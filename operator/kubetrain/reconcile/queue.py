@@ -26,6 +26,7 @@ from kubetrain.api.constants import (
     GROUP,
     KIND,
     KUEUE_API_VERSION,
+    KUEUE_FINALIZER,
     KUEUE_LABEL_JOB_UID,
     LABEL_JOB,
     LABEL_QUEUE_NAME,
@@ -107,6 +108,7 @@ def build_workload(
             "name": workload_name(name, uid),
             "namespace": str(meta["namespace"]),
             "labels": {LABEL_JOB: name, KUEUE_LABEL_JOB_UID: uid},
+            "finalizers": [KUEUE_FINALIZER],
             "ownerReferences": [
                 {
                     "apiVersion": f"{GROUP}/{VERSION}",
@@ -210,11 +212,13 @@ class QueueState:
     conditions: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
     generation: int = 0
     resource_version: str = ""
+    finalizers: tuple[str, ...] = ()
+    deleting: bool = False  # the Workload is being deleted (its job went, or it was replaced)
 
     @property
     def runs(self) -> bool:
-        """Pods may run: admitted and not (being) evicted."""
-        return self.admitted and self.evicted is None and not self.finished
+        """Pods may run: admitted and not (being) evicted, and the Workload is not going."""
+        return self.admitted and self.evicted is None and not self.finished and not self.deleting
 
 
 def queue_state(
@@ -253,6 +257,8 @@ def queue_state(
         conditions=conditions,
         generation=int(meta.get("generation") or 0),
         resource_version=str(meta.get("resourceVersion") or ""),
+        finalizers=tuple(str(f) for f in meta.get("finalizers") or []),
+        deleting=bool(meta.get("deletionTimestamp")),
     )
 
 
@@ -382,6 +388,19 @@ def status_update(
             observed_generation=generation,
         )
     return {"conditions": conditions, "admission": None}
+
+
+def release(state: QueueState, pods_left: int) -> dict[str, Any] | None:
+    """The metadata patch that lets a finished or deleted Workload go (its finalizer off) once the
+    job's pods are gone: what Kueue's job controllers do (workload.RemoveFinalizer)."""
+    if pods_left or KUEUE_FINALIZER not in state.finalizers:
+        return None
+    if not (state.finished or state.deleting):
+        return None
+    return {
+        "resourceVersion": state.resource_version,
+        "finalizers": [f for f in state.finalizers if f != KUEUE_FINALIZER],
+    }
 
 
 def spec_update(state: QueueState, suspend: bool) -> dict[str, Any] | None:

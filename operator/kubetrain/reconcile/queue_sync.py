@@ -5,6 +5,7 @@ Kueue after `act`. Only for jobs labelled `kueue.x-k8s.io/queue-name`; one GET p
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -107,13 +108,19 @@ async def settle(
     if plan.creates:
         return
     left = sum(1 for p in pods if not p.finished)
+    namespace = str((job.get("metadata") or {})["namespace"])
+    released = queue.release(state, left)
+    if released is not None:
+        await kube.patch_object(
+            KUEUE_API_VERSION, WORKLOAD_KIND, namespace, state.workload, {"metadata": released}
+        )
+        return
     phase = plan.status.get("phase")
     update = queue.status_update(
         state, str(phase) if phase else None, left, rfc3339(now or dt.datetime.now(dt.UTC))
     )
     if update is None:
         return
-    namespace = str((job.get("metadata") or {})["namespace"])
     await kube.patch_object(
         KUEUE_API_VERSION,
         WORKLOAD_KIND,
@@ -122,3 +129,22 @@ async def settle(
         {"metadata": {"resourceVersion": state.resource_version}, "status": update},
         subresource="status",
     )
+
+
+async def release_deleted(kube: Kube, job: Mapping[str, Any]) -> None:
+    """The job is being deleted: its Workload goes with it (owner reference), without waiting for
+    an operator pass (there is none after this), as Kueue's controllers do for a deleted job."""
+    if queue.queue_name(job) is None:
+        return
+    meta = job.get("metadata") or {}
+    namespace = str(meta["namespace"])
+    wl_name = queue.workload_name(str(meta["name"]), str(meta["uid"]))
+    workload = await kube.get_object(KUEUE_API_VERSION, WORKLOAD_KIND, namespace, wl_name)
+    if workload is None:
+        return
+    state = queue.queue_state(str(queue.queue_name(job)), workload)
+    released = queue.release(dataclasses.replace(state, deleting=True), 0)
+    if released is not None:
+        await kube.patch_object(
+            KUEUE_API_VERSION, WORKLOAD_KIND, namespace, wl_name, {"metadata": released}
+        )
