@@ -108,6 +108,8 @@ class Target:
     pod_name: PodNamer
     placement: PlacementNeeds | None = None  # None: the operator never pins a zone
     spec_hash: str = ""  # of the fields that shape the pods (kubetrain.build.spec_hash)
+    # Rank 0 of attempt 1 as built: the pods' shape (a Kueue Workload's pod set template).
+    sample_pod: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ def to_target(body: Mapping[str, Any]) -> Target | Invalid:
         shrink_after_seconds=spec.shrink_after_seconds,
     )
     # What one pod requests, read back from a built pod: the builders are the one definition.
-    sample = pod_view(build_pod(ref, resolved, 1, 0))
+    sample_pod = build_pod(ref, resolved, 1, 0)
+    sample = pod_view(sample_pod)
     placement = PlacementNeeds(
         instance_type=spec.accelerator.instance_type,
         capacity_types=SPEC_CAPACITY_TYPES.get(spec.capacity.type, ()),
@@ -87,6 +88,7 @@ def to_target(body: Mapping[str, Any]) -> Target | Invalid:
         policy=policy,
         build=build,
         pod_name=name,
+        sample_pod=sample_pod,
         placement=placement,
         spec_hash=resolved.spec_hash,
     )
