@@ -6,11 +6,14 @@ resumed run must end bitwise equal to an uninterrupted one if the checkpoint is 
 Env: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT and the KUBETRAIN_* contract.
 Rank 0 writes the number of finished steps to --progress after each step and, at the end,
 {"start": <restored step>, "params": <path>} to --result with the final parameters saved.
+With --dump DIR every rank also writes its whole state (parameters, optimizer state, the
+per-rank entry) right after the restore and at the end: DIR/{restored,final}-rank<r>.pt.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import time
@@ -24,7 +27,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
-from kubetrain.runtime import Checkpointer, ignore_stop_signals  # noqa: E402
+from kubetrain.runtime import Checkpointer, PerRank, ignore_stop_signals  # noqa: E402
 from kubetrain.runtime.checkpointer import make_codec  # noqa: E402
 from kubetrain.runtime.torch_support import ModelOptimizerState  # noqa: E402
 
@@ -76,6 +79,17 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.rename(path)
 
 
+def dump(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, local: Any) -> None:
+    """Everything a resume must reproduce, as plain tensors (copies: training goes on)."""
+    state = {
+        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "optim": copy.deepcopy(optimizer.state_dict()),
+        "local": None if local is None else local.value.clone(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, required=True)
@@ -85,6 +99,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--write-delay", type=float, default=0.0, help="slow background writes")
     parser.add_argument("--sync-saves", action="store_true", help="no background saves")
+    parser.add_argument("--per-rank", action="store_true", help="a PerRank entry in the state")
+    parser.add_argument(
+        "--per-rank-on-resize", default="refuse", help="restore(per_rank_on_resize=...)"
+    )
+    parser.add_argument("--dump", type=Path, default=None, help="state after restore and at end")
     parser.add_argument("--progress", type=Path, required=True)
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args()
@@ -102,11 +121,18 @@ def main() -> None:
     else:
         state = {"model": model, "optim": optimizer}
 
+    # Differs between ranks: rank r holds r * 1000 + the steps it has done.
+    local = PerRank(torch.full((4,), float(rank * 1000))) if args.per_rank else None
+    if local is not None:
+        state["local"] = local
+
     codec: Any = SlowWrites(args.codec, args.write_delay) if args.write_delay else args.codec
     ckpt = Checkpointer.from_env(
         codec=codec, every_steps=args.every, async_periodic=not args.sync_saves
     )
-    start = ckpt.restore(state)
+    start = ckpt.restore(state, per_rank_on_resize=args.per_rank_on_resize)
+    if args.dump:
+        dump(args.dump / f"restored-rank{rank}.pt", model, optimizer, local)
     loader = torch.utils.data.DataLoader(
         Batches(start, args.steps, rank),
         batch_size=None,
@@ -118,6 +144,8 @@ def main() -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if local is not None:
+            local.value += 1
         if rank == 0:
             write_atomic(args.progress, str(step + 1))
         if args.step_delay:
@@ -125,6 +153,8 @@ def main() -> None:
         ckpt.step(step + 1, state)
 
     ckpt.close()  # collective: commits the last background save while the group is up
+    if args.dump:
+        dump(args.dump / f"final-rank{rank}.pt", model, optimizer, local)
     if rank == 0:
         params = args.result.with_suffix(".pt")
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, params)

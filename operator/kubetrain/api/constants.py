@@ -31,7 +31,8 @@ ANNOTATION_CHECKPOINT_REQUEST: Final = PREFIX + "checkpoint-request"
 # Rank 0 -> operator: {"id": "...", "step": 123, "manifest": "<uri>", "kind": "periodic|emergency"}
 ANNOTATION_CHECKPOINT_COMMITTED: Final = PREFIX + "checkpoint-committed"
 # Rank 0 of a resumed attempt -> operator: {"step": 40, "previousStep": 47, "lostSteps": 7,
-# "manifest": "<uri>"}: how far the interrupted attempt had got past the checkpoint it resumed from.
+# "manifest": "<uri>", "savedWorldSize": 4, "worldSize": 2}: how far the interrupted attempt had
+# got past the checkpoint it resumed from, and which world size wrote that checkpoint.
 ANNOTATION_RESUMED: Final = PREFIX + "resumed"
 
 # Reasons carried in a checkpoint request.

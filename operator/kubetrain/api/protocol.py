@@ -5,7 +5,7 @@ Three JSON annotations on worker pods carry the protocol (names in `kubetrain.ap
 - the request, operator -> every pod: `{"id", "reason", "deadline"[, "then"]}`;
 - the commit, rank 0 -> operator: `{"id", "step", "manifest", "kind"}`;
 - the resume report, rank 0 of a resumed attempt -> operator:
-  `{"step", "previousStep", "lostSteps", "manifest"}`;
+  `{"step", "previousStep", "lostSteps", "manifest", "savedWorldSize", "worldSize"}`;
 - progress, rank 0 -> operator, at a bounded rate: `{"step", "time", "savingSeconds"}`.
 
 Standard library only: the runtime imports this inside training images. Parsing never raises: a
@@ -43,6 +43,11 @@ def _int(value: object) -> int | None:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
     return None
+
+
+def _positive(value: object) -> int | None:
+    number = _int(value)
+    return number if number is not None and number > 0 else None
 
 
 def rfc3339(moment: dt.datetime) -> str:
@@ -128,21 +133,34 @@ class Resumed:
     step: int  # the step restored
     previous_step: int | None  # how far the interrupted attempt had got, when known
     manifest: str
+    # Ranks that wrote the checkpoint restored, and ranks of this attempt: they differ after an
+    # elastic shrink or grow (a resharding restore); None when unknown (nothing restored, or an
+    # older runtime).
+    saved_world_size: int | None = None
+    world_size: int | None = None
 
     @property
     def lost_steps(self) -> int | None:
         return None if self.previous_step is None else max(0, self.previous_step - self.step)
 
+    @property
+    def resharded(self) -> bool:
+        """Restored into a different number of ranks than wrote the checkpoint."""
+        known = self.saved_world_size is not None and self.world_size is not None
+        return known and self.saved_world_size != self.world_size
+
     def encode(self) -> str:
-        return json.dumps(
-            {
-                "step": self.step,
-                "previousStep": self.previous_step,
-                "lostSteps": self.lost_steps,
-                "manifest": self.manifest,
-            },
-            sort_keys=True,
-        )
+        body = {
+            "step": self.step,
+            "previousStep": self.previous_step,
+            "lostSteps": self.lost_steps,
+            "manifest": self.manifest,
+        }
+        if self.saved_world_size is not None:
+            body["savedWorldSize"] = self.saved_world_size
+        if self.world_size is not None:
+            body["worldSize"] = self.world_size
+        return json.dumps(body, sort_keys=True)
 
     @classmethod
     def decode(cls, raw: str | None) -> Resumed | None:
@@ -154,7 +172,13 @@ class Resumed:
         lost = _int(value.get("lostSteps"))
         if previous is None and lost is not None:
             previous = step + lost
-        return cls(step=step, previous_step=previous, manifest=str(value.get("manifest") or ""))
+        return cls(
+            step=step,
+            previous_step=previous,
+            manifest=str(value.get("manifest") or ""),
+            saved_world_size=_positive(value.get("savedWorldSize")),
+            world_size=_positive(value.get("worldSize")),
+        )
 
 
 @dataclass(frozen=True)

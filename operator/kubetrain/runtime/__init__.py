@@ -11,7 +11,7 @@ are imported by the parts that use them, when they are used.
 """
 
 from kubetrain.runtime.checkpointer import Checkpointer
-from kubetrain.runtime.collective import Codec, Collective, PickleCodec, SingleProcess
+from kubetrain.runtime.collective import Codec, Collective, PerRank, PickleCodec, SingleProcess
 from kubetrain.runtime.manifest import FileEntry, Manifest, ManifestError
 from kubetrain.runtime.posix import PosixTier
 from kubetrain.runtime.s3 import S3Mirror, S3Tier
@@ -31,6 +31,7 @@ __all__ = [
     "FileEntry",
     "Manifest",
     "ManifestError",
+    "PerRank",
     "PickleCodec",
     "PosixTier",
     "S3Mirror",

@@ -127,10 +127,25 @@ class CheckpointAgent:
             return request.id
         return None
 
-    def report_resumed(self, *, step: int, previous_step: int | None, manifest: str) -> None:
+    def report_resumed(
+        self,
+        *,
+        step: int,
+        previous_step: int | None,
+        manifest: str,
+        saved_world_size: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
         """Patch `resumed` on our pod: the step restored and how many steps the previous attempt
-        had done past it (lost work), so the operator can put the number on its timeline."""
-        report = Resumed(step=step, previous_step=previous_step, manifest=manifest)
+        had done past it (lost work), so the operator can put the number on its timeline, and
+        the world size that wrote the checkpoint against this attempt's (an elastic resize)."""
+        report = Resumed(
+            step=step,
+            previous_step=previous_step,
+            manifest=manifest,
+            saved_world_size=saved_world_size,
+            world_size=world_size,
+        )
         self.pod.annotate(ANNOTATION_RESUMED, report.encode())
 
     def report_committed(

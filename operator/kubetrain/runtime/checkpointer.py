@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Mapping, MutableMapping
 from concurrent.futures import Future, wait
-from typing import Any
+from typing import Any, Literal
 
 from kubetrain.api.constants import (
     DEFAULT_PROGRESS_SECONDS,
@@ -40,7 +40,14 @@ from kubetrain.api.constants import (
 )
 from kubetrain.runtime.agent import CheckpointAgent
 from kubetrain.runtime.async_save import DONE, FAILED, RUNNING, InFlight, StagedCodec, in_background
-from kubetrain.runtime.collective import Codec, Collective, PickleCodec, SingleProcess, env_int
+from kubetrain.runtime.collective import (
+    Codec,
+    Collective,
+    PerRank,
+    PickleCodec,
+    SingleProcess,
+    env_int,
+)
 from kubetrain.runtime.manifest import (
     FileEntry,
     Kind,
@@ -187,8 +194,16 @@ class Checkpointer:
         return self.flag.level > StopLevel.NONE
 
     # --- restore -------------------------------------------------------------------------------
-    def restore(self, state: MutableMapping[str, Any]) -> int:
-        """Load the newest complete checkpoint into `state` in place; return its step (0 if none)."""
+    def restore(
+        self,
+        state: MutableMapping[str, Any],
+        per_rank_on_resize: Literal["refuse", "keep"] = "refuse",
+    ) -> int:
+        """Load the newest complete checkpoint into `state` in place; return its step (0 if none).
+
+        A checkpoint written by another world size loads where the codec reshards (DCP); its
+        `PerRank` entries cannot be, and are refused, or with `per_rank_on_resize="keep"` left
+        as they are (e.g. RNG states seeded for the new rank)."""
         coll = self.collective
         previous = self._read_progress() if coll.rank == 0 else None
         chosen = self._choose_and_fetch() if coll.rank == 0 else None
@@ -196,7 +211,7 @@ class Checkpointer:
         if not name:
             log.info("no complete checkpoint under %s: starting from scratch", self.local.uri())
             if coll.rank == 0 and previous:
-                self._report_resumed(0, previous, "")
+                self._report_resumed(0, previous, None)
             return 0
         manifest = load_complete(self.local, name)
         if self.codec.needs_same_world_size and manifest.world_size != coll.world_size:
@@ -210,11 +225,31 @@ class Checkpointer:
                 f"checkpoint {name} was written with codec {manifest.codec!r}, this run uses "
                 f"{self.codec.name!r}: pass codec={manifest.codec!r} to the Checkpointer"
             )
-        self.codec.load(self.local.local_path(manifest.data_dir), state, coll.rank)
+        per_rank = sorted(k for k, v in state.items() if isinstance(v, PerRank))
+        resized = manifest.world_size != coll.world_size
+        if resized and per_rank and per_rank_on_resize != "keep":
+            raise ManifestError(
+                f"checkpoint {name} was written by {manifest.world_size} ranks, this run has "
+                f"{coll.world_size}, and the state entries {per_rank} hold one value per rank "
+                "(PerRank), which no codec can reshard: keep the same nodes x perNode, or call "
+                "restore(state, per_rank_on_resize='keep') to leave them as they are"
+            )
+        loadable = state
+        if resized and per_rank:  # "keep": load everything else, leave these untouched
+            loadable = {k: v for k, v in state.items() if k not in per_rank}
+        self.codec.load(self.local.local_path(manifest.data_dir), loadable, coll.rank)
+        if loadable is not state:
+            state.update(loadable)
         self.last = manifest
-        log.info("restored %s (step %d)", self.local.uri(manifest.path), manifest.step)
+        log.info(
+            "restored %s (step %d, written by %d ranks, restored into %d)",
+            self.local.uri(manifest.path),
+            manifest.step,
+            manifest.world_size,
+            coll.world_size,
+        )
         if coll.rank == 0 and previous is not None:
-            self._report_resumed(manifest.step, previous, self.local.uri(manifest.path))
+            self._report_resumed(manifest.step, previous, manifest)
         return manifest.step
 
     # --- progress: how far a run got, so a resumed run can tell what was lost ----------------
@@ -239,12 +274,18 @@ class Checkpointer:
         except OSError as exc:  # never let bookkeeping stop training
             log.debug("recording progress: %s", exc)
 
-    def _report_resumed(self, step: int, previous: int, manifest: str) -> None:
+    def _report_resumed(self, step: int, previous: int, manifest: Manifest | None) -> None:
         log.info("resumed at step %d; the previous run had reached step %d", step, previous)
         if self.agent is None:
             return
         try:
-            self.agent.report_resumed(step=step, previous_step=previous, manifest=manifest)
+            self.agent.report_resumed(
+                step=step,
+                previous_step=previous,
+                manifest=self.local.uri(manifest.path) if manifest else "",
+                saved_world_size=manifest.world_size if manifest else None,
+                world_size=self.collective.world_size,
+            )
         except Exception as exc:  # reporting is best effort
             log.warning("reporting the resume on the pod failed: %s", exc)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,9 +60,40 @@ class Codec(Protocol):
         ...
 
 
+@dataclass
+class PerRank:
+    """A state entry whose value differs between ranks: an RNG state, a sampler's position.
+
+    Per-rank codecs (pickle, `torch.save`) keep every rank's values anyway. DCP assumes a plain
+    value or tensor is the same on every rank and writes one copy, so without this wrapper a
+    resume hands rank 0's value to every rank; wrapped, each rank saves and loads its own. Such
+    an entry cannot be resharded: a restore into another world size refuses it, or leaves it as
+    it is with `restore(state, per_rank_on_resize="keep")`. `value` is replaced on load unless it
+    has `load_state_dict`.
+    """
+
+    value: Any
+
+
+def _plain(value: Any) -> Any:
+    return value.state_dict() if hasattr(value, "state_dict") else value
+
+
 def snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
     """`state_dict()` of every stateful value (modules, optimizers, samplers); others as they are."""
-    return {k: v.state_dict() if hasattr(v, "state_dict") else v for k, v in state.items()}
+    return {k: _plain(v.value if isinstance(v, PerRank) else v) for k, v in state.items()}
+
+
+def load_value(state: MutableMapping[str, Any], key: str, loaded: Any) -> None:
+    """Put a loaded value into `state[key]`: through `load_state_dict` where there is one."""
+    current = state[key]
+    target = current.value if isinstance(current, PerRank) else current
+    if hasattr(target, "load_state_dict"):
+        target.load_state_dict(loaded)
+    elif isinstance(current, PerRank):
+        current.value = loaded
+    else:
+        state[key] = loaded
 
 
 def restore_into(state: MutableMapping[str, Any], loaded: Mapping[str, Any]) -> None:
@@ -71,11 +103,8 @@ def restore_into(state: MutableMapping[str, Any], loaded: Mapping[str, Any]) -> 
             f"checkpoint has no entries {missing}; it holds {sorted(loaded)}: "
             "restore with the same state keys the job saved, or start without a checkpoint"
         )
-    for key, current in state.items():
-        if hasattr(current, "load_state_dict"):
-            current.load_state_dict(loaded[key])
-        else:
-            state[key] = loaded[key]
+    for key in state:
+        load_value(state, key, loaded[key])
 
 
 def rank_file(directory: Path, rank: int, suffix: str) -> Path:

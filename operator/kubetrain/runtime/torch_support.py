@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from kubetrain.runtime.collective import rank_file, restore_into, snapshot
+from kubetrain.runtime.collective import PerRank, load_value, rank_file, restore_into, snapshot
 from kubetrain.runtime.posix import fsync_dir
 
 BROADCAST_BYTES = 255  # checkpoint names are ~30 bytes
@@ -109,10 +109,31 @@ class TorchSaveCodec:
         restore_into(state, loaded)
 
 
+def per_rank_key(key: str, rank: int) -> str:
+    """Where DCP keeps rank `rank`'s value of a `PerRank` entry: a key of its own, so DCP's
+    de-duplication of replicated values does not fold the ranks' values into one."""
+    return f"{key}@rank{rank:05d}"
+
+
+def dcp_entries(state: Mapping[str, Any], rank: int) -> dict[str, Any]:
+    """The state as DCP sees it: `PerRank` entries unwrapped under this rank's own key."""
+    entries = {}
+    for key, value in state.items():
+        if isinstance(value, PerRank):
+            entries[per_rank_key(key, rank)] = value.value
+        else:
+            entries[key] = value
+    return entries
+
+
 class DCPCodec:
     """`torch.distributed.checkpoint`: every rank writes its shards, loads reshard as needed.
 
     Pass stateful objects (e.g. `ModelOptimizerState`) or tensors; DCP calls `state_dict()` itself.
+    What reshards: DTensor/ShardedTensor shards (FSDP2, tensor parallel) are re-cut for the new
+    world size, and replicated values (DDP parameters and optimizer state, plain tensors and
+    objects) are written once and read by every rank. A plain value that differs between ranks
+    must be wrapped in `PerRank`, or DCP keeps one rank's value for all.
     """
 
     name = "dcp"
@@ -138,7 +159,7 @@ class DCPCodec:
     def save(self, directory: Path, state: Mapping[str, Any], rank: int) -> None:
         from torch.distributed.checkpoint.state_dict_saver import save
 
-        save(dict(state), storage_writer=self._writer(directory))
+        save(dcp_entries(state, rank), storage_writer=self._writer(directory))
         if rank == 0:
             fsync_dir(directory)
 
@@ -154,7 +175,10 @@ class DCPCodec:
 
         if self._background_group is None and distributed_ready():
             self._background_group = dist.new_group(backend="gloo")
-        plain = {k: v.state_dict() if isinstance(v, Stateful) else v for k, v in state.items()}
+        plain = {
+            k: v.state_dict() if isinstance(v, Stateful) else v
+            for k, v in dcp_entries(state, rank).items()
+        }
         return dict(BlockingAsyncStager().stage(plain))
 
     def write(self, directory: Path, staged: dict[str, Any], rank: int) -> None:
@@ -167,11 +191,13 @@ class DCPCodec:
     def load(self, directory: Path, state: MutableMapping[str, Any], rank: int) -> None:
         from torch.distributed.checkpoint.state_dict_loader import load
 
-        target = dict(state)
-        load(target, checkpoint_id=str(directory))
-        for key, value in target.items():
-            if not hasattr(state[key], "load_state_dict"):
-                state[key] = value
+        target = dcp_entries(state, rank)
+        load(target, checkpoint_id=str(directory))  # stateful values: their load_state_dict
+        for key, value in list(state.items()):
+            inner = value.value if isinstance(value, PerRank) else value
+            if not hasattr(inner, "load_state_dict"):
+                loaded = target[per_rank_key(key, rank) if isinstance(value, PerRank) else key]
+                load_value(state, key, loaded)
 
 
 class ModelOptimizerState:
