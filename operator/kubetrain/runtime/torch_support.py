@@ -6,9 +6,11 @@ already in `sys.modules`), so the core keeps working in torch-free containers.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
-from collections.abc import Mapping, MutableMapping
+import threading
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,47 @@ def host_copy(value: Any) -> Any:
     return value
 
 
+_crc_lock = threading.Lock()
+_crc_writers = 0
+_crc_before = True
+
+
+@contextlib.contextmanager
+def zip_crc32(enabled: bool) -> Iterator[None]:
+    """`torch.save`'s CRC32 of every record: off while this block writes, unless `enabled`
+    (which leaves the process's setting alone).
+
+    torch.load never checks those CRCs (its zip reader is built without CRC checks: a flipped
+    byte loads silently), yet computing them is a third of a DCP save's time on a fast disk
+    (hack/bench/checkpoint_throughput.py). Integrity here comes from fsync before the manifest
+    commit and the sizes the manifest lists, not from the CRC. The setting is process-wide:
+    while a kubetrain save runs, the user's own `torch.save` calls also write CRC fields of 0,
+    which every torch.load accepts. Counted, so overlapping saves (a background write and an
+    emergency save) restore the user's setting only when the last one ends.
+    """
+    global _crc_writers, _crc_before
+    try:
+        from torch.utils.serialization import config
+    except ImportError:  # torch < 2.6 has no switch: CRCs are computed
+        yield
+        return
+    if enabled:
+        yield
+        return
+    with _crc_lock:
+        if _crc_writers == 0:
+            _crc_before = config.save.compute_crc32
+            config.save.compute_crc32 = False
+        _crc_writers += 1
+    try:
+        yield
+    finally:
+        with _crc_lock:
+            _crc_writers -= 1
+            if _crc_writers == 0:
+                config.save.compute_crc32 = _crc_before
+
+
 def distributed_ready() -> bool:
     return dist.is_available() and dist.is_initialized()
 
@@ -84,12 +127,11 @@ class TorchSaveCodec:
     name = "torch-save"
     needs_same_world_size = True
 
+    def __init__(self, zip_crc32: bool = False) -> None:
+        self.zip_crc32 = zip_crc32  # see zip_crc32(): never checked on load
+
     def save(self, directory: Path, state: Mapping[str, Any], rank: int) -> None:
-        path = rank_file(directory, rank, ".pt")
-        with open(path, "wb") as fh:
-            torch.save(snapshot(state), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        self.write(directory, snapshot(state), rank)
 
     def stage(self, state: Mapping[str, Any], rank: int) -> Any:
         """For background saves: the state dicts with every tensor copied to host memory.
@@ -99,7 +141,7 @@ class TorchSaveCodec:
         return host_copy(snapshot(state))
 
     def write(self, directory: Path, staged: Any, rank: int) -> None:
-        with open(rank_file(directory, rank, ".pt"), "wb") as fh:
+        with open(rank_file(directory, rank, ".pt"), "wb") as fh, zip_crc32(self.zip_crc32):
             torch.save(staged, fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -140,9 +182,13 @@ class DCPCodec:
     needs_same_world_size = False
 
     def __init__(
-        self, thread_count: int = DCP_WRITER_THREADS, single_file_per_rank: bool = True
+        self,
+        thread_count: int = DCP_WRITER_THREADS,
+        single_file_per_rank: bool = True,
+        zip_crc32: bool = False,
     ) -> None:
         self.thread_count, self.single_file_per_rank = thread_count, single_file_per_rank
+        self.zip_crc32 = zip_crc32  # DCP writes every tensor with torch.save: see zip_crc32()
         self._background_group: Any = None
 
     def _writer(self, directory: Path) -> Any:
@@ -159,7 +205,8 @@ class DCPCodec:
     def save(self, directory: Path, state: Mapping[str, Any], rank: int) -> None:
         from torch.distributed.checkpoint.state_dict_saver import save
 
-        save(dcp_entries(state, rank), storage_writer=self._writer(directory))
+        with zip_crc32(self.zip_crc32):
+            save(dcp_entries(state, rank), storage_writer=self._writer(directory))
         if rank == 0:
             fsync_dir(directory)
 
@@ -184,7 +231,12 @@ class DCPCodec:
     def write(self, directory: Path, staged: dict[str, Any], rank: int) -> None:
         from torch.distributed.checkpoint.state_dict_saver import save
 
-        save(staged, storage_writer=self._writer(directory), process_group=self._background_group)
+        with zip_crc32(self.zip_crc32):
+            save(
+                staged,
+                storage_writer=self._writer(directory),
+                process_group=self._background_group,
+            )
         if rank == 0:
             fsync_dir(directory)
 
