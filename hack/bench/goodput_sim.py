@@ -33,6 +33,13 @@ every reclaimed node is back; nodes that survive a reclaim stay billed while the
 (hold_survivors); a reprovisioned cluster is billed from when its instances are up.
 
     .venv/bin/python hack/bench/goodput_sim.py --rates 0.5 --out hack/bench/results/goodput_sim
+
+Replay mode: `--replay TRACE.json` simulates one given run instead ({"horizon_s", "strategy",
+"params": {NAME: VALUE}, "interruptions": [{"at", "nodes", "outage", "noticed"}]}); the spot
+drills write such a trace of a real run on the local cluster, with its measured goodput beside
+it (hack/bench/results/goodput_real_trace.json), to check the model against reality:
+
+    .venv/bin/python hack/bench/goodput_sim.py --replay hack/bench/results/goodput_real_trace.json
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ import json
 import math
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,6 +350,43 @@ class Run:
         }
 
 
+def replay_trace(doc: Mapping[str, Any], base: Params | None = None) -> dict[str, Any]:
+    """One given run, simulated: its interruptions at their times, over its horizon.
+
+    `doc["params"]` overrides `base` (the inputs measured on that run: step time, latencies,
+    checkpoint interval); the result is what the model says that run's goodput was.
+    """
+    overrides = dict(doc.get("params", {}))
+    params = dataclasses.replace(
+        base or Params(), horizon_h=float(doc["horizon_s"]) / 3600, **overrides
+    )
+    events = sorted(
+        (
+            Interruption(
+                at=float(e["at"]),
+                nodes=int(e.get("nodes", 1)),
+                outage=float(e.get("outage", 0.0)),
+                noticed=bool(e.get("noticed", True)),
+            )
+            for e in doc["interruptions"]
+        ),
+        key=lambda e: e.at,
+    )
+    strategy = str(doc.get("strategy", "kubetrain"))
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy {strategy!r}: use one of {STRATEGIES}")
+    run = Run(params, strategy)
+    run.replay(events)
+    return {
+        "strategy": strategy,
+        "interruptions": len(events),
+        "horizon_s": params.horizon_h * 3600,
+        "work_s": run.work,
+        "lost_s": run.lost,
+        **run.summary(),
+    }
+
+
 def on_demand(params: Params) -> dict[str, float]:
     """No interruptions, synchronous periodic saves, full price: the reference row."""
     interval, save = params.checkpoint_interval_s, params.save_s(params.nodes)
@@ -407,7 +451,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write <out>.json, <out>.md, <out>.png")
     ap.add_argument("--drills", type=Path, default=DRILLS)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a Params")
+    ap.add_argument("--replay", type=Path, default=None, help="simulate this one trace (JSON)")
     args = ap.parse_args(argv)
+    if args.replay:
+        doc = json.loads(args.replay.read_text())
+        print(json.dumps(replay_trace(doc, Params()), indent=1))
+        return 0
 
     params = with_drills(Params(), args.drills)
     for item in args.set:
