@@ -13,15 +13,24 @@ Termination Handler spot taint on the node of rank 1. Per drill it measures, fro
 Baseline, measured in the same run on the same cluster: a fresh submit of the same job to its
 first training step (`cold start`). Results: hack/bench/results/spot_drills.json.
 
-    .venv/bin/python hack/bench/spot_drills.py [--drills 20]
+Then, with --goodput-seconds > 0, the same job trains for that long under interruptions injected
+at Poisson times (--rate-per-min, seeded; the same taint, only while the gang trains, none in the
+last GOODPUT_TAIL_S), and its measured goodput (steps gained x the uninterrupted step time, over
+the wall time) is compared with the simulator replaying that very trace with the latencies the
+drills measured (hack/bench/goodput_sim.py, replay mode). The trace and both numbers go to
+hack/bench/results/goodput_real_trace.json, which `goodput_sim.py --replay` reads.
+
+    .venv/bin/python hack/bench/spot_drills.py [--drills 20] [--goodput-seconds 240]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -36,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 for p in ("tests", "tests/e2e", "tests/integration", "operator"):
     sys.path.insert(0, str(ROOT / p))
 
+from goodput_sim import replay_trace  # noqa: E402
 from local_kubelet import LocalKubelet  # noqa: E402
 from operator_harness import apply, install_crd, job_manifest  # noqa: E402
 
@@ -48,8 +58,13 @@ from kubetrain.api.constants import (  # noqa: E402
     LABEL_RANK,
     TAINT_NTH_SPOT_ITN,
 )
+from support import SIM_FSX_POD_TEMPLATE  # noqa: E402
 
 TOY = ROOT / "tests" / "e2e" / "toy_train.py"
+TRACE = ROOT / "hack/bench/results/goodput_real_trace.json"
+MILESTONES = ("request", "commit", "running", "training")
+GOODPUT_TAIL_S = 20.0  # no interruption this close to the end: every recovery ends inside the run
+CALIBRATE_S = 10.0  # uninterrupted training that sets the step time
 T = TypeVar("T")
 
 
@@ -175,11 +190,70 @@ class Drill:
         path = self.workdir / "progress" / f"{self.job}-{attempt}-0"
         return path.exists()
 
+    def steps(self, attempt: int) -> int:
+        """Steps done as the attempt's rank 0 last recorded (0 before its first)."""
+        path = self.workdir / "progress" / f"{self.job}-{attempt}-0"
+        try:
+            return int(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def goodput(
+        self, attempt: int, seconds: float, rate_per_min: float, seed: int
+    ) -> tuple[dict[str, Any], int]:
+        """Train for `seconds` under Poisson interruptions; (measurements, the attempt after)."""
+        poll(lambda: self.stepped(attempt), 120, f"attempt {attempt} training")
+        c0, s0 = time.monotonic(), self.steps(attempt)
+        time.sleep(CALIBRATE_S)
+        step_s = (time.monotonic() - c0) / max(1, self.steps(attempt) - s0)
+        rng = random.Random(seed)
+        offsets, at = [], 0.0
+        while True:
+            at += rng.expovariate(rate_per_min / 60)
+            if at >= seconds - GOODPUT_TAIL_S:
+                break
+            offsets.append(at)
+        t0, start_step = time.monotonic(), self.steps(attempt)
+        injected: list[dict[str, float]] = []
+        for offset in offsets:
+            time.sleep(max(0.0, t0 + offset - time.monotonic()))
+            at = time.monotonic() - t0  # later than drawn when the last recovery ran past it
+            if at >= seconds - GOODPUT_TAIL_S:
+                break
+            taint = time.monotonic()
+            self.cluster.taint_node(self.node_of_rank1(attempt), TAINT_NTH_SPOT_ITN, "goodput")
+            m = self.milestones
+            marks = {
+                "request": m.wait("request", attempt, 60) - taint,
+                "commit": m.wait("commit", attempt, 120) - taint,
+                "running": m.wait("running", attempt + 1, 120) - taint,
+            }
+            poll(functools.partial(self.stepped, attempt + 1), 120, "next attempt training")
+            marks["training"] = time.monotonic() - taint
+            injected.append({"at": round(at, 3), **{k: round(v, 3) for k, v in marks.items()}})
+            self.cluster.restore_nodes()
+            attempt += 1
+        time.sleep(max(0.0, t0 + seconds - time.monotonic()))
+        gained = self.steps(attempt) - start_step
+        return {
+            "seconds": seconds,
+            "rate_per_min": rate_per_min,
+            "seed": seed,
+            "step_s": step_s,
+            "steps_gained": gained,
+            "measured_goodput": gained * step_s / seconds,
+            "injected": injected,
+        }, attempt
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--drills", type=int, default=20)
     ap.add_argument("--out", type=Path, default=ROOT / "hack/bench/results/spot_drills.json")
+    ap.add_argument("--goodput-seconds", type=float, default=240.0, help="0: no goodput run")
+    ap.add_argument("--rate-per-min", type=float, default=1.5, help="goodput run interruptions")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--trace-out", type=Path, default=TRACE)
     args = ap.parse_args()
 
     run_dir = ROOT / ".cache" / "cluster" / f"bench-{os.getpid()}"
@@ -197,6 +271,7 @@ def main() -> int:
     )
     toy_env = {"TOY_STEPS": "1000000", "TOY_STEP_SECONDS": "0.1", "TOY_EVERY": "1000000"}
     results: list[dict[str, float]] = []
+    measured: dict[str, Any] | None = None
     try:
         # Baseline: submit to first step of a fresh gang, same cluster, same processes.
         job = job_manifest(
@@ -206,6 +281,7 @@ def main() -> int:
             launcher="none",
             capacity={"type": "spot"},
             checkpoint={"dir": "/fsx/checkpoints/drill"},
+            podTemplate=SIM_FSX_POD_TEMPLATE,  # an emptyDir at /fsx stands in for FSx
             failurePolicy={
                 "maxRestarts": 0,
                 "maxInterruptions": args.drills + 5,
@@ -225,6 +301,10 @@ def main() -> int:
                     + ", ".join(f"{k} {v:.2f}s" for k, v in results[-1].items()),
                     flush=True,
                 )
+            if args.goodput_seconds > 0:
+                measured, _ = drill.goodput(
+                    args.drills + 1, args.goodput_seconds, args.rate_per_min, args.seed
+                )
             if kubelet.errors:
                 raise RuntimeError(kubelet.errors)
             timeline = cluster.get("trainingjob", "drill", "-n", ns)["status"]["interruptions"]
@@ -238,7 +318,7 @@ def main() -> int:
         "drills": len(results),
         "baseline_cold_start_to_first_step_s": round(cold, 3),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-        "command": ".venv/bin/python hack/bench/spot_drills.py --drills 20",
+        "command": " ".join([".venv/bin/python hack/bench/spot_drills.py", *sys.argv[1:]]),
         "notice": f"taint {TAINT_NTH_SPOT_ITN} on rank 1's node; times from the taint",
         "lost_steps_per_drill": lost_steps,
     }
@@ -250,9 +330,70 @@ def main() -> int:
             "max_s": round(max(values), 3),
             "p50_vs_cold_start": round(statistics.median(values) / cold, 3),
         }
+    if measured is not None:
+        summary["goodput_run"] = compare(measured, results, lost_steps, args)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def sim_inputs(marks: list[dict[str, float]], step_s: float, lost: float) -> dict[str, float]:
+    """The simulator's parameters for this cluster and job, latencies the means of `marks`
+    (the mean, not the median: goodput is lost in proportion to the expected recovery time)."""
+    mean = {k: statistics.fmean(m[k] for m in marks) for k in MILESTONES}
+    return {
+        "nodes": 2,
+        "checkpoint_gb": 0.0,  # the toy's state is a few KB: no save or restore time to model
+        "checkpoint_interval_s": 1e9,  # TOY_EVERY: no periodic saves
+        "provision_s": 0.0,  # a free node is there at once; the tainted one comes back later
+        "notice_to_request_s": round(mean["request"], 3),
+        "request_to_commit_overhead_s": round(max(0.0, mean["commit"] - mean["request"]), 3),
+        "commit_to_gang_running_s": round(max(0.0, mean["running"] - mean["commit"]), 3),
+        "startup_s": round(max(0.0, mean["training"] - mean["running"]), 3),  # to a first step
+        "step_s": round(step_s, 5),
+        "lost_steps_with_notice": lost,
+    }
+
+
+def compare(
+    measured: dict[str, Any],
+    drills: list[dict[str, float]],
+    lost_steps: list[int | None],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The goodput run against the simulator replaying its trace; writes the trace file."""
+    injected = measured["injected"]
+    known = [x for x in lost_steps if x is not None]
+    lost = sum(known) / len(known) if known else 0.0
+    events = [{"at": i["at"], "nodes": 1, "outage": 0.0, "noticed": True} for i in injected]
+    doc: dict[str, Any] = {
+        "what": "a real run on the local cluster under injected spot notices, and the simulator "
+        "replaying the same trace (hack/bench/spot_drills.py)",
+        "command": ".venv/bin/python hack/bench/goodput_sim.py --replay "
+        + str(args.trace_out.relative_to(ROOT) if args.trace_out.is_relative_to(ROOT) else ""),
+        "horizon_s": measured["seconds"],
+        "strategy": "kubetrain",
+        # Latencies: the drills' of the same session (independent of this run's recoveries).
+        "params": sim_inputs(drills or injected, measured["step_s"], lost),
+        "interruptions": events,
+    }
+    simulated = replay_trace(doc)["goodput"]
+    own = replay_trace({**doc, "params": sim_inputs(injected, measured["step_s"], lost)})
+    result = {
+        "seconds": measured["seconds"],
+        "rate_per_min": measured["rate_per_min"],
+        "seed": measured["seed"],
+        "interruptions": len(injected),
+        "step_s": round(measured["step_s"], 5),
+        "steps_gained": measured["steps_gained"],
+        "measured_goodput": round(measured["measured_goodput"], 4),
+        "simulated_goodput": round(simulated, 4),
+        "difference": round(simulated - measured["measured_goodput"], 4),
+        "simulated_with_this_runs_latencies": round(own["goodput"], 4),
+        "injected": injected,
+    }
+    args.trace_out.write_text(json.dumps({**doc, "result": result}, indent=1) + "\n")
+    return result
 
 
 if __name__ == "__main__":
