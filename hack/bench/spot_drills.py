@@ -284,7 +284,7 @@ def main() -> int:
             podTemplate=SIM_FSX_POD_TEMPLATE,  # an emptyDir at /fsx stands in for FSx
             failurePolicy={
                 "maxRestarts": 0,
-                "maxInterruptions": args.drills + 5,
+                "maxInterruptions": args.drills + 100,  # the goodput run interrupts it too
                 "backoffSeconds": 0,
             },
         )
