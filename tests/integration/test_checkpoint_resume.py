@@ -267,6 +267,8 @@ def test_dcp_shrinks_to_one_rank_and_grows_back_exactly(tmp_path: Path) -> None:
         assert_same_state(dumped(dumps / "back", "restored", rank), trained_alone)
     grown = discover(PosixTier(ckpt_dir))
     assert grown is not None and (grown.step, grown.world_size) == (40, 2)
+    everything = two.output() + one.output() + back.output()
+    assert "differ between ranks" not in everything  # DDP state is replicated: no false alarm
 
 
 @pytest.mark.parametrize("codec", ["torch-save", "pickle"])
@@ -316,3 +318,17 @@ def test_dcp_per_rank_entries_are_each_ranks_own_and_never_resharded(tmp_path: P
         local = dumped(dumps / "again", "restored", rank)["local"]
         assert torch.equal(local, torch.full((4,), rank * 1000.0 + 10)), (rank, local)
     assert_same_state(dumped(dumps / "again", "restored", 0)["model"], restored["model"])
+    assert "differ between ranks" not in two.output() + again.output()
+
+
+def test_dcp_names_plain_values_that_differ_between_ranks(tmp_path: Path) -> None:
+    # Saved as if replicated, DCP would hand rank 0's value to every rank on resume.
+    run = launch(
+        tmp_path, tmp_path / "ckpt", "plain", "--codec", "dcp", "--plain-per-rank",
+        "--every", "5", steps=10,
+    )  # fmt: skip
+    assert run.wait() == [0, 0]
+    out = run.output()
+    assert "state entries ['local'] differ between ranks" in out, out
+    assert "wrap each such top-level entry in kubetrain.runtime.PerRank(...)" in out, out
+    assert out.count("differ between ranks") == WORLD  # once per rank, not at every save

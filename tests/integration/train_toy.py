@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--write-delay", type=float, default=0.0, help="slow background writes")
     parser.add_argument("--sync-saves", action="store_true", help="no background saves")
     parser.add_argument("--per-rank", action="store_true", help="a PerRank entry in the state")
+    parser.add_argument("--plain-per-rank", action="store_true", help="the same, not wrapped")
     parser.add_argument(
         "--per-rank-on-resize", default="refuse", help="restore(per_rank_on_resize=...)"
     )
@@ -125,6 +126,8 @@ def main() -> None:
     local = PerRank(torch.full((4,), float(rank * 1000))) if args.per_rank else None
     if local is not None:
         state["local"] = local
+    elif args.plain_per_rank:  # a mistake the DCP codec must point out
+        state["local"] = torch.full((4,), float(rank * 1000))
 
     codec: Any = SlowWrites(args.codec, args.write_delay) if args.write_delay else args.codec
     ckpt = Checkpointer.from_env(

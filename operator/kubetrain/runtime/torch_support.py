@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import logging
 import os
+import pickle
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
@@ -20,7 +23,12 @@ import torch.distributed as dist
 from kubetrain.runtime.collective import PerRank, load_value, rank_file, restore_into, snapshot
 from kubetrain.runtime.posix import fsync_dir
 
+log = logging.getLogger(__name__)
+
 BROADCAST_BYTES = 255  # checkpoint names are ~30 bytes
+# Plain tensors up to this size are compared across ranks before a DCP save (larger ones are
+# parameters and optimizer state: replicated by DDP, or DTensors that DCP shards itself).
+COMPARED_TENSOR_BYTES = 1 << 20
 # DCP's FileSystemWriter threads per rank (its default is 1); see hack/bench/checkpoint_throughput.py.
 DCP_WRITER_THREADS = 2
 
@@ -168,6 +176,60 @@ def dcp_entries(state: Mapping[str, Any], rank: int) -> dict[str, Any]:
     return entries
 
 
+def _digest(value: Any) -> int | None:
+    """A 63-bit digest of a small plain leaf; None for what DCP shards itself or is too big."""
+    if type(value).__name__ in ("DTensor", "ShardedTensor"):
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.numel() * value.element_size() > COMPARED_TENSOR_BYTES:
+            return None
+        value = value.detach().cpu().contiguous()
+        payload = (
+            str((value.dtype, tuple(value.shape))).encode()
+            + value.view(-1).view(torch.uint8).numpy().tobytes()
+        )
+    else:
+        try:
+            payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # not picklable: DCP will say so itself
+            return None
+    return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big") >> 1
+
+
+def leaf_digests(plain: Mapping[str, Any], prefix: str = "") -> dict[str, int]:
+    """Digests of the small plain leaves of a state dict, by dotted path."""
+    out: dict[str, int] = {}
+    for key, value in plain.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(leaf_digests(value, f"{path}."))
+        elif isinstance(value, list | tuple) and not isinstance(value, str):
+            out.update(leaf_digests({str(i): v for i, v in enumerate(value)}, f"{path}."))
+        elif (digest := _digest(value)) is not None:
+            out[path] = digest
+    return out
+
+
+def differing_leaves(plain: Mapping[str, Any], group: Any) -> list[str]:
+    """Collective: the small plain leaves whose values differ between ranks (DCP would keep
+    one rank's value for every rank). Empty when the ranks hold different keys: DCP writes
+    each rank's own keys anyway."""
+    digests = leaf_digests(plain)
+    names = sorted(digests)
+    keys = int.from_bytes(hashlib.blake2b("\0".join(names).encode(), digest_size=8).digest())
+    values = torch.tensor([keys >> 1] + [digests[n] for n in names], dtype=torch.int64)
+    low, high = values.clone(), values.clone()
+    sizes = torch.tensor([len(names), -len(names)], dtype=torch.int64)
+    dist.all_reduce(sizes, op=dist.ReduceOp.MIN, group=group)
+    if int(sizes[0]) != -int(sizes[1]):
+        return []  # different numbers of leaves: nothing to compare element by element
+    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=group)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=group)
+    if int(low[0]) != int(high[0]):
+        return []
+    return [n for i, n in enumerate(names, start=1) if int(low[i]) != int(high[i])]
+
+
 class DCPCodec:
     """`torch.distributed.checkpoint`: every rank writes its shards, loads reshard as needed.
 
@@ -190,6 +252,40 @@ class DCPCodec:
         self.thread_count, self.single_file_per_rank = thread_count, single_file_per_rank
         self.zip_crc32 = zip_crc32  # DCP writes every tensor with torch.save: see zip_crc32()
         self._background_group: Any = None
+        self._check_group: Any = None
+        self._warned: set[str] = set()
+
+    def _check_replicated(self, plain: Mapping[str, Any]) -> None:
+        """Collective: say loudly when a plain value differs between ranks. DCP treats plain
+        values as replicated and writes one copy, so on resume every rank would get that one;
+        the save itself goes on (an emergency save must not be lost over it)."""
+        if not distributed_ready() or dist.get_world_size() == 1:
+            return
+        if self._check_group is None and dist.get_backend() != "gloo":
+            # CPU tensors need gloo; created at the first save, which every rank makes at the
+            # same step. Never the background group: an abandoned write may still use it.
+            self._check_group = dist.new_group(backend="gloo")
+        differ = [n for n in differing_leaves(plain, self._check_group) if n not in self._warned]
+        if differ:
+            self._warned.update(differ)
+            log.error(
+                "state entries %s differ between ranks; DCP keeps one copy of a plain value, "
+                "so a resume gives every rank the same one: wrap each such top-level entry in "
+                "kubetrain.runtime.PerRank(...) (or make it a DTensor)",
+                differ[:10],
+            )
+
+    def _plain(self, state: Mapping[str, Any], rank: int) -> dict[str, Any]:
+        """Collective: the state dicts DCP writes (`state_dict()` of stateful values, `PerRank`
+        entries under this rank's key), checked for plain values that differ between ranks."""
+        from torch.distributed.checkpoint.stateful import Stateful
+
+        plain = {
+            k: v.state_dict() if isinstance(v, Stateful) else v
+            for k, v in dcp_entries(state, rank).items()
+        }
+        self._check_replicated({k: v for k, v in plain.items() if k in state})
+        return plain
 
     def _writer(self, directory: Path) -> Any:
         from torch.distributed.checkpoint.filesystem import FileSystemWriter
@@ -205,8 +301,9 @@ class DCPCodec:
     def save(self, directory: Path, state: Mapping[str, Any], rank: int) -> None:
         from torch.distributed.checkpoint.state_dict_saver import save
 
+        plain = self._plain(state, rank)
         with zip_crc32(self.zip_crc32):
-            save(dcp_entries(state, rank), storage_writer=self._writer(directory))
+            save(plain, storage_writer=self._writer(directory))
         if rank == 0:
             fsync_dir(directory)
 
@@ -218,15 +315,10 @@ class DCPCodec:
         interleaves with the training loop's collectives (KempnerForge#104).
         """
         from torch.distributed.checkpoint.staging import BlockingAsyncStager
-        from torch.distributed.checkpoint.stateful import Stateful
 
         if self._background_group is None and distributed_ready():
             self._background_group = dist.new_group(backend="gloo")
-        plain = {
-            k: v.state_dict() if isinstance(v, Stateful) else v
-            for k, v in dcp_entries(state, rank).items()
-        }
-        return dict(BlockingAsyncStager().stage(plain))
+        return dict(BlockingAsyncStager().stage(self._plain(state, rank)))
 
     def write(self, directory: Path, staged: dict[str, Any], rank: int) -> None:
         from torch.distributed.checkpoint.state_dict_saver import save
