@@ -11,6 +11,9 @@
 #
 # KUBETRAIN_CLUSTER_DIR selects the state directory (default .cache/cluster/run), so tests can run a
 # cluster of their own next to the one `make demo` started.
+# KUBETRAIN_CLUSTER_GANG=native makes a new cluster serve native gang scheduling (Kubernetes'
+# alpha scheduling.k8s.io/v1alpha2 PodGroups, feature gates GenericWorkload and GangScheduling on
+# the API server, scheduler and controller manager); it is fixed when the cluster is created.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +27,9 @@ RUN=${KUBETRAIN_CLUSTER_DIR:-$ROOT/.cache/cluster/run}
 RUN=$(mkdir -p "$RUN" && cd "$RUN" && pwd)
 PY=${PYTHON:-$([ -x "$ROOT/.venv/bin/python" ] && echo "$ROOT/.venv/bin/python" || echo python3)}
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+GANG=${KUBETRAIN_CLUSTER_GANG:-}
+[[ -z "$GANG" || "$GANG" == native ]] ||
+  { printf '[cluster] error: KUBETRAIN_CLUSTER_GANG=%s: use "native" or leave it unset\n' "$GANG" >&2; exit 2; }
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
@@ -129,11 +135,14 @@ down() {
   while pgrep -f -- "$RUN/" >/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
   pkill -KILL -f -- "$RUN/" 2>/dev/null || true
   while pgrep -f -- "$RUN/" >/dev/null; do sleep 0.1; done
-  rm -rf "$RUN/pids" "$RUN/etcd" "$RUN/kubeconfig" "$RUN/ports"
+  rm -rf "$RUN/pids" "$RUN/etcd" "$RUN/kubeconfig" "$RUN/ports" "$RUN/gang"
 }
 
 up() {
   build
+  if [[ -n "$GANG" && "$(gang_of_run)" != "$GANG" ]] && { healthy || recoverable; }; then
+    die "the cluster in ${RUN#"$ROOT"/} was created without KUBETRAIN_CLUSTER_GANG=$GANG (fixed at creation); 'hack/cluster.sh down' then 'up' creates one with it"
+  fi
   if healthy; then
     apply_nodes  # the pool file may have changed since this cluster started
     log "already up (KUBECONFIG=$RUN/kubeconfig)"
@@ -161,6 +170,7 @@ init_run() {  # fresh ports, token and kubeconfig for a new cluster
   local etcd peer api kcm sched
   read -r etcd peer api kcm sched < <(free_ports 5)
   echo "etcd=$etcd peer=$peer apiserver=$api kcm=$kcm scheduler=$sched" >"$RUN/ports"
+  echo "$GANG" >"$RUN/gang"  # a recovered component comes back with the features it had
 
   [[ -f "$RUN/pki/sa.key" ]] || openssl genrsa -out "$RUN/pki/sa.key" 2048 2>/dev/null
   local token
@@ -189,6 +199,7 @@ KCFG
 }
 
 port_of() { tr ' ' '\n' <"$RUN/ports" | sed -n "s/^$1=//p"; }
+gang_of_run() { cat "$RUN/gang" 2>/dev/null || true; }
 
 start_missing() {  # start every component that is not running, in dependency order
   mkdir -p "$RUN/pids" "$RUN/logs"
@@ -197,6 +208,15 @@ start_missing() {  # start every component that is not running, in dependency or
   KCM=$(port_of kcm) SCHED=$(port_of scheduler)
   local -A ports=([etcd]="$ETCD $PEER" [kube-apiserver]=$API [kube-controller-manager]=$KCM
                   [kube-scheduler]=$SCHED [kwok]="")
+  # Native gang scheduling: the PodGroup API (off by default while alpha) on the API server; the
+  # gates on every component (the scheduler adds its GangScheduling plugin to the default profile,
+  # the controller manager runs the PodGroupProtection controller that lifts the finalizer the
+  # API server puts on every PodGroup).
+  local -a gates=() api_extra=()
+  if [[ "$(gang_of_run)" == native ]]; then
+    gates=(--feature-gates=GenericWorkload=true,GangScheduling=true)
+    api_extra=(--runtime-config=scheduling.k8s.io/v1alpha2=true)
+  fi
   for c in "${COMPONENTS[@]}"; do
     alive "$c" && continue
     for p in ${ports[$c]}; do
@@ -223,7 +243,7 @@ start_missing() {  # start every component that is not running, in dependency or
       --service-account-key-file="$RUN/pki/sa.key" --service-account-signing-key-file="$RUN/pki/sa.key" \
       --service-cluster-ip-range=10.96.0.0/16 --allow-privileged=true \
       --default-not-ready-toleration-seconds=5 --default-unreachable-toleration-seconds=5 \
-      --profiling=false --event-ttl=2h
+      --profiling=false --event-ttl=2h "${gates[@]}" "${api_extra[@]}"
   fi
   wait_until 60 "kube-apiserver" kc get --raw /readyz
 
@@ -233,12 +253,13 @@ start_missing() {  # start every component that is not running, in dependency or
       --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
       --service-account-private-key-file="$RUN/pki/sa.key" --root-ca-file="$RUN/pki/apiserver.crt" \
       --use-service-account-credentials=false \
-      --node-monitor-period=1s --node-monitor-grace-period=20s --profiling=false
+      --node-monitor-period=1s --node-monitor-grace-period=20s --profiling=false "${gates[@]}"
   fi
   if ! alive kube-scheduler; then
     start kube-scheduler "$BIN/kube-scheduler" --kubeconfig="$RUN/kubeconfig" \
       --leader-elect=false --bind-address=127.0.0.1 --secure-port="$SCHED" \
-      --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --profiling=false
+      --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics,/configz \
+      --profiling=false "${gates[@]}"  # /configz: the effective profiles, read by tests
   fi
   if ! alive kwok; then
     start kwok "$BIN/kwok" --kubeconfig="$RUN/kubeconfig" --config="$SRC/stages.yaml" \
@@ -259,6 +280,7 @@ status() {
   for c in "${COMPONENTS[@]}"; do
     if alive "$c"; then echo "$c: running (pid $(pid_of "$c"))"; else echo "$c: stopped"; fi
   done
+  if [[ -n "$(gang_of_run)" ]]; then echo "gang scheduling: $(gang_of_run) (PodGroups served)"; fi
   if healthy; then echo "api: ready ($(cat "$RUN/ports"))"; else echo "api: not ready"; return 1; fi
 }
 
