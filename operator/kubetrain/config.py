@@ -4,6 +4,8 @@ Only settings that change what the operator will do on a job author's behalf liv
 `KUBETRAIN_ALLOW_PRIVILEGED_PODS=true` lets spec.podTemplate set privileged and host-level fields
 (api/podtemplate.py); by default the operator refuses them, because it creates pods with its own
 ServiceAccount and must not grant a job author what the author could not do directly.
+`KUBETRAIN_GANG_SCHEDULING=kubetrain|native` overrides the gang scheduling mode that the operator
+otherwise chooses at startup from what the API server serves (kubetrain.reconcile.gang).
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from kubetrain.api.constants import GangScheduling
+
 ENV_ALLOW_PRIVILEGED_PODS = "KUBETRAIN_ALLOW_PRIVILEGED_PODS"
+ENV_GANG_SCHEDULING = "KUBETRAIN_GANG_SCHEDULING"
 
 
 @dataclass(frozen=True)
@@ -26,3 +31,17 @@ def _truthy(value: str | None) -> bool:
 def operator_config() -> OperatorConfig:
     """Read on every call (cheap), so a test or an admin's restart sees the current value."""
     return OperatorConfig(allow_privileged_pods=_truthy(os.environ.get(ENV_ALLOW_PRIVILEGED_PODS)))
+
+
+def gang_scheduling_override() -> GangScheduling | None:
+    """The admin's choice of gang scheduling mode, or None to detect it ("" or "auto")."""
+    value = (os.environ.get(ENV_GANG_SCHEDULING) or "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    try:
+        return GangScheduling(value)
+    except ValueError:
+        choices = ", ".join(["auto", *(m.value for m in GangScheduling)])
+        raise ValueError(
+            f"{ENV_GANG_SCHEDULING}={value!r} is not a gang scheduling mode: set one of {choices}"
+        ) from None

@@ -31,6 +31,7 @@ from kubetrain.api.constants import (
 )
 from kubetrain.k8s import Kube, KubeError, load_api_client
 from kubetrain.reconcile import queue_sync
+from kubetrain.reconcile.gang import detect_gang_scheduling
 from kubetrain.reconcile.loop import reconcile_once
 from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
 
@@ -102,6 +103,8 @@ async def configure(
         await memo.metrics_server.start()
         logger.info("serving /metrics and /readyz on %s", address)
     memo.kube = Kube(load_api_client())
+    memo.gang_scheduling, why = await detect_gang_scheduling(memo.kube)
+    logger.info("gang scheduling: %s (%s)", memo.gang_scheduling.value, why)
     memo.wakeups = Wakeups()
     memo.nodes_seen = {}
     memo.pods_seen = {}
@@ -306,6 +309,7 @@ async def reconcile(
                         all_nodes=all_nodes,
                         node_pods=node_pods,
                         unbound_pods=unbound_pods,
+                        gang=memo.gang_scheduling,
                     )
             except Exception as exc:  # API hiccups, conflicts, rejections, a builder bug
                 if not isinstance(exc, KubeError):

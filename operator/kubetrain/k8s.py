@@ -22,6 +22,9 @@ from kubetrain.api.constants import (
     GROUP,
     KIND,
     PLURAL,
+    PODGROUP_API_VERSION,
+    PODGROUP_KIND,
+    PODGROUP_PLURAL,
     RESOURCE_FLAVOR_KIND,
     VERSION,
     WORKLOAD_KIND,
@@ -49,6 +52,7 @@ _KINDS: Final[dict[str, tuple[str, bool]]] = {
     WORKLOAD_KIND: (WORKLOAD_PLURAL, True),
     RESOURCE_FLAVOR_KIND: ("resourceflavors", False),
     "PriorityClass": ("priorityclasses", False),
+    PODGROUP_KIND: (PODGROUP_PLURAL, True),
 }
 
 
@@ -244,6 +248,26 @@ class Kube:
         """Delete cluster-scoped PVs we created for a job (reclaim Retain: data is untouched)."""
         await self._acall(
             "DELETE", "/api/v1/persistentvolumes", {}, query=[("labelSelector", label_selector)]
+        )
+
+    async def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves `plural` in `api_version` (discovery; e.g. an alpha API
+        that a cluster may or may not enable)."""
+        try:
+            result: dict[str, Any] = await self._acall("GET", f"/apis/{api_version}")
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return any(r.get("name") == plural for r in result.get("resources") or [])
+
+    async def delete_podgroups(self, namespace: str, label_selector: str) -> None:
+        """Delete the native PodGroups of earlier attempts (kubetrain.build.superseded_podgroups)."""
+        await self._acall(
+            "DELETE",
+            f"/apis/{PODGROUP_API_VERSION}/namespaces/{namespace}/{PODGROUP_PLURAL}",
+            {},
+            query=[("labelSelector", label_selector)],
         )
 
     async def get_storage_class(self, name: str) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ pydantic nor kopf is installed. Define a name here once; import it everywhere el
 
 from __future__ import annotations
 
+import enum
 from typing import Final
 
 # --- API identity ---------------------------------------------------------------------------------
@@ -229,3 +230,23 @@ SOURCE_QUEUE_EVICTION: Final = "queue-eviction"
 SOURCE_SUSPEND: Final = "suspend"
 REQUEST_REASON_QUEUE_EVICTION: Final = "queue-eviction"
 REQUEST_REASON_SUSPEND: Final = "suspend"
+
+# --- Gang scheduling (issue 11) ---------------------------------------------------------------------
+
+
+class GangScheduling(enum.Enum):
+    """Who keeps an attempt's gang all-or-nothing. Chosen once, when the operator starts
+    (kubetrain.handlers.configure), and passed to the builders with every attempt."""
+
+    KUBETRAIN = "kubetrain"  # the operator itself (issue 11 level 1)
+    NATIVE = "native"  # the scheduler: one PodGroup per attempt with a gang policy (level 3)
+
+
+# Kubernetes' native gang scheduling API: alpha in 1.35/1.36, served only where the cluster enables
+# the GenericWorkload feature gate and this API version; the scheduler's GangScheduling plugin
+# (gate GangScheduling) binds a PodGroup's pods all or none.
+PODGROUP_GROUP: Final = "scheduling.k8s.io"
+PODGROUP_VERSION: Final = "v1alpha2"
+PODGROUP_API_VERSION: Final = f"{PODGROUP_GROUP}/{PODGROUP_VERSION}"
+PODGROUP_KIND: Final = "PodGroup"
+PODGROUP_PLURAL: Final = "podgroups"

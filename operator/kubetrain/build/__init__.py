@@ -11,6 +11,7 @@ from kubetrain.build.names import (
     fsx_volume_name,
     owner_reference,
     pod_name,
+    podgroup_name,
     service_name,
     worker_role,
     worker_service_account,
@@ -24,6 +25,7 @@ from kubetrain.build.objects import (
     fsx_selector,
 )
 from kubetrain.build.placement import Placement
+from kubetrain.build.podgroup import build_podgroup, scheduling_group, superseded_podgroups
 from kubetrain.build.resolve import Resolved, resolve, spec_hash
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "build_attempt",
     "build_fsx_static",
     "build_pod",
+    "build_podgroup",
     "build_rbac",
     "build_service",
     "completion_ranks",
@@ -41,9 +44,12 @@ __all__ = [
     "fsx_volume_name",
     "owner_reference",
     "pod_name",
+    "podgroup_name",
     "resolve",
+    "scheduling_group",
     "service_name",
     "spec_hash",
+    "superseded_podgroups",
     "worker_role",
     "worker_service_account",
 ]

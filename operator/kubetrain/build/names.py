@@ -49,6 +49,12 @@ def worker_role(job: str, attempt: int) -> str:
     return f"{job}-{attempt}-worker"
 
 
+def podgroup_name(job: str, attempt: int) -> str:
+    """The attempt's native PodGroup: per attempt, so a new gang never joins an old group's
+    quorum (a PodGroup's policy is immutable and its pods reference it by name)."""
+    return f"{job}-{attempt}"
+
+
 def fsx_claim_name(job: str) -> str:
     """PVC created for `storage.fsx.fileSystemId`; one per job, reused by every attempt."""
     return f"{job}-fsx"

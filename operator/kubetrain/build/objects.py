@@ -11,6 +11,7 @@ from kubetrain.api.constants import (
     LABEL_JOB_NAMESPACE,
     LABEL_RANK,
     LABEL_ROLE,
+    GangScheduling,
 )
 from kubetrain.build.env import MASTER_PORT, container_env
 from kubetrain.build.launcher import worker_command
@@ -34,6 +35,7 @@ from kubetrain.build.placement import (
     node_selector,
     tolerations,
 )
+from kubetrain.build.podgroup import build_podgroup, scheduling_group
 from kubetrain.build.resolve import Resolved
 
 WORKER_CONTAINER = "worker"
@@ -193,9 +195,11 @@ def build_pod(
     *,
     resume_manifest: str | None = None,
     placement: Placement | None = None,
+    gang: GangScheduling = GangScheduling.KUBETRAIN,
 ) -> dict[str, Any]:
     """One worker pod. `placement`: the attempt's zone (nodeSelector; no podAffinity then) and
-    capacity type when the operator chose them, so a gang never lands where it has no room."""
+    capacity type when the operator chose them, so a gang never lands where it has no room.
+    `gang` NATIVE: the pod belongs to the attempt's PodGroup (build_podgroup)."""
     name = pod_name(job.name, attempt, rank)
     labels = {LABEL_ATTEMPT: str(attempt), LABEL_RANK: str(rank), LABEL_ROLE: ROLE_WORKER}
     zone = placement.zone if placement else None
@@ -228,6 +232,8 @@ def build_pod(
     if tol := tolerations(r):
         spec["tolerations"] = tol
     spec |= {"containers": [container], "volumes": volumes}
+    if gang is GangScheduling.NATIVE:
+        spec["schedulingGroup"] = scheduling_group(job, attempt)
     meta = metadata(job, name, labels)
     meta["annotations"] = {ANNOTATION_SPEC_HASH: r.spec_hash}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
@@ -241,13 +247,17 @@ def build_attempt(
     *,
     resume_manifest: str | None = None,
     placement: Placement | None = None,
+    gang: GangScheduling = GangScheduling.KUBETRAIN,
 ) -> list[dict[str, Any]]:
     """Everything for one attempt, in creation order: RBAC first (pods need their account),
-    storage, the Service (DNS before rendezvous), then pods rank 0..n-1."""
+    storage, the Service (DNS before rendezvous), the PodGroup when the scheduler keeps the gang
+    together (`gang` NATIVE; before its pods), then pods rank 0..n-1."""
+    native = gang is GangScheduling.NATIVE
     return [
         *build_rbac(job, attempt, r.nodes, r.spec.service_account_name),
         *build_fsx_static(job, r),
         build_service(job),
+        *([build_podgroup(job, attempt, r.nodes)] if native else []),
         *(
             build_pod(
                 job,
@@ -256,6 +266,7 @@ def build_attempt(
                 rank,
                 resume_manifest=resume_manifest,
                 placement=placement,
+                gang=gang,
             )
             for rank in range(r.nodes)
         ),

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubetrain import metrics
+from kubetrain.build import superseded_podgroups
 from kubetrain.k8s import Kube, KubeError
 from kubetrain.reconcile.plan import Plan
 from kubetrain.status import status_patch
@@ -31,6 +32,11 @@ async def act(
     for obj in plan.creates:
         if await kube.create(obj):
             logger.debug("created %s %s", obj.get("kind"), obj["metadata"]["name"])
+    for selector in superseded_podgroups(plan.creates):
+        try:  # earlier attempts' groups; the job's owner reference collects them all anyway
+            await kube.delete_podgroups(namespace, selector)
+        except KubeError as exc:
+            logger.warning("could not delete the PodGroups of earlier attempts: %s", exc)
     if plan.annotates:
         written = await asyncio.gather(
             *(kube.annotate_pod(namespace, a.name, a.annotations) for a in plan.annotates)

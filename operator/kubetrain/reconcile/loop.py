@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from kubetrain.api.constants import LABEL_ATTEMPT, LABEL_JOB
+from kubetrain.api.constants import LABEL_ATTEMPT, LABEL_JOB, GangScheduling
 from kubetrain.k8s import Kube
 from kubetrain.reconcile import queue_sync
 from kubetrain.reconcile.act import act
@@ -64,8 +64,10 @@ async def reconcile_once(
     all_nodes: Callable[[], Sequence[NodeView]] = tuple,
     node_pods: NodeUsage = lambda _node: (),
     unbound_pods: Callable[[], Iterable[PodView]] = tuple,
+    gang: GangScheduling = GangScheduling.KUBETRAIN,
 ) -> float | None:
     """Returns seconds until the next pass is due without events, or None when the job is gone.
+    `gang`: the operator's gang scheduling mode (kubetrain.handlers.configure chose it).
 
     `all_nodes`, `node_pods` and `unbound_pods` are called only when an attempt is about to start
     (choosing its zone from free capacity) or an elastic gang runs short (looking for room to grow
@@ -75,7 +77,7 @@ async def reconcile_once(
     if body is None:
         return None
     job = JobView.from_body(body)
-    target = to_target(body)
+    target = to_target(body, gang)
     pod_list = [p for p in pods if p.namespace == namespace and p.job == name]
     vanished: frozenset[str] = frozenset()
     if isinstance(target, Target):

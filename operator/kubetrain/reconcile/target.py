@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kubetrain.api.constants import SPEC_CAPACITY_TYPES
+from kubetrain.api.constants import SPEC_CAPACITY_TYPES, GangScheduling
 from kubetrain.api.errors import InvalidSpec
 from kubetrain.api.models import TrainingJobSpec
 from kubetrain.build import (
@@ -31,8 +31,11 @@ def job_ref(body: Mapping[str, Any]) -> JobRef:
     return JobRef(name=str(meta["name"]), namespace=str(meta["namespace"]), uid=str(meta["uid"]))
 
 
-def to_target(body: Mapping[str, Any]) -> Target | Invalid:
-    """Parse and resolve the spec once; semantic errors become `Invalid` (never an exception)."""
+def to_target(
+    body: Mapping[str, Any], gang: GangScheduling = GangScheduling.KUBETRAIN
+) -> Target | Invalid:
+    """Parse and resolve the spec once; semantic errors become `Invalid` (never an exception).
+    `gang`: the operator's gang scheduling mode, chosen at startup, for the attempts built."""
     ref = job_ref(body)
     try:
         spec = TrainingJobSpec.parse(
@@ -79,7 +82,9 @@ def to_target(body: Mapping[str, Any]) -> Target | Invalid:
         /,
     ) -> list[dict[str, Any]]:
         sized = resolved if size is None else resolved.with_nodes(size)
-        return build_attempt(ref, sized, attempt, resume_manifest=resume, placement=placement)
+        return build_attempt(
+            ref, sized, attempt, resume_manifest=resume, placement=placement, gang=gang
+        )
 
     def name(attempt: int, rank: int) -> str:
         return pod_name(ref.name, attempt, rank)
