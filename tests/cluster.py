@@ -19,8 +19,14 @@ sys.path.insert(0, str(ROOT / "hack" / "cluster"))
 import nodes as nodepools  # noqa: E402  (hack/cluster/nodes.py: the one definition of the pools)
 
 
-def cluster_sh(command: str, run_dir: Path) -> str:
-    env = dict(os.environ, KUBETRAIN_CLUSTER_DIR=str(run_dir), PYTHON=sys.executable)
+def cluster_sh(command: str, run_dir: Path, gang: str = "") -> str:
+    """`gang`: "native" creates a cluster that serves PodGroups (KUBETRAIN_CLUSTER_GANG)."""
+    env = dict(
+        os.environ,
+        KUBETRAIN_CLUSTER_DIR=str(run_dir),
+        PYTHON=sys.executable,
+        KUBETRAIN_CLUSTER_GANG=gang,
+    )
     proc = subprocess.run(
         [str(CLUSTER_SH), command], env=env, capture_output=True, text=True, check=False
     )
@@ -177,7 +183,7 @@ class Cluster:
         self._mutated_nodes.clear()
 
 
-def start_cluster(run_dir: Path) -> Cluster:
-    cluster_sh("up", run_dir)
+def start_cluster(run_dir: Path, gang: str = "") -> Cluster:
+    cluster_sh("up", run_dir, gang)
     bin_dir = Path(cluster_sh("bin", run_dir).strip())
     return Cluster(run_dir=run_dir, kubeconfig=str(run_dir / "kubeconfig"), bin_dir=bin_dir)

@@ -67,6 +67,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def native_gang_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A second control plane, with native gang scheduling (KUBETRAIN_CLUSTER_GANG=native), for
+    the tests of that mode; on its own ports and state directory, stopped at the end."""
+    run_dir = ROOT / ".cache" / "cluster" / f"test-gang-{os.getpid()}"
+    c = start_cluster(run_dir, gang="native")
+    try:
+        yield c
+    finally:
+        cluster_sh("down", run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def _restore_mutated_nodes(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
