@@ -67,6 +67,7 @@ DESIGN_WRITES = {
     "rolebindings.rbac.authorization.k8s.io": {"create"},
     "events": {"create", "patch"},
     "events.events.k8s.io": {"create", "patch"},
+    "podgroups.scheduling.k8s.io": {"create", "deletecollection"},
     "trainingjobs.kubetrain.dev": {"patch", "delete"},
     "trainingjobs.kubetrain.dev/status": {"patch"},
     "persistentvolumes": {"create", "deletecollection"},

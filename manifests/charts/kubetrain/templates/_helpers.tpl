@@ -50,4 +50,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | quote }}
 - apiGroups: [kueue.x-k8s.io]
   resources: [workloads/status]
   verbs: [patch]
+# Native gang scheduling, where the API server serves PodGroups: one per attempt, those of earlier
+# attempts deleted when the next is created (the last goes with the job by owner reference).
+- apiGroups: [scheduling.k8s.io]
+  resources: [podgroups]
+  verbs: [create, deletecollection]
 {{- end -}}
