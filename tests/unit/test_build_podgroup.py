@@ -9,6 +9,7 @@ import pytest
 
 from kubetrain.api import constants as c
 from kubetrain.api.constants import GangScheduling
+from kubetrain.api.errors import InvalidSpec
 from kubetrain.api.models import TrainingJobSpec
 from kubetrain.build import (
     JobRef,
@@ -123,3 +124,11 @@ def test_an_unknown_mode_names_the_variable_and_the_choices(
     monkeypatch.setenv(ENV_GANG_SCHEDULING, "volcano")
     with pytest.raises(ValueError, match=r"KUBETRAIN_GANG_SCHEDULING=.volcano.*auto, kubetrain"):
         gang_scheduling_override()
+
+
+def test_a_template_cannot_link_the_pods_to_a_group_of_its_own() -> None:
+    template = {"spec": {"schedulingGroup": {"podGroupName": "mine"}}}
+    with pytest.raises(InvalidSpec) as info:
+        TrainingJobSpec.parse({**SPEC, "podTemplate": template})
+    assert info.value.field == "spec.podTemplate.spec.schedulingGroup"
+    assert "PodGroup" in info.value.message

@@ -79,6 +79,11 @@ OPERATOR_FIELDS = (
         "nodeSelector or affinity",
     ),
     (
+        "schedulingGroup",
+        "the operator links each attempt's pods to that attempt's PodGroup (native gang "
+        "scheduling); a group of your own would split the gang",
+    ),
+    (
         "terminationGracePeriodSeconds",
         "use spec.terminationGracePeriodSeconds, which the checkpoint deadline is checked against",
     ),
@@ -243,9 +248,10 @@ def schema(description: str) -> dict[str, Any]:
             **{
                 f: {"type": "string"}
                 for f, _ in OPERATOR_FIELDS
-                if f != "automountServiceAccountToken"
+                if f not in ("automountServiceAccountToken", "schedulingGroup")
             },
             "automountServiceAccountToken": {"type": "boolean"},
+            "schedulingGroup": _loose({}),
             **{f: {"type": "boolean"} for f in PRIVILEGED_POD_FIELDS},
             "terminationGracePeriodSeconds": {"type": "integer"},
             "restartPolicy": {"type": "string"},
