@@ -132,3 +132,10 @@ def test_a_template_cannot_link_the_pods_to_a_group_of_its_own() -> None:
         TrainingJobSpec.parse({**SPEC, "podTemplate": template})
     assert info.value.field == "spec.podTemplate.spec.schedulingGroup"
     assert "PodGroup" in info.value.message
+
+
+def test_an_elastic_attempt_of_fewer_nodes_is_a_gang_of_that_many() -> None:
+    objects = build_attempt(JOB, _r().with_nodes(2), 3, gang=GangScheduling.NATIVE)
+    [group] = [o for o in objects if o["kind"] == "PodGroup"]
+    assert group["spec"]["schedulingPolicy"] == {"gang": {"minCount": 2}}
+    assert len([o for o in objects if o["kind"] == "Pod"]) == 2
