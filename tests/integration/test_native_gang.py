@@ -194,9 +194,13 @@ def test_a_gang_with_room_for_3_of_4_binds_no_pod_until_the_fourth_node_comes(
         room["metadata"]["labels"]["kubernetes.io/hostname"] = "p5-spot-a9"
         cluster.add_node(room)
         items = running_pods(cluster, namespace, "quad", attempt=1, n=4)
-        assert {p["metadata"]["name"] for p in items} == watch.pods()
-        bound = watch.bound()
-        assert sorted(bound) == sorted(p["metadata"]["name"] for p in items)
+        names = {p["metadata"]["name"] for p in items}
+        assert names == watch.pods()
+        bound = wait_for(  # the watch may deliver the last binding after the list shows it
+            lambda: b if set(b := watch.bound()) == names else None,
+            timeout=30,
+            what="the watch to see all 4 bound",
+        )
         assert p5_in_zone_but_one not in bound.values() and "p5-spot-a9" in bound.values()
         assert status(cluster, namespace, "quad")["attempt"] == 1, "no startup timeout was waited"
         assert watch.gated() == set(), "native mode needs no kubetrain scheduling gate"
