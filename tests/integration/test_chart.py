@@ -157,6 +157,8 @@ def test_namespaced_watch_grants_roles_only_in_those_namespaces() -> None:
         "namespaces",
         "nodes",
         "persistentvolumes",
+        "priorityclasses",  # Kueue: a Workload's priority comes from the pods' PriorityClass
+        "resourceflavors",  # Kueue: an admitted flavor's node labels and tolerations
         "storageclasses",
     }
 
