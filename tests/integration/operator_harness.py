@@ -80,6 +80,30 @@ def apply(cluster: Cluster, ns: str, manifest: dict[str, Any]) -> None:
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
 
 
+# What the admission policy (the chart's templates/admission.yaml) says when it refuses hostNetwork.
+HOST_NETWORK_REFUSED = "spec.podTemplate.spec.hostNetwork: hostNetwork: true is not allowed"
+
+
+def admits_host_network(cluster: Cluster, ns: str) -> bool:
+    """Whether the API server admits a job with `hostNetwork: true` (a server-side dry run: the
+    admission policy runs, nothing is stored). A refusal must be the policy's."""
+    manifest = job_manifest("hostnet", nodes=1, podTemplate={"spec": {"hostNetwork": True}})
+    out = cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-n",
+        ns,
+        "-f",
+        "-",
+        input=yaml.safe_dump(manifest),
+        check=False,
+    )
+    if out.returncode == 0:
+        return True
+    assert HOST_NETWORK_REFUSED in out.stderr and "kubetrain-privileged-pod-templates" in out.stderr
+    return False
+
+
 def job(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
     return cluster.get("trainingjob", name, "-n", ns)
 

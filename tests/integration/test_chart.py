@@ -199,18 +199,16 @@ def test_optional_parts_render_only_when_enabled() -> None:
     assert not any(a.startswith("--metrics-address") for a in container["args"])
 
 
-def test_allowing_privileged_pods_reaches_the_policy_and_rolls_the_operator() -> None:
+def test_allowing_privileged_pods_drops_the_policy_and_rolls_the_operator() -> None:
     default, allowed = render(), render("--set", "allowPrivilegedPods=true")
     for docs, value in ((default, "false"), (allowed, "true")):
         config = one(docs, "ConfigMap", "kubetrain-operator-config")
         assert config["data"] == {"allowPrivilegedPods": value}
-        binding = one(docs, "ValidatingAdmissionPolicyBinding")["spec"]["paramRef"]
-        assert (binding["name"], binding["namespace"]) == (
-            "kubetrain-operator-config",
-            "kubetrain-system",
-        )
         pod = one(docs, "Deployment")["spec"]["template"]
         assert pod["metadata"]["annotations"]["kubetrain.dev/allow-privileged-pods"] == value
+    policies = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+    assert [d["kind"] for d in default if d["kind"] in policies] == list(policies)
+    assert not [d for d in allowed if d["kind"] in policies]
 
 
 def test_crds_ship_in_the_chart() -> None:

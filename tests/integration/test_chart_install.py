@@ -22,6 +22,7 @@ import yaml
 from chart_harness import CHART, helm
 from kopf.testing import KopfRunner
 from operator_harness import (
+    admits_host_network,
     apply,
     dump,
     job_manifest,
@@ -444,3 +445,34 @@ def test_node_agent_lands_on_spot_nodes_and_upgrade_and_uninstall_clean_up(
         names = [i["metadata"]["name"] for i in cluster.get(kind)["items"]]
         assert not [n for n in names if n.startswith("kubetrain-")], names
     assert cluster.kubectl("get", "crd", "trainingjobs.kubetrain.dev", check=False).returncode == 0
+
+
+def test_privileged_pod_templates_stay_refused_across_upgrades_and_a_reinstall(
+    cluster: Cluster, namespace: str, install: Any
+) -> None:
+    """The admin's switch is the Helm value; a reinstall must not leave the API server admitting
+    what the policy refuses (the failure mode of a ConfigMap-param policy: Kubernetes 130887)."""
+
+    def upgrade(allow: str) -> None:
+        out = helm(
+            "upgrade", "kubetrain", str(CHART), "-n", RELEASE_NS, "--reuse-values",
+            "--set", f"allowPrivilegedPods={allow}", env=helm_env(cluster),
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+
+    def refused() -> bool:
+        return not admits_host_network(cluster, namespace)
+
+    install()
+    wait_for(refused, timeout=30, what="refused after install")
+    upgrade("true")
+    wait_for(lambda: admits_host_network(cluster, namespace), timeout=30, what="allowed")
+    config = cluster.get("configmap", "kubetrain-operator-config", "-n", RELEASE_NS)
+    assert config["data"] == {"allowPrivilegedPods": "true"}
+    upgrade("false")
+    wait_for(refused, timeout=30, what="refused after the upgrade back")
+    removed = helm("uninstall", "kubetrain", "-n", RELEASE_NS, "--wait", env=helm_env(cluster))
+    assert removed.returncode == 0, removed.stderr
+    wait_for(lambda: admits_host_network(cluster, namespace), timeout=30, what="uninstalled")
+    install()
+    wait_for(refused, timeout=30, what="refused after the reinstall")

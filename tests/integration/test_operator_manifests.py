@@ -6,7 +6,6 @@ permission in the least-privilege ClusterRole fails here rather than on a user's
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kopf.testing import KopfRunner
-from operator_harness import apply, job_manifest, running_pods, wait_phase
+from operator_harness import admits_host_network, apply, job_manifest, running_pods, wait_phase
 
 from cluster import Cluster
 from support import wait_for
@@ -118,30 +117,10 @@ def test_operator_runs_a_job_with_only_the_manifests_rbac(
 
 
 @pytest.mark.cluster
-def test_privileged_pod_templates_are_refused_at_apply_until_the_admin_allows_them(
+def test_privileged_pod_templates_are_refused_at_apply(
     cluster: Cluster, namespace: str, installed: list[dict[str, object]]
 ) -> None:
-    """The admission policy, evaluated by the real API server, reading the admin's ConfigMap."""
-    manifest = yaml.safe_dump(
-        job_manifest("hostnet", nodes=1, podTemplate={"spec": {"hostNetwork": True}})
-    )
-
-    def attempt() -> subprocess.CompletedProcess[str]:
-        return cluster.kubectl(
-            "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=manifest, check=False
-        )
-
+    """The base's admission policy, evaluated by the real API server (allowing them, and a
+    reinstall, are in test_chart_install.py)."""
     # A new policy takes the API server a moment to load: wait for the first refusal.
-    refused = wait_for(
-        lambda: (p := attempt()).returncode != 0 and p, timeout=30, what="policy enforced"
-    )
-    assert "spec.podTemplate.spec.hostNetwork: hostNetwork: true is not allowed" in refused.stderr
-    assert "kubetrain-privileged-pod-templates" in refused.stderr
-
-    config = ["configmap", "kubetrain-operator-config", "-n", "kubetrain-system", "--type=merge"]
-    cluster.kubectl("patch", *config, "-p", '{"data": {"allowPrivilegedPods": "true"}}')
-    try:
-        wait_for(lambda: attempt().returncode == 0, timeout=30, what="allowed by the ConfigMap")
-    finally:
-        cluster.kubectl("patch", *config, "-p", '{"data": {"allowPrivilegedPods": "false"}}')
-    wait_for(lambda: attempt().returncode != 0, timeout=30, what="refused again")
+    wait_for(lambda: not admits_host_network(cluster, namespace), timeout=30, what="refused")

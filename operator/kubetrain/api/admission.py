@@ -1,13 +1,19 @@
 """The ValidatingAdmissionPolicy that refuses privileged and host-level podTemplates at apply.
 
-Whether they are allowed is the cluster admin's choice, so it cannot live in the CRD: the policy
-reads it from the operator's ConfigMap (`kubetrain-operator-config`, key `allowPrivilegedPods`),
-the same key the operator's Deployment passes to the operator as KUBETRAIN_ALLOW_PRIVILEGED_PODS,
-and the operator re-checks every spec at reconcile (api/podtemplate.check_pod_template) in case
-the policy is not installed. No webhook server: the API server evaluates the CEL itself.
-Generated into the Helm chart (manifests/charts/kubetrain/templates/admission.yaml, on by default,
-`admissionPolicy.enabled`) by `hack/gen_crd.py` (drift-checked); the kustomize base gets it from
-the chart like the rest of the operator.
+Whether they are allowed is the cluster admin's choice, so it cannot live in the CRD. It is one
+setting, `allowPrivilegedPods`, rendered from the Helm value into two places: the operator's
+ConfigMap (`kubetrain-operator-config`, which the Deployment passes to the operator as
+KUBETRAIN_ALLOW_PRIVILEGED_PODS) and the presence of the policy, which is installed only while
+the setting is off. The policy takes no `paramKind`: the API server loses a built-in paramKind's
+informer for good once no binding names it for a moment (an uninstall, a reinstall, an upgrade
+that re-creates the binding), after which a ConfigMap-param policy finds no params and, with
+`parameterNotFoundAction: Allow`, lets everything through until the API server restarts
+(kubernetes/kubernetes#130887). The operator re-checks every spec at reconcile
+(api/podtemplate.check_pod_template) in case the policy is not installed. No webhook server: the
+API server evaluates the CEL itself. Generated into the Helm chart
+(manifests/charts/kubetrain/templates/admission.yaml, on by default, `admissionPolicy.enabled`) by
+`hack/gen_crd.py` (drift-checked); the kustomize base gets it from the chart like the rest of the
+operator.
 """
 
 from __future__ import annotations
@@ -35,15 +41,14 @@ def _validations() -> list[dict[str, str]]:
     for key in PRIVILEGED_POD_FIELDS:
         out.append(
             {
-                "expression": f"variables.allowed || !{_SPEC}.?{key}.orValue(false)",
+                "expression": f"!{_SPEC}.?{key}.orValue(false)",
                 "message": _msg(key, f"{key}: true"),
                 "reason": "Invalid",
             }
         )
     out.append(
         {
-            "expression": f"variables.allowed || !{_SPEC}.?volumes.orValue([]).exists(v, "
-            "has(v.hostPath))",
+            "expression": f"!{_SPEC}.?volumes.orValue([]).exists(v, has(v.hostPath))",
             "message": _msg("volumes[].hostPath", "a hostPath volume"),
             "reason": "Invalid",
         }
@@ -74,8 +79,7 @@ def _validations() -> list[dict[str, str]]:
         for field, what, test in checks:
             out.append(
                 {
-                    "expression": f"variables.allowed || !{_SPEC}.?{list_name}.orValue([])"
-                    f".exists(c, {test})",
+                    "expression": f"!{_SPEC}.?{list_name}.orValue([]).exists(c, {test})",
                     "message": _msg(f"{list_name}[].{field}", what),
                     "reason": "Invalid",
                 }
@@ -83,23 +87,25 @@ def _validations() -> list[dict[str, str]]:
     return out
 
 
-def policy(namespace: str = c.OPERATOR_NAMESPACE, allow: str = "false") -> list[dict[str, Any]]:
-    """The ConfigMap (the admin's setting, `allow`), the policy and its binding (to the ConfigMap
-    in the operator's `namespace`)."""
+def config_map(namespace: str = c.OPERATOR_NAMESPACE, allow: str = "false") -> dict[str, Any]:
+    """The operator's ConfigMap: the admin's setting, `allow`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": CONFIG_MAP, "namespace": namespace},
+        "data": {CONFIG_KEY: allow},
+    }
+
+
+def policy() -> list[dict[str, Any]]:
+    """The policy and its binding: installed while privileged podTemplates are not allowed."""
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": CONFIG_MAP, "namespace": namespace},
-            "data": {CONFIG_KEY: allow},
-        },
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingAdmissionPolicy",
             "metadata": {"name": POLICY_NAME},
             "spec": {
                 "failurePolicy": "Fail",
-                "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
                 "matchConstraints": {
                     "resourceRules": [
                         {
@@ -110,13 +116,6 @@ def policy(namespace: str = c.OPERATOR_NAMESPACE, allow: str = "false") -> list[
                         }
                     ]
                 },
-                "variables": [
-                    {
-                        "name": "allowed",
-                        "expression": f"params != null && params.?data.?{CONFIG_KEY}.orValue('') "
-                        "== 'true'",
-                    }
-                ],
                 "validations": _validations(),
             },
         },
@@ -124,15 +123,6 @@ def policy(namespace: str = c.OPERATOR_NAMESPACE, allow: str = "false") -> list[
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingAdmissionPolicyBinding",
             "metadata": {"name": POLICY_NAME},
-            "spec": {
-                "policyName": POLICY_NAME,
-                "paramRef": {
-                    "name": CONFIG_MAP,
-                    "namespace": namespace,
-                    # No ConfigMap: the binding passes; the operator still refuses at reconcile.
-                    "parameterNotFoundAction": "Allow",
-                },
-                "validationActions": ["Deny"],
-            },
+            "spec": {"policyName": POLICY_NAME, "validationActions": ["Deny"]},
         },
     ]
