@@ -1,4 +1,4 @@
-"""Remembers every annotation a job's pods ever carried, from a watch.
+"""Remembers every annotation a job's pods ever carried, from a watch (tests/pod_watch.py).
 
 The operator answers a spot notice within a fraction of a second: request, commit, delete. A test
 that polls `kubectl get pods` can miss a pod that already went; a watch sees every version.
@@ -7,7 +7,6 @@ that polls `kubectl get pods` can miss a pod that already went; a watch sees eve
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 from cluster import Cluster
@@ -19,67 +18,32 @@ from kubetrain.api.constants import (
     LABEL_ATTEMPT,
     LABEL_JOB,
 )
+from pod_watch import PodWatch
 
 
-class PodRecorder:
+class PodRecorder(PodWatch):
     def __init__(self, cluster: Cluster, namespace: str, job: str) -> None:
-        from kubernetes import client
-
-        self._core = client.CoreV1Api(cluster.api_client())
-        self._namespace, self._job = namespace, job
+        super().__init__(cluster, namespace, f"{LABEL_JOB}={job}", name="pod-recorder")
         self._seen: dict[str, dict[str, str]] = {}  # pod -> annotations (latest value per key)
         self._attempt: dict[str, str] = {}
         self._resume: dict[str, str] = {}  # pod -> its KUBETRAIN_RESUME_MANIFEST
-        self._phases: dict[str, list[str]] = {}  # pod -> every phase it was seen in, in order
         self._evicted: set[str] = set()  # pods seen with a DisruptionTarget condition
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pod-recorder", daemon=True)
-        self.errors: list[BaseException] = []
 
-    def __enter__(self) -> PodRecorder:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        from kubernetes import watch
-
-        while not self._stop.is_set():
-            try:
-                for event in watch.Watch().stream(
-                    self._core.list_namespaced_pod,
-                    self._namespace,
-                    label_selector=f"{LABEL_JOB}={self._job}",
-                    timeout_seconds=2,
-                ):
-                    pod = event["object"]
-                    meta = pod.metadata
-                    with self._lock:
-                        self._seen.setdefault(meta.name, {}).update(meta.annotations or {})
-                        self._attempt[meta.name] = (meta.labels or {}).get(LABEL_ATTEMPT, "")
-                        for var in pod.spec.containers[0].env or []:
-                            if var.name == ENV_RESUME_MANIFEST and var.value:
-                                self._resume[meta.name] = var.value
-                        phases = self._phases.setdefault(meta.name, [])
-                        phase = pod.status.phase or ""
-                        if not phases or phases[-1] != phase:
-                            phases.append(phase)
-                        if any(
-                            c.type == "DisruptionTarget" and c.status == "True"
-                            for c in pod.status.conditions or []
-                        ):
-                            self._evicted.add(meta.name)
-            except Exception as exc:  # a dropped watch: start another
-                if not self._stop.is_set():
-                    self.errors.append(exc)
+    def on_event(self, kind: str, pod: Any) -> None:
+        meta = pod.metadata
+        self._seen.setdefault(meta.name, {}).update(meta.annotations or {})
+        self._attempt[meta.name] = (meta.labels or {}).get(LABEL_ATTEMPT, "")
+        for var in pod.spec.containers[0].env or []:
+            if var.name == ENV_RESUME_MANIFEST and var.value:
+                self._resume[meta.name] = var.value
+        if any(
+            c.type == "DisruptionTarget" and c.status == "True" for c in pod.status.conditions or []
+        ):
+            self._evicted.add(meta.name)
 
     def requests(self, attempt: int, pods: int) -> list[dict[str, Any]] | None:
         """The checkpoint request every pod of `attempt` received, by pod name; None until all."""
-        with self._lock:
+        with self.lock:
             names = sorted(n for n, a in self._attempt.items() if a == str(attempt))
             raw = [self._seen[n].get(ANNOTATION_CHECKPOINT_REQUEST) for n in names]
         if len(raw) != pods or not all(raw):
@@ -88,26 +52,26 @@ class PodRecorder:
 
     def last_commit(self, pod: str) -> dict[str, Any] | None:
         """The last checkpoint commit `pod` (a rank 0) reported, as the watch saw it."""
-        with self._lock:
+        with self.lock:
             raw = self._seen.get(pod, {}).get(ANNOTATION_CHECKPOINT_COMMITTED)
         return dict(json.loads(raw)) if raw else None
 
     def resumed(self, pod: str) -> dict[str, Any] | None:
         """What `pod` (a rank 0) reported restoring (kubetrain.api.protocol.Resumed)."""
-        with self._lock:
+        with self.lock:
             raw = self._seen.get(pod, {}).get(ANNOTATION_RESUMED)
         return dict(json.loads(raw)) if raw else None
 
     def resume_manifests(self, attempt: int) -> dict[str, str]:
         """KUBETRAIN_RESUME_MANIFEST of every pod of `attempt`, by pod name."""
-        with self._lock:
+        with self.lock:
             return {n: m for n, m in self._resume.items() if self._attempt.get(n) == str(attempt)}
 
     def pods_of(self, attempt: int) -> list[str]:
-        with self._lock:
+        with self.lock:
             return sorted(n for n, a in self._attempt.items() if a == str(attempt))
 
     def evicted(self) -> set[str]:
         """Pods the watch saw with a DisruptionTarget condition (an eviction through the API)."""
-        with self._lock:
+        with self.lock:
             return set(self._evicted)

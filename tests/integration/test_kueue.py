@@ -8,7 +8,6 @@ a test stands in for rank 0 where a checkpoint commit is needed (the protocol's 
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +27,7 @@ from kubetrain.api.constants import (
     LABEL_QUEUE_NAME,
 )
 from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest
+from pod_watch import PodWatch
 from support import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -39,50 +39,19 @@ def kueue(cluster: Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory)
         yield running
 
 
-class PodLog:
-    """Every pod change in a namespace, in the order the API server made them (one watch,
-    resumed from its last resourceVersion, so no state in between is missed)."""
+class PodLog(PodWatch):
+    """Every pod change in a namespace, in the order the API server made them."""
 
     def __init__(self, cluster: Cluster, namespace: str) -> None:
-        from kubernetes import client
-
-        self._core = client.CoreV1Api(cluster.api_client())
-        self._namespace = namespace
+        super().__init__(cluster, namespace, name="pod-log")
         self.events: list[tuple[str, dict[str, Any]]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pod-log", daemon=True)
 
-    def __enter__(self) -> PodLog:
-        listed = self._core.list_namespaced_pod(self._namespace)
-        self._version = listed.metadata.resource_version
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        from kubernetes import watch
-
-        while not self._stop.is_set():
-            stream = watch.Watch().stream(
-                self._core.list_namespaced_pod,
-                self._namespace,
-                resource_version=self._version,
-                timeout_seconds=2,
-                _preload_content=True,
-            )
-            for event in stream:
-                pod = self._core.api_client.sanitize_for_serialization(event["object"])
-                with self._lock:
-                    self.events.append((event["type"], pod))
-                self._version = pod["metadata"]["resourceVersion"]
+    def on_event(self, kind: str, pod: Any) -> None:
+        self.events.append((kind, self.core.api_client.sanitize_for_serialization(pod)))
 
     def of(self, job: str) -> list[tuple[int, str, dict[str, Any]]]:
         """(index in the whole log, event type, pod) for the pods of one job."""
-        with self._lock:
+        with self.lock:
             return [
                 (i, kind, pod)
                 for i, (kind, pod) in enumerate(self.events)

@@ -13,7 +13,6 @@ import asyncio
 import copy
 import json
 import ssl
-import threading
 import urllib.request
 from typing import Any
 
@@ -31,6 +30,7 @@ from kubetrain.api.constants import (
 )
 from kubetrain.k8s import Kube
 from kubetrain.reconcile.gang import detect_gang_scheduling
+from pod_watch import PodWatch
 from support import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -44,60 +44,29 @@ def cluster(native_gang_cluster: Cluster) -> Cluster:
     return native_gang_cluster
 
 
-class BindingWatch:
-    """Every (pod, nodeName) a job's pods were ever seen with, from one watch that continues by
-    resourceVersion: a pod bound even for a moment is in it."""
+class BindingWatch(PodWatch):
+    """Every (pod, nodeName, scheduling gates) a job's pods were ever seen with: a pod bound even
+    for a moment is in it."""
 
     def __init__(self, cluster: Cluster, namespace: str, job: str) -> None:
-        from kubernetes import client
-
-        self._core = client.CoreV1Api(cluster.api_client())
-        self._namespace, self._selector = namespace, f"{LABEL_JOB}={job}"
+        super().__init__(cluster, namespace, f"{LABEL_JOB}={job}", name="binding-watch")
         self.seen: list[tuple[str, str | None, list[str]]] = []  # (pod, nodeName, gates)
-        self.errors: list[BaseException] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        listed = self._core.list_namespaced_pod(namespace, label_selector=self._selector)
-        self._version = listed.metadata.resource_version
-        self._thread = threading.Thread(target=self._run, name="binding-watch", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        from kubernetes import watch
-
-        while not self._stop.is_set():
-            try:
-                for event in watch.Watch().stream(
-                    self._core.list_namespaced_pod,
-                    self._namespace,
-                    label_selector=self._selector,
-                    resource_version=self._version,
-                    timeout_seconds=5,
-                ):
-                    pod = event["object"]
-                    gates = [g.name for g in pod.spec.scheduling_gates or []]
-                    with self._lock:
-                        self._version = pod.metadata.resource_version
-                        self.seen.append((pod.metadata.name, pod.spec.node_name, gates))
-            except Exception as exc:  # a dropped watch continues from the last version
-                if not self._stop.is_set():
-                    self.errors.append(exc)
+    def on_event(self, kind: str, pod: Any) -> None:
+        gates = [g.name for g in pod.spec.scheduling_gates or []]
+        self.seen.append((pod.metadata.name, pod.spec.node_name, gates))
 
     def bound(self) -> dict[str, str]:
-        with self._lock:
+        with self.lock:
             return {pod: node for pod, node, _ in self.seen if node}
 
     def pods(self) -> set[str]:
-        with self._lock:
+        with self.lock:
             return {pod for pod, _, _ in self.seen}
 
     def gated(self) -> set[str]:
-        with self._lock:
+        with self.lock:
             return {pod for pod, _, gates in self.seen if gates}
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -140,8 +109,7 @@ def test_cluster_serves_podgroups_and_the_scheduler_runs_the_gang_plugin(
 def test_a_gang_with_room_for_3_of_4_binds_no_pod_until_the_fourth_node_comes(
     cluster: Cluster, namespace: str, operator: KopfRunner, p5_in_zone_but_one: str
 ) -> None:
-    watch = BindingWatch(cluster, namespace, "quad")
-    try:
+    with BindingWatch(cluster, namespace, "quad") as watch:
         apply(cluster, namespace, job_manifest("quad", nodes=4, capacity={"zone": ZONE}))
         # The scheduler has looked at the whole gang and refused it as a group: one pod says why,
         # the others that they wait for their group.
@@ -204,9 +172,7 @@ def test_a_gang_with_room_for_3_of_4_binds_no_pod_until_the_fourth_node_comes(
         assert p5_in_zone_but_one not in bound.values() and "p5-spot-a9" in bound.values()
         assert status(cluster, namespace, "quad")["attempt"] == 1, "no startup timeout was waited"
         assert watch.gated() == set(), "native mode needs no kubetrain scheduling gate"
-        assert watch.errors == []
-    finally:
-        watch.stop()
+        assert watch.gaps == []
 
 
 def test_a_restarted_gang_gets_a_new_podgroup_and_the_old_one_goes(

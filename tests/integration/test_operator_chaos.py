@@ -38,6 +38,7 @@ from kubetrain.api.constants import (
     TAINT_NTH_SPOT_ITN,
 )
 from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest
+from pod_watch import PodWatch
 from support import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -50,76 +51,37 @@ STARTUP_TIMEOUT = 60
 STEP_TIMEOUT = 300.0
 
 
-class GangWatch:
+class GangWatch(PodWatch):
     """Every pod event of the namespace, checked against the gang invariants as it arrives."""
 
     def __init__(self, cluster: Cluster, namespace: str) -> None:
-        from kubernetes import client
-
-        self.core = client.CoreV1Api(cluster.api_client())
-        self.namespace = namespace
+        super().__init__(cluster, namespace, LABEL_JOB, name="gang-watch")
         self.uids: dict[tuple[str, int, int], set[str]] = defaultdict(set)
         self.live: dict[str, dict[str, int]] = defaultdict(dict)  # job -> pod -> attempt
         self.attempts: dict[str, set[int]] = defaultdict(set)
         self.violations: list[str] = []
         self.requests: list[tuple[str, dict[str, Any]]] = []  # (request id, rank-0 pod)
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="gang-watch", daemon=True)
 
-    def __enter__(self) -> GangWatch:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-    def _run(self) -> None:
-        from kubernetes import watch
-
-        version = ""
-        while not self.stop.is_set():
-            try:
-                stream = watch.Watch().stream(
-                    self.core.list_namespaced_pod,
-                    self.namespace,
-                    label_selector=LABEL_JOB,
-                    resource_version=version,
-                    timeout_seconds=5,
-                )
-                for event in stream:
-                    version = event["object"].metadata.resource_version
-                    self._check(event["type"], event["object"])
-            except Exception as exc:  # a watch dropped: resume from the last version seen
-                if "410" in str(exc):
-                    with self.lock:
-                        self.violations.append(f"watch history expired, events lost: {exc}")
-                    return
-
-    def _check(self, kind: str, pod: Any) -> None:
+    def on_event(self, kind: str, pod: Any) -> None:
         meta = pod.metadata
         labels = meta.labels or {}
         job, attempt, rank = labels[LABEL_JOB], int(labels[LABEL_ATTEMPT]), int(labels[LABEL_RANK])
         finished = pod.status.phase in ("Succeeded", "Failed")
-        with self.lock:
-            self.uids[(job, attempt, rank)].add(meta.uid)
-            if len(self.uids[(job, attempt, rank)]) > 1:
-                self.violations.append(
-                    f"{meta.name}: rank {rank} of attempt {attempt} created twice"
-                )
-            self.attempts[job].add(attempt)
-            live = self.live[job]
-            if kind == "DELETED" or finished:
-                live.pop(meta.name, None)
-            else:
-                live[meta.name] = attempt
-            if len(set(live.values())) > 1:
-                self.violations.append(f"{job}: pods of two attempts alive at once: {dict(live)}")
-            raw = (meta.annotations or {}).get(ANNOTATION_CHECKPOINT_REQUEST)
-            request = CheckpointRequest.decode(raw)
-            if request and rank == 0 and not finished and kind != "DELETED":
-                self.requests.append((request.id, {"name": meta.name, "attempt": attempt}))
+        self.uids[(job, attempt, rank)].add(meta.uid)
+        if len(self.uids[(job, attempt, rank)]) > 1:
+            self.violations.append(f"{meta.name}: rank {rank} of attempt {attempt} created twice")
+        self.attempts[job].add(attempt)
+        live = self.live[job]
+        if kind == "DELETED" or finished:
+            live.pop(meta.name, None)
+        else:
+            live[meta.name] = attempt
+        if len(set(live.values())) > 1:
+            self.violations.append(f"{job}: pods of two attempts alive at once: {dict(live)}")
+        raw = (meta.annotations or {}).get(ANNOTATION_CHECKPOINT_REQUEST)
+        request = CheckpointRequest.decode(raw)
+        if request and rank == 0 and not finished and kind != "DELETED":
+            self.requests.append((request.id, {"name": meta.name, "attempt": attempt}))
 
 
 class Operator:
@@ -340,7 +302,7 @@ def test_operator_killed_at_random_loses_nothing_and_counts_exactly(
                 for rank in range(NODES):
                     assert len(watch.uids[(job, attempt, rank)]) == 1, (job, attempt, rank)
             assert st["images"] <= {"registry.example/train:2"}
-        assert watch.violations == []
+        assert watch.violations == [] and watch.gaps == [], (watch.violations, watch.gaps)
         assert kills >= 6, f"only {kills} operator kills"
     except AssertionError:
         print(f"chaos seed {seed}\n" + dump(cluster, namespace))
