@@ -49,6 +49,7 @@ BAD = [
     (["--set", "nodeAgent.intervalSeconds=0"], "/nodeAgent/intervalSeconds"),
     (["--set", "peering.name=Kube_Train"], "/peering/name"),
     (["--set", "verbose=maybe"], "/verbose"),
+    (["--set", "gangScheduling=kueue"], "/gangScheduling"),
     (["--set", "unknownTopLevel=1"], "unknownTopLevel"),
 ]
 
@@ -209,6 +210,16 @@ def test_allowing_privileged_pods_drops_the_policy_and_rolls_the_operator() -> N
     policies = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
     assert [d["kind"] for d in default if d["kind"] in policies] == list(policies)
     assert not [d for d in allowed if d["kind"] in policies]
+
+
+def test_gang_scheduling_mode_reaches_the_operator_only_when_forced() -> None:
+    def env(*values: str) -> dict[str, Any]:
+        container = one(render(*values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert "KUBETRAIN_GANG_SCHEDULING" not in env()
+    assert env("--set", "gangScheduling=native")["KUBETRAIN_GANG_SCHEDULING"] == "native"
+    assert env("--set", "gangScheduling=kubetrain")["KUBETRAIN_GANG_SCHEDULING"] == "kubetrain"
 
 
 def test_crds_ship_in_the_chart() -> None:
