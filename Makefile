@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv demo test test-unit lint typecheck generate verify cluster-build cluster-up cluster-down tools helm bench clean
+.PHONY: all venv demo test test-unit lint typecheck generate verify cluster-build cluster-up cluster-down tools helm bench bench-scale clean
 
 all: test
 
@@ -68,6 +68,11 @@ bench: $(STAMP) cluster-build
 	$(PY) hack/bench/checkpoint_throughput.py
 	$(PY) hack/bench/spot_drills.py
 	$(PY) hack/bench/goodput_sim.py --out hack/bench/results/goodput_sim
+
+# Speed at scale against a bare client, JobSet and the Training Operator (issue 14; its own cluster).
+# BENCH_SCALE_ARGS narrows it, e.g. BENCH_SCALE_ARGS='--jobs 10,100 --systems kubetrain,bare'.
+bench-scale: $(STAMP) cluster-build
+	$(PY) hack/bench/scale.py $(BENCH_SCALE_ARGS)
 
 clean: cluster-down
 	rm -rf .cache $(VENV)

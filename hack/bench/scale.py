@@ -1,0 +1,1191 @@
+#!/usr/bin/env python3
+"""Speed at scale: kubetrain against a bare client (the API server's own limit), JobSet and the
+Training Operator, on one local control plane, in interleaved rounds (issue 14).
+
+Each round gets a fresh namespace and a fresh controller process, submits N jobs x P pods at once
+and measures from a pod watch started before the first submission:
+
+  first     submit -> the job's first pod exists
+  gang      submit -> the job's P-th pod exists (the whole gang created)
+  running   submit -> all P pods Running
+  all       first submit -> all N x P pods exist / Running (the round's makespan)
+  restart   one rank of R running jobs fails at once -> the new gang exists / is Running
+            (Training Operator: it replaces only the failed pod; that pod is what is timed)
+  notice    kubetrain only: the spot-interruption taint on 10 nodes at once, each the node of
+            one running gang, with the others running -> every pod of the gang has the
+            checkpoint request
+
+with the controller's CPU seconds and RSS (psutil) and each control-plane process's CPU seconds.
+
+Systems (one round each, order rotated per repetition):
+
+  kubetrain          `python -m kubetrain --standalone` from this tree
+  bare               no controller: this script creates exactly the objects a kubetrain attempt
+                     needs (ServiceAccount, Role, RoleBinding, Service, P pods; built by
+                     kubetrain.build), async, C requests in flight; C swept, the best is the limit.
+                     Its restart: delete the P pods, wait until they are gone, create P new ones.
+  jobset             JobSet v0.12.0 (hack/tools/pins.tsv), shipped defaults: pods come from the
+                     kube-controller-manager's Job controller (client QPS 20, 5 Job workers)
+  jobset-tuned       the same with the kube-controller-manager at --kube-api-qps=500
+                     --kube-api-burst=500 --concurrent-job-syncs=50
+  pytorch            Training Operator v1.9.2 PyTorchJob, shipped defaults (QPS 20, burst 30,
+                     1 worker)
+  pytorch-tuned      --kube-api-qps=500 --kube-api-burst=500 --controller-threads=8
+
+    make bench-scale                                   # N = 10, 100, 1000; every system
+    .venv/bin/python hack/bench/scale.py --jobs 10,100 --systems kubetrain,bare --reps 1
+
+Results: hack/bench/results/bench_scale.json (see --out). A benchmark, not a test: nothing here
+asserts a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+for _p in ("tests", "operator"):
+    sys.path.insert(0, str(ROOT / _p))
+
+from cluster import Cluster, cluster_sh, start_cluster  # noqa: E402
+from kubetrain.api.constants import (  # noqa: E402
+    ANNOTATION_CHECKPOINT_REQUEST,
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+    LABEL_RANK,
+    TAINT_NTH_SPOT_ITN,
+)
+from kubetrain.api.models import TrainingJobSpec  # noqa: E402
+from kubetrain.build import JobRef, Placement, build_attempt, resolve  # noqa: E402
+
+SYSTEMS = (
+    "kubetrain",
+    "kubetrain-baseline",
+    "bare",
+    "jobset",
+    "jobset-tuned",
+    "pytorch",
+    "pytorch-tuned",
+)
+ZONE = "us-west-2a"
+SIGTERM_EXITS = {"sim.test/sigterm-exit-code": "143"}  # the simulated workload exits on SIGTERM
+IMAGE = "registry.example/train:1"
+BENCH_NODE = "bench.kubetrain.dev/node"
+NOTICE_TAINT = "bench.kubetrain.dev/notice"
+PODS_PER_PLAIN_NODE = 500
+JOBSET_NAME = "jobset.sigs.k8s.io/jobset-name"
+JOBSET_RESTART = "jobset.sigs.k8s.io/restart-attempt"
+JOB_INDEX = "batch.kubernetes.io/job-completion-index"
+PYTORCH_NAME = "training.kubeflow.org/job-name"
+PYTORCH_TYPE = "training.kubeflow.org/replica-type"
+PYTORCH_INDEX = "training.kubeflow.org/replica-index"
+KCM_TUNED = ["--kube-api-qps=500", "--kube-api-burst=500", "--concurrent-job-syncs=50"]
+PYTORCH_TUNED = ["--kube-api-qps=500", "--kube-api-burst=500", "--controller-threads=8"]
+
+
+def log(msg: str) -> None:
+    print(f"[bench-scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return round(s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))], 3)
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    return {
+        "n": len(values),
+        "p50": pct(values, 50),
+        "p95": pct(values, 95),
+        "max": round(max(values), 3) if values else None,
+        "mean": round(statistics.fmean(values), 3) if values else None,
+    }
+
+
+# --- the API, async ---------------------------------------------------------------------------
+
+
+class Api:
+    """A small aiohttp client for the local cluster (token auth from the kubeconfig)."""
+
+    def __init__(self, kubeconfig: str, limit: int = 512) -> None:
+        cfg = yaml.safe_load(Path(kubeconfig).read_text())
+        self.server = cfg["clusters"][0]["cluster"]["server"]
+        self.token = cfg["users"][0]["user"]["token"]
+        ctx = ssl.create_default_context(
+            cafile=cfg["clusters"][0]["cluster"]["certificate-authority"]
+        )
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=limit),
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=None),
+        )
+        self.timeout = aiohttp.ClientTimeout(total=60)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        ok: Iterable[int] = (),
+    ) -> Any:
+        for attempt in range(20):
+            async with self.session.request(
+                method,
+                self.server + path,
+                params=params,
+                data=None if body is None else json.dumps(body),
+                headers={"Content-Type": content_type},
+                timeout=self.timeout,
+            ) as resp:
+                if resp.status == 429 or (resp.status >= 500 and attempt < 19):
+                    await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+                    continue
+                data = await resp.read()
+                if resp.status >= 300 and resp.status not in ok:
+                    raise RuntimeError(f"{method} {path}: {resp.status} {data[:400]!r}")
+                return json.loads(data) if data else None
+        raise RuntimeError(f"{method} {path}: still throttled")
+
+    async def watch(
+        self,
+        path: str,
+        on_event: Callable[[str, dict[str, Any], float], None],
+        ready: asyncio.Event,
+    ) -> None:
+        """List then watch `path` forever, calling on_event(type, object, monotonic time)."""
+        listing = await self.call("GET", path)
+        now = time.monotonic()
+        for item in listing.get("items") or []:
+            on_event("ADDED", item, now)
+        rv = listing["metadata"]["resourceVersion"]
+        ready.set()
+        while True:
+            params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true"}
+            params["timeoutSeconds"] = "3600"
+            async with self.session.get(self.server + path, params=params) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"watch {path}: {resp.status} {await resp.text()}")
+                async for line in resp.content:
+                    now = time.monotonic()
+                    event = json.loads(line)
+                    obj = event["object"]
+                    if event["type"] == "ERROR":
+                        raise RuntimeError(f"watch {path}: {obj}")
+                    rv = obj["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        on_event(event["type"], obj, now)
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def control_plane(run_dir: Path) -> dict[str, psutil.Process]:
+    """The cluster's component processes (etcd, kube-apiserver, ...) by name."""
+    out: dict[str, psutil.Process] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if cmd and str(run_dir) in " ".join(cmd):
+            name = Path(cmd[0]).name
+            if name in (
+                "etcd",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kwok",
+            ):
+                out[name] = proc
+    return out
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    try:
+        t = proc.cpu_times()
+        return float(t.user + t.system)
+    except psutil.Error:
+        return 0.0
+
+
+def restart_kcm(run_dir: Path, extra: list[str]) -> None:
+    """Restart the kube-controller-manager with `extra` flags (none: the cluster's own)."""
+    procs = control_plane(run_dir)
+    kcm = procs["kube-controller-manager"]
+    cmd = [
+        a for a in kcm.cmdline() if not any(a.startswith(e.split("=")[0] + "=") for e in KCM_TUNED)
+    ]
+    kcm.terminate()
+    kcm.wait(30)
+    logf = open(run_dir / "logs" / "kube-controller-manager.log", "ab")  # noqa: SIM115
+    subprocess.Popen(cmd + extra, stdout=logf, stderr=logf, start_new_session=True)
+    deadline = time.monotonic() + 60
+    port = next(a for a in cmd if a.startswith("--secure-port=")).split("=")[1]
+    while time.monotonic() < deadline:
+        if (
+            subprocess.run(
+                ["curl", "-kfsS", f"https://127.0.0.1:{port}/healthz"],
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        ):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the kube-controller-manager did not come back")
+
+
+@dataclass
+class Controller:
+    name: str
+    proc: subprocess.Popen[bytes] | None = None
+    ps: psutil.Process | None = None
+    logfile: Path | None = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.ps) if self.ps else 0.0
+
+    def rss_mib(self) -> float:
+        try:
+            return round(self.ps.memory_info().rss / 2**20, 1) if self.ps else 0.0
+        except psutil.Error:
+            return 0.0
+
+
+# --- workloads ------------------------------------------------------------------------------------
+
+
+def kubetrain_job(name: str, pods: int, notice: int | None) -> dict[str, Any]:
+    template: dict[str, Any] = {"metadata": {"annotations": dict(SIGTERM_EXITS)}}
+    spec: dict[str, Any] = {
+        "image": IMAGE,
+        "command": ["python", "train.py"],
+        "nodes": pods,
+        "resources": {"cpu": "100m", "memory": "128Mi"},
+        # The peers restart at once: so does kubetrain here (its default waits 30 s first).
+        "failurePolicy": {"maxRestarts": 3, "backoffSeconds": 0},
+        "podTemplate": template,
+    }
+    if notice is not None:
+        template["spec"] = {
+            "nodeSelector": {BENCH_NODE: f"notice-{notice}"},
+            "tolerations": [{"key": NOTICE_TAINT, "operator": "Exists"}],
+            "volumes": [{"name": "ckpt", "emptyDir": {}}],
+            "containers": [
+                {"name": "worker", "volumeMounts": [{"name": "ckpt", "mountPath": "/ckpt"}]}
+            ],
+        }
+        spec["checkpoint"] = {"dir": "/ckpt"}
+    return {
+        "apiVersion": "kubetrain.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def bare_objects(namespace: str, name: str, pods: int, attempt: int) -> list[dict[str, Any]]:
+    """What a kubetrain attempt creates, built by kubetrain's own builders (no owner: no job)."""
+    spec = TrainingJobSpec.model_validate(kubetrain_job(name, pods, None)["spec"])
+    objs = build_attempt(
+        JobRef(name=name, namespace=namespace, uid="00000000-0000-0000-0000-000000000000"),
+        resolve(spec),
+        attempt,
+        placement=Placement(zone=ZONE),
+    )
+    for obj in objs:
+        obj["metadata"].pop("ownerReferences", None)
+    return objs
+
+
+def _container(name: str) -> dict[str, Any]:
+    return {"name": name, "image": IMAGE, "command": ["python", "train.py"]}
+
+
+def jobset(name: str, pods: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2",
+        "kind": "JobSet",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": {"maxRestarts": 3},
+            "successPolicy": {"operator": "All"},
+            "network": {"enableDNSHostnames": True, "publishNotReadyAddresses": True},
+            "replicatedJobs": [
+                {
+                    "name": "w",
+                    "replicas": 1,
+                    "template": {
+                        "spec": {
+                            "parallelism": pods,
+                            "completions": pods,
+                            "completionMode": "Indexed",
+                            "backoffLimit": 0,
+                            "template": {
+                                "metadata": {"annotations": dict(SIGTERM_EXITS)},
+                                "spec": {
+                                    "restartPolicy": "Never",
+                                    "containers": [_container("train")],
+                                },
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def pytorchjob(name: str, pods: int) -> dict[str, Any]:
+    def replicas(n: int) -> dict[str, Any]:
+        return {
+            "replicas": n,
+            "restartPolicy": "ExitCode",
+            "template": {
+                "metadata": {"annotations": dict(SIGTERM_EXITS)},
+                "spec": {"containers": [_container("pytorch")]},
+            },
+        }
+
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": name},
+        "spec": {
+            "runPolicy": {"backoffLimit": 10},
+            "pytorchReplicaSpecs": {"Master": replicas(1), "Worker": replicas(pods - 1)},
+        },
+    }
+
+
+def pod_key(system: str, pod: dict[str, Any]) -> tuple[str, str, int] | None:
+    """(job, generation, rank) of a pod, or None when it is not a benchmark pod."""
+    labels = pod["metadata"].get("labels") or {}
+    if system.startswith("kubetrain") or system == "bare":
+        if LABEL_JOB not in labels:
+            return None
+        return labels[LABEL_JOB], labels.get(LABEL_ATTEMPT, ""), int(labels.get(LABEL_RANK, 0))
+    if system.startswith("jobset"):
+        if JOBSET_NAME not in labels:
+            return None
+        return labels[JOBSET_NAME], labels.get(JOBSET_RESTART, ""), int(labels.get(JOB_INDEX, 0))
+    if PYTORCH_NAME not in labels:
+        return None
+    rank = int(labels.get(PYTORCH_INDEX, 0)) + (1 if labels.get(PYTORCH_TYPE) == "worker" else 0)
+    return labels[PYTORCH_NAME], "", rank
+
+
+@dataclass
+class PodSeen:
+    uid: str
+    name: str
+    job: str
+    rank: int
+    created: float
+    running: float | None = None
+    deleted: float | None = None
+    requested: float | None = None
+    failed: float | None = None
+
+
+@dataclass
+class Tracker:
+    """Every pod of a round as the watch saw it (times: this process's monotonic clock)."""
+
+    system: str
+    pods: dict[str, PodSeen] = field(default_factory=dict)
+    live: set[str] = field(default_factory=set)  # uids of pods that exist now
+    waiters: set[asyncio.Event] = field(default_factory=set)
+
+    def on_pod(self, type_: str, pod: dict[str, Any], now: float) -> None:
+        key = pod_key(self.system, pod)
+        if key is None:
+            return
+        meta = pod["metadata"]
+        seen = self.pods.get(meta["uid"])
+        if seen is None:
+            seen = PodSeen(meta["uid"], meta["name"], key[0], key[2], now)
+            self.pods[meta["uid"]] = seen
+        phase = (pod.get("status") or {}).get("phase")
+        if seen.running is None and phase == "Running":
+            seen.running = now
+        if seen.failed is None and phase == "Failed":
+            seen.failed = now
+        annotations = meta.get("annotations") or {}
+        if seen.requested is None and ANNOTATION_CHECKPOINT_REQUEST in annotations:
+            seen.requested = now
+        if seen.deleted is None and (type_ == "DELETED" or meta.get("deletionTimestamp")):
+            seen.deleted = now
+        if type_ == "DELETED":
+            self.live.discard(seen.uid)
+        else:
+            self.live.add(seen.uid)
+        for waiter in self.waiters:
+            waiter.set()
+
+    async def until(self, done: Callable[[], bool], timeout: float, what: str) -> bool:
+        deadline = time.monotonic() + timeout
+        changed = asyncio.Event()
+        self.waiters.add(changed)
+        try:
+            while True:
+                changed.clear()
+                if done():
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log(f"timed out after {timeout:.0f}s waiting for {what}")
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(left, 1.0))
+        finally:
+            self.waiters.discard(changed)
+
+    def by_job(self, exclude: set[str] = frozenset()) -> dict[str, list[PodSeen]]:  # type: ignore[assignment]
+        out: dict[str, list[PodSeen]] = {}
+        for p in self.pods.values():
+            if p.uid not in exclude:
+                out.setdefault(p.job, []).append(p)
+        return out
+
+
+# --- the bench --------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.run_dir = ROOT / ".cache" / "cluster" / f"bench-scale-{os.getpid()}"
+        self.cluster: Cluster | None = None
+        self.api: Api | None = None
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+        self.tools = Path(
+            subprocess.check_output([str(ROOT / "hack" / "tools.sh"), "--print"], text=True).strip()
+        )
+        self.bare_best: int | None = None
+
+    # ----- setup
+    def start(self) -> None:
+        log(f"starting the local control plane in {self.run_dir.relative_to(ROOT)}")
+        self.cluster = start_cluster(self.run_dir)
+        self.kubectl = self.cluster.kubectl
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(ROOT / "crds" / "trainingjob.yaml"),
+        )
+        wants = set(self.args.systems)
+        if wants & {"jobset", "jobset-tuned"}:
+            self._install_peer("jobset", "config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml")
+        if wants & {"pytorch", "pytorch-tuned"}:
+            self._install_peer(
+                "training-operator", "manifests/base/crds/kubeflow.org_pytorchjobs.yaml"
+            )
+            self.kubectl("create", "namespace", "kubeflow")
+            self.kubectl(
+                "create", "secret", "generic", "training-operator-webhook-cert", "-n", "kubeflow"
+            )
+            webhook = {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": "validator.training-operator.kubeflow.org"},
+                "webhooks": [],
+            }
+            self.kubectl("apply", "-f", "-", input=json.dumps(webhook))
+        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        self._cert()
+
+    def _install_peer(self, tool: str, crd: str) -> None:
+        subprocess.run([str(ROOT / "hack" / "tools.sh"), tool], check=True)
+        module = subprocess.check_output(
+            [str(ROOT / "hack" / "tools.sh"), "--module", tool], text=True
+        ).strip()
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(Path(module) / crd))
+
+    def _cert(self) -> None:
+        """A self-signed serving cert: the peers' webhook servers need one to start (no webhook
+        is registered with the API server, as when their webhooks are not installed)."""
+        self.certs = self.tmp / "certs"
+        self.certs.mkdir()
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=localhost", "-keyout", str(self.certs / "tls.key"),
+             "-out", str(self.certs / "tls.crt")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+    async def add_nodes(
+        self, count: int, *, prefix: str, pods: int, notice: bool = False
+    ) -> list[str]:
+        """Plain kwok nodes (no taints, no accelerators) so capacity is never the limit."""
+        assert self.api
+        names = []
+        for i in range(count):
+            name = f"{prefix}-{i}"
+            node = {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                    "labels": {
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "topology.kubernetes.io/zone": ZONE,
+                        "topology.kubernetes.io/region": "us-west-2",
+                        "node.kubernetes.io/instance-type": "bench.plain",
+                        BENCH_NODE: name,
+                    },
+                },
+                "spec": {"taints": [{"key": NOTICE_TAINT, "value": "x", "effect": "NoSchedule"}]}
+                if notice
+                else {},
+            }
+            await self.api.call("POST", "/api/v1/nodes", node, ok=(409,))
+            res = {"cpu": "4000", "memory": "16Ti", "pods": str(pods), "ephemeral-storage": "100Ti"}
+            await self.api.call(
+                "PATCH",
+                f"/api/v1/nodes/{name}/status",
+                {"status": {"capacity": res, "allocatable": res}},
+                content_type="application/merge-patch+json",
+            )
+            names.append(name)
+        self.kubectl(
+            "wait", "--for=condition=Ready", *[f"node/{n}" for n in names], "--timeout=120s"
+        )
+        return names
+
+    # ----- controllers
+    def start_controller(self, system: str, ns: str) -> Controller:
+        assert self.cluster
+        env = self.cluster.env()
+        logfile = self.tmp / f"{ns}.log"
+        if system == "bare":
+            return Controller(system)
+        if system.startswith("kubetrain"):
+            src = Path(self.args.baseline) if system == "kubetrain-baseline" else ROOT
+            env["PYTHONPATH"] = f"{src / 'operator'}:{src / 'components'}"
+            cmd = [sys.executable, "-m", "kubetrain", "--standalone"]
+            if self.args.profile:
+                out = self.tmp / f"profile-{ns}.svg"
+                cmd = [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-o",
+                    str(out),
+                    "--",
+                    *cmd,
+                ]
+        elif system.startswith("jobset"):
+            cfg = {
+                "apiVersion": "config.jobset.x-k8s.io/v1alpha1",
+                "kind": "Configuration",
+                "internalCertManagement": {"enable": False},
+                "webhook": {"port": free_port(), "certDir": str(self.certs)},
+                "metrics": {"bindAddress": "0"},
+                "health": {"healthProbeBindAddress": "0"},
+                "leaderElection": {"leaderElect": False},
+            }
+            cfgfile = self.tmp / "jobset-config.yaml"
+            cfgfile.write_text(yaml.safe_dump(cfg))
+            cmd = [
+                str(self.tools / "jobset"),
+                f"--kubeconfig={self.cluster.kubeconfig}",
+                f"--config={cfgfile}",
+            ]
+        else:
+            certdir = Path("/tmp/k8s-webhook-server/serving-certs")  # fixed in the operator's code
+            if not (certdir / "tls.crt").exists():
+                certdir.mkdir(parents=True, exist_ok=True)
+                for f in ("tls.crt", "tls.key"):
+                    shutil.copy(self.certs / f, certdir / f)
+            env["MY_POD_NAMESPACE"] = "kubeflow"
+            cmd = [
+                str(self.tools / "training-operator"),
+                f"--kubeconfig={self.cluster.kubeconfig}",
+                "--enable-scheme=pytorchjob",
+                "--metrics-bind-address=0",
+                "--health-probe-bind-address=0",
+                f"--webhook-server-port={free_port()}",
+            ]
+            if system == "pytorch-tuned":
+                cmd += PYTORCH_TUNED
+        out = open(logfile, "wb")  # noqa: SIM115
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True)
+        ps = psutil.Process(proc.pid)
+        if self.args.profile and system.startswith("kubetrain"):
+            time.sleep(1.0)
+            children = ps.children()
+            ps = children[0] if children else ps
+        return Controller(system, proc, ps, logfile)
+
+    # ----- one round
+    async def round(self, system: str, n: int, rep: int) -> dict[str, Any]:
+        assert self.api and self.cluster
+        pods = self.args.pods
+        ns = f"b-{system}-{n}-{rep}-{os.getpid() % 10000}"
+        await self.api.call(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        )
+        await self._default_sa(ns)
+        if system == "jobset-tuned":
+            restart_kcm(self.run_dir, KCM_TUNED)
+        tracker = Tracker(system)
+        ready = asyncio.Event()
+        watch = asyncio.create_task(
+            self.api.watch(f"/api/v1/namespaces/{ns}/pods", tracker.on_pod, ready)
+        )
+        await asyncio.wait_for(ready.wait(), 30)
+        cp = control_plane(self.run_dir)
+        ctl = self.start_controller(system, ns)
+        await asyncio.sleep(self.args.settle)  # the controller's watches are up
+        cpu0 = {k: cpu_seconds(p) for k, p in cp.items()}
+        ctl_cpu0 = ctl.cpu()
+        rss0 = ctl.rss_mib()
+        names = [f"j{i:04d}" for i in range(n)]
+        notice_jobs = (
+            names[: self.args.notices]
+            if system.startswith("kubetrain") and n >= 2 * self.args.notices
+            else []
+        )
+        result: dict[str, Any] = {"system": system, "jobs": n, "pods_per_job": pods, "rep": rep}
+        try:
+            submitted = await self.submit(system, ns, names, notice_jobs, result)
+            t_first = min(submitted.values())
+            expected = n * pods
+            ok = await tracker.until(
+                lambda: sum(1 for p in tracker.pods.values() if p.running) >= expected,
+                self.args.timeout,
+                f"{system}: {expected} pods Running",
+            )
+            result["complete"] = ok
+            firsts, gangs, runs = [], [], []
+            per_job = tracker.by_job()
+            for job, t0 in submitted.items():
+                ps = sorted(per_job.get(job, []), key=lambda p: p.created)
+                if ps:
+                    firsts.append(ps[0].created - t0)
+                if len(ps) >= pods:
+                    gangs.append(ps[pods - 1].created - t0)
+                    r = [p.running for p in ps[:pods]]
+                    if all(r):
+                        runs.append(max(r) - t0)  # type: ignore[type-var]
+            result["submit_to_first_pod"] = summary(firsts)
+            result["submit_to_gang_created"] = summary(gangs)
+            result["submit_to_gang_running"] = summary(runs)
+            created = sorted(p.created for p in tracker.pods.values())
+            running = sorted(p.running for p in tracker.pods.values() if p.running)
+            if len(created) >= expected:
+                result["all_pods_created_s"] = round(created[expected - 1] - t_first, 3)
+            if len(running) >= expected:
+                result["all_pods_running_s"] = round(running[expected - 1] - t_first, 3)
+            result["controller_cpu_s_create"] = round(ctl.cpu() - ctl_cpu0, 2)
+            result["controller_rss_mib"] = ctl.rss_mib()
+            result["controller_rss_mib_before"] = rss0
+            if ok and self.args.restarts:
+                await self.restart(system, ns, tracker, names, notice_jobs, result)
+            if ok and notice_jobs:
+                await self.notice(ns, tracker, notice_jobs, result)
+            result["controller_cpu_s"] = round(ctl.cpu() - ctl_cpu0, 2)
+            result["controller_rss_mib_end"] = ctl.rss_mib()
+            result["control_plane_cpu_s"] = {
+                k: round(cpu_seconds(p) - cpu0[k], 2) for k, p in cp.items()
+            }
+        finally:
+            watch.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(watch, 10)
+            log(f"cleaning up {ns}")
+            await self.cleanup(system, ns, ctl)
+            if system == "jobset-tuned":
+                restart_kcm(self.run_dir, [])
+        return result
+
+    async def _default_sa(self, ns: str) -> None:
+        assert self.api
+        for _ in range(300):
+            if await self.api.call(
+                "GET", f"/api/v1/namespaces/{ns}/serviceaccounts/default", ok=(404,)
+            ):
+                return
+            await asyncio.sleep(0.1)
+
+    async def submit(
+        self, system: str, ns: str, names: list[str], notice_jobs: list[str], result: dict[str, Any]
+    ) -> dict[str, float]:
+        """Create every job at once; returns job -> monotonic time its first request went out."""
+        assert self.api
+        api = self.api
+        submitted: dict[str, float] = {}
+        if system == "bare":
+            if self.bare_best is None:
+                await self.sweep(ns, names, result)
+            result["bare_concurrency"] = self.bare_best
+            t0 = time.monotonic()
+            submitted = await self._bare_create(ns, names, 1, self.bare_best or 64)
+            result["submit_requests_s"] = round(time.monotonic() - t0, 3)
+            return submitted
+        sem = asyncio.Semaphore(64)
+
+        async def one(name: str) -> None:
+            if system.startswith("kubetrain"):
+                idx = notice_jobs.index(name) if name in notice_jobs else None
+                body = kubetrain_job(name, self.args.pods, idx)
+                path = f"/apis/kubetrain.dev/v1alpha1/namespaces/{ns}/trainingjobs"
+            elif system.startswith("jobset"):
+                body = jobset(name, self.args.pods)
+                path = f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{ns}/jobsets"
+            else:
+                body = pytorchjob(name, self.args.pods)
+                path = f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs"
+            async with sem:
+                submitted[name] = time.monotonic()
+                await api.call("POST", path, body)
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(one(n) for n in names))
+        result["submit_requests_s"] = round(time.monotonic() - t0, 3)
+        return submitted
+
+    async def sweep(self, ns: str, names: list[str], result: dict[str, Any]) -> None:
+        """Find the concurrency the API server takes best: the same creates at each level, in
+        a namespace of their own (not watched), the fastest wins."""
+        assert self.api
+        sweep = {}
+        for c in self.args.bare_concurrency:
+            sns = f"{ns}-c{c}"
+            await self.api.call(
+                "POST",
+                "/api/v1/namespaces",
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": sns}},
+            )
+            await self._default_sa(sns)
+            t0 = time.monotonic()
+            await self._bare_create(sns, names, 1, c)
+            sweep[c] = round(time.monotonic() - t0, 3)
+            await self.api.call(
+                "DELETE", f"/api/v1/namespaces/{sns}/pods", {"gracePeriodSeconds": 0}
+            )
+            await self.api.call("DELETE", f"/api/v1/namespaces/{sns}", {})
+            await asyncio.sleep(2)
+        self.bare_best = min(sweep, key=lambda c: sweep[c])
+        result["bare_concurrency_sweep_s"] = sweep
+        log(f"bare client: seconds for all creates by requests in flight {sweep}: {self.bare_best}")
+
+    async def _bare_create(
+        self, ns: str, names: list[str], attempt: int, concurrency: int
+    ) -> dict[str, float]:
+        assert self.api
+        api = self.api
+        sem = asyncio.Semaphore(concurrency)
+        submitted: dict[str, float] = {}
+
+        async def post(obj: dict[str, Any]) -> None:
+            async with sem:
+                await api.call("POST", collection(obj, ns), obj, ok=(409,))
+
+        async def one(name: str) -> None:
+            objs = bare_objects(ns, name, self.args.pods, attempt)
+            submitted[name] = time.monotonic()
+            first = [o for o in objs if o["kind"] == "ServiceAccount"]
+            await asyncio.gather(*(post(o) for o in first))  # pods need their account
+            await asyncio.gather(*(post(o) for o in objs if o["kind"] != "ServiceAccount"))
+
+        await asyncio.gather(*(one(n) for n in names))
+        return submitted
+
+    async def restart(
+        self,
+        system: str,
+        ns: str,
+        tracker: Tracker,
+        names: list[str],
+        notice_jobs: list[str],
+        result: dict[str, Any],
+    ) -> None:
+        """One rank of R running jobs fails at once; time the new gang (or pod) created, Running."""
+        assert self.api
+        api = self.api
+        pods = self.args.pods
+        victims = [n for n in names if n not in notice_jobs][-self.args.restarts :]
+        per_job = tracker.by_job()
+        old = {p.uid for v in victims for p in per_job[v]}
+        expect = 1 if system.startswith("pytorch") else pods
+        failed_at: dict[str, float] = {}
+
+        async def fail(job: str) -> None:
+            rank1 = next(p for p in per_job[job] if p.rank == 1 and not p.deleted)
+            failed_at[job] = time.monotonic()
+            code = "137" if system.startswith("pytorch") else "1"
+            await api.call(
+                "PATCH",
+                f"/api/v1/namespaces/{ns}/pods/{rank1.name}",
+                {
+                    "metadata": {
+                        "annotations": {
+                            "sim.test/outcome": "Failed",
+                            "sim.test/exit-code": code,
+                            "sim.test/after": "0s",
+                        }
+                    }
+                },
+                content_type="application/merge-patch+json",
+            )
+            if system == "bare":
+                # The bare gang restart, as fast as a watch allows: the rank's failure seen,
+                # delete every pod, wait until they are gone, create the next gang.
+                await tracker.until(
+                    lambda: tracker.pods[rank1.uid].failed is not None, 120, "the failure"
+                )
+                await asyncio.gather(
+                    *(
+                        api.call("DELETE", f"/api/v1/namespaces/{ns}/pods/{p.name}", {}, ok=(404,))
+                        for p in per_job[job]
+                    )
+                )
+                uids = {p.uid for p in per_job[job]}
+                await tracker.until(lambda: not uids & tracker.live, 120, "the old pods gone")
+                await self._bare_create(ns, [job], 2, self.bare_best or 64)
+
+        overlap_max = 0
+
+        await asyncio.gather(*(fail(v) for v in victims))
+
+        def done() -> bool:
+            nonlocal overlap_max
+            jobs = tracker.by_job(exclude=old)
+            for v in victims:
+                alive_old = sum(1 for p in per_job[v] if p.uid in tracker.live)
+                if any(p.uid in tracker.live for p in jobs.get(v, [])) and alive_old:
+                    overlap_max = max(overlap_max, alive_old)
+            return all(sum(1 for p in jobs.get(v, []) if p.running) >= expect for v in victims)
+
+        await tracker.until(done, self.args.timeout, f"{system}: restarted gangs Running")
+        created, running = [], []
+        jobs = tracker.by_job(exclude=old)
+        for v in victims:
+            new = sorted(jobs.get(v, []), key=lambda p: p.created)[:expect]
+            if len(new) >= expect:
+                created.append(new[-1].created - failed_at[v])
+                if all(p.running for p in new):
+                    running.append(max(p.running for p in new) - failed_at[v])  # type: ignore[type-var]
+        result["restart_jobs"] = len(victims)
+        result["restart_pods_replaced"] = expect
+        result["fail_to_new_gang_created"] = summary(created)
+        result["fail_to_new_gang_running"] = summary(running)
+        # kubetrain's guarantee, as the watch saw it: a new attempt's pod never beside an old one.
+        result["restart_old_pods_alive_with_new"] = overlap_max
+
+    async def notice(
+        self, ns: str, tracker: Tracker, notice_jobs: list[str], result: dict[str, Any]
+    ) -> None:
+        """The NTH spot taint on every notice node at once; time until each gang's pods all carry
+        the checkpoint request."""
+        assert self.api
+        api = self.api
+        per_job = tracker.by_job()
+        gangs = {j: [p for p in per_job[j] if not p.deleted] for j in notice_jobs}
+        t0 = time.monotonic()
+
+        async def taint(i: int) -> None:
+            node = await api.call("GET", f"/api/v1/nodes/notice-{i}")
+            taints = (node["spec"].get("taints") or []) + [
+                {"key": TAINT_NTH_SPOT_ITN, "value": "bench", "effect": "NoSchedule"}
+            ]
+            await api.call(
+                "PATCH",
+                f"/api/v1/nodes/notice-{i}",
+                {"spec": {"taints": taints}},
+                content_type="application/merge-patch+json",
+            )
+
+        await asyncio.gather(*(taint(i) for i in range(len(notice_jobs))))
+        await tracker.until(
+            lambda: all(p.requested for g in gangs.values() for p in g), 60, "checkpoint requests"
+        )
+        lat = [
+            max(p.requested for p in g) - t0 for g in gangs.values() if all(p.requested for p in g)
+        ]  # type: ignore[type-var]
+        result["notice_jobs"] = len(notice_jobs)
+        result["notice_to_all_requested"] = summary(lat)
+        await asyncio.gather(
+            *(
+                api.call(
+                    "PATCH",
+                    f"/api/v1/nodes/notice-{i}",
+                    {
+                        "spec": {
+                            "taints": [{"key": NOTICE_TAINT, "value": "x", "effect": "NoSchedule"}]
+                        }
+                    },
+                    content_type="application/merge-patch+json",
+                )
+                for i in range(len(notice_jobs))
+            )
+        )
+
+    async def cleanup(self, system: str, ns: str, ctl: Controller) -> None:
+        assert self.api
+        api = self.api
+        with contextlib.suppress(Exception):
+            if system.startswith("kubetrain"):
+                await api.call(
+                    "DELETE", f"/apis/kubetrain.dev/v1alpha1/namespaces/{ns}/trainingjobs", {}
+                )
+            elif system.startswith("jobset"):
+                await api.call(
+                    "DELETE", f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{ns}/jobsets", {}
+                )
+            elif system.startswith("pytorch"):
+                await api.call("DELETE", f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs", {})
+        with contextlib.suppress(Exception):
+            await api.call("DELETE", f"/api/v1/namespaces/{ns}/pods", {"gracePeriodSeconds": 0})
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            left = await api.call(
+                "GET",
+                f"/apis/kubetrain.dev/v1alpha1/namespaces/{ns}/trainingjobs",
+                params={"limit": "1"},
+            )
+            pods = await api.call("GET", f"/api/v1/namespaces/{ns}/pods", params={"limit": "1"})
+            if not left["items"] and not pods["items"]:
+                break
+            with contextlib.suppress(Exception):
+                await api.call("DELETE", f"/api/v1/namespaces/{ns}/pods", {"gracePeriodSeconds": 0})
+            await asyncio.sleep(0.5)
+        ctl.stop()
+        await api.call("DELETE", f"/api/v1/namespaces/{ns}", {}, ok=(404,))
+
+    # ----- the whole run
+    async def main(self) -> dict[str, Any]:
+        assert self.cluster
+        self.api = Api(self.cluster.kubeconfig)
+        try:
+            return await self._main()
+        finally:
+            await self.api.close()
+
+    async def _main(self) -> dict[str, Any]:
+        args = self.args
+        biggest = max(args.jobs)
+        plain = max(2, math.ceil(biggest * args.pods * 1.25 / PODS_PER_PLAIN_NODE))
+        # Only the bench's own nodes: the local pools' GPU nodes are tainted and spread over zones
+        # (kubetrain's zone choice would count them as room its pods cannot use).
+        assert self.api
+        for node in (await self.api.call("GET", "/api/v1/nodes"))["items"]:
+            await self.api.call(
+                "DELETE", f"/api/v1/nodes/{node['metadata']['name']}", {}, ok=(404,)
+            )
+        log(
+            f"adding {plain} plain kwok nodes ({PODS_PER_PLAIN_NODE} pods each) and {args.notices} notice nodes"
+        )
+        await self.add_nodes(plain, prefix="plain", pods=PODS_PER_PLAIN_NODE)
+        if any(s.startswith("kubetrain") for s in args.systems) and args.notices:
+            await self.add_nodes(args.notices, prefix="notice", pods=args.pods, notice=True)
+        rounds = []
+        for n in args.jobs:
+            reps = args.reps if n <= args.reps_up_to else 1
+            for rep in range(reps):
+                order = list(args.systems)
+                k = rep % len(order)
+                order = order[k:] + order[:k]
+                for system in order:
+                    log(f"round: {system}, {n} jobs x {args.pods} pods, rep {rep}")
+                    t = time.monotonic()
+                    r = await self.round(system, n, rep)
+                    r["round_wall_s"] = round(time.monotonic() - t, 1)
+                    log(
+                        json.dumps(
+                            {
+                                k: r.get(k)
+                                for k in (
+                                    "system",
+                                    "jobs",
+                                    "all_pods_created_s",
+                                    "all_pods_running_s",
+                                    "submit_to_gang_created",
+                                    "fail_to_new_gang_created",
+                                    "controller_cpu_s",
+                                    "controller_rss_mib",
+                                    "notice_to_all_requested",
+                                )
+                            }
+                        )
+                    )
+                    rounds.append(r)
+                    self.save(rounds)
+        return {"rounds": rounds}
+
+    def save(self, rounds: list[dict[str, Any]]) -> None:
+        out = Path(self.args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "benchmark": "hack/bench/scale.py",
+            "command": " ".join(["hack/bench/scale.py", *sys.argv[1:]]),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "load_avg_at_save": os.getloadavg()},
+            "pods_per_job": self.args.pods,
+            "rounds": rounds,
+            "summary": summarize(rounds),
+        }  # fmt: skip
+        out.write_text(json.dumps(doc, indent=1) + "\n")
+
+    def close(self) -> None:
+        if self.cluster is not None and not self.args.keep:
+            log("stopping the local control plane")
+            cluster_sh("down", self.run_dir)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def collection(obj: dict[str, Any], ns: str) -> str:
+    kind = obj["kind"]
+    plural = {"ServiceAccount": "serviceaccounts", "Service": "services", "Pod": "pods",
+              "Role": "roles", "RoleBinding": "rolebindings"}[kind]  # fmt: skip
+    prefix = "/api/v1" if obj["apiVersion"] == "v1" else f"/apis/{obj['apiVersion']}"
+    return f"{prefix}/namespaces/{ns}/{plural}"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per (system, N): the median over repetitions of each headline number."""
+    out: dict[str, Any] = {}
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in rounds:
+        groups.setdefault((r["system"], r["jobs"]), []).append(r)
+
+    def med(rs: list[dict[str, Any]], *path: str) -> float | None:
+        vals = []
+        for r in rs:
+            v: Any = r
+            for p in path:
+                v = v.get(p) if isinstance(v, dict) else None
+            if isinstance(v, (int, float)):
+                vals.append(float(v))
+        return round(statistics.median(vals), 3) if vals else None
+
+    for (system, n), rs in sorted(groups.items()):
+        out[f"{system}/{n}"] = {
+            "rounds": len(rs),
+            "gang_created_p50": med(rs, "submit_to_gang_created", "p50"),
+            "gang_created_p95": med(rs, "submit_to_gang_created", "p95"),
+            "first_pod_p50": med(rs, "submit_to_first_pod", "p50"),
+            "all_pods_created_s": med(rs, "all_pods_created_s"),
+            "all_pods_running_s": med(rs, "all_pods_running_s"),
+            "restart_created_p50": med(rs, "fail_to_new_gang_created", "p50"),
+            "restart_created_p95": med(rs, "fail_to_new_gang_created", "p95"),
+            "restart_running_p95": med(rs, "fail_to_new_gang_running", "p95"),
+            "controller_cpu_s_create": med(rs, "controller_cpu_s_create"),
+            "controller_cpu_s": med(rs, "controller_cpu_s"),
+            "controller_rss_mib": med(rs, "controller_rss_mib_end"),
+            "kcm_cpu_s": med(rs, "control_plane_cpu_s", "kube-controller-manager"),
+            "apiserver_cpu_s": med(rs, "control_plane_cpu_s", "kube-apiserver"),
+            "notice_p95": med(rs, "notice_to_all_requested", "p95"),
+            "restart_overlap": med(rs, "restart_old_pods_alive_with_new"),
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--jobs", default="10,100,1000", help="comma-separated N (default 10,100,1000)")
+    ap.add_argument("--pods", type=int, default=8, help="pods per job (default 8)")
+    ap.add_argument(
+        "--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}"
+    )
+    ap.add_argument(
+        "--reps", type=int, default=2, help="repetitions per N up to --reps-up-to (default 2)"
+    )
+    ap.add_argument("--reps-up-to", type=int, default=100, help="larger N run once (default 100)")
+    ap.add_argument(
+        "--restarts", type=int, default=20, help="jobs failed at once per round (default 20)"
+    )
+    ap.add_argument(
+        "--notices", type=int, default=10, help="kubetrain: spot notices at once (default 10)"
+    )
+    ap.add_argument("--bare-concurrency", default="16,64,256", help="requests in flight to sweep")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per phase of a round")
+    ap.add_argument("--settle", type=float, default=3.0, help="seconds for a controller to start")
+    ap.add_argument(
+        "--profile", action="store_true", help="kubetrain under py-spy (SVG in the log dir)"
+    )
+    ap.add_argument(
+        "--baseline",
+        default=str(ROOT),
+        help="kubetrain-baseline runs the operator from this checkout (e.g. a worktree of main)",
+    )
+    ap.add_argument("--keep", action="store_true", help="leave the cluster running")
+    ap.add_argument("--out", default=str(ROOT / "hack" / "bench" / "results" / "bench_scale.json"))
+    args = ap.parse_args()
+    args.jobs = [int(x) for x in args.jobs.split(",")]
+    args.systems = [s for s in args.systems.split(",") if s]
+    args.bare_concurrency = [int(x) for x in args.bare_concurrency.split(",")]
+    for s in args.systems:
+        if s not in SYSTEMS:
+            ap.error(f"unknown system {s!r}: choose from {', '.join(SYSTEMS)}")
+    args.restarts = min(args.restarts, min(args.jobs) // 2) if args.restarts else 0
+    bench = Bench(args)
+    try:
+        bench.start()
+        asyncio.run(bench.main())
+    finally:
+        bench.close()
+    log(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
