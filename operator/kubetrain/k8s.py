@@ -1,8 +1,11 @@
 """The one door to the Kubernetes API. Everything else in the operator is data in, data out.
 
-Built on the official client's low-level `ApiClient.call_api` with plain dicts: manifests from the
-builders go out exactly as built, with no generated-model round trip that could drop fields.
-The client is synchronous; every call runs in a worker thread so the kopf event loop never blocks.
+Plain dicts over aiohttp (kopf's own HTTP stack), on the event loop: manifests from the builders
+go out exactly as built, with no generated-model round trip that could drop fields. The official
+client only loads the credentials (in-cluster or kubeconfig, with its token refresh). No thread
+pool: the blocking client behind `asyncio.to_thread` had the default executor's min(32, cpus + 4)
+threads for every job of the operator, so all gangs advanced in lockstep (issue 14). Requests in
+flight are bounded by one connection pool (MAX_IN_FLIGHT), which is what the API server sees.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import datetime as dt
 import json
 import os
 import socket
+import ssl
+import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+import aiohttp
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
 from kubetrain.api.constants import (
     GROUP,
@@ -33,6 +38,13 @@ from kubetrain.api.constants import (
 
 FIELD_MANAGER: Final = "kubetrain-operator"
 EVENT_SOURCE: Final = "kubetrain-operator"
+# Requests in flight at once (the connection pool's size). Enough for a few hundred gangs to
+# advance together; the API server's own fairness (APF) queues the rest.
+MAX_IN_FLIGHT: Final = 64
+REQUEST_TIMEOUT_SECONDS: Final = 30.0
+TOKEN_REFRESH_SECONDS: Final = (
+    30.0  # re-read a rotating token (in-cluster, exec plugins) this often
+)
 
 # kind -> (plural, namespaced) for every kind the builders may emit.
 _KINDS: Final[dict[str, tuple[str, bool]]] = {
@@ -117,13 +129,53 @@ def _job_path(namespace: str, name: str) -> str:
 
 
 class Kube:
-    """Async facade over one ApiClient; methods return plain dicts and treat 404/409 explicitly."""
+    """Async facade over the API server; methods return plain dicts and treat 404/409 explicitly.
 
-    def __init__(self, api: client.ApiClient) -> None:
-        self._api = api
+    `api` only provides the connection settings (server, CA, client cert, token and its refresh
+    hook); requests go through one aiohttp session, made on first use in the running loop.
+    """
+
+    def __init__(self, api: client.ApiClient, *, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        self._config: client.Configuration = api.configuration
         self._instance = socket.gethostname()
+        self._max_in_flight = max_in_flight
+        self._session: aiohttp.ClientSession | None = None
+        self._token: str | None = None
+        self._token_at = -TOKEN_REFRESH_SECONDS
 
-    def _call(
+    def _ssl(self) -> ssl.SSLContext | bool:
+        cfg = self._config
+        if not cfg.verify_ssl:
+            return False
+        context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+        if cfg.cert_file:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+        return context
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=self._max_in_flight),
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _authorization(self) -> str | None:
+        now = time.monotonic()
+        if now - self._token_at >= TOKEN_REFRESH_SECONDS:
+            # The refresh hook may read a file or run an exec plugin: never on the event loop.
+            self._token = await asyncio.to_thread(
+                self._config.get_api_key_with_prefix, "authorization"
+            )
+            self._token_at = now
+        return self._token
+
+    async def _acall(
         self,
         verb: str,
         path: str,
@@ -132,26 +184,24 @@ class Kube:
         query: list[tuple[str, Any]] | None = None,
         content_type: str = "application/json",
     ) -> Any:
-        try:
-            return self._api.call_api(
-                path,
-                verb,
-                query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": content_type},
-                body=body,
-                response_type="object",
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _preload_content=True,
-                _request_timeout=30,
-            )
-        except ApiException as exc:
-            raise KubeError(
-                verb, path, int(exc.status or 0), str(exc.reason), api_message(exc.body)
-            ) from exc
-
-    async def _acall(self, verb: str, path: str, body: Any = None, **kw: Any) -> Any:
-        return await asyncio.to_thread(self._call, verb, path, body, **kw)
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        token = await self._authorization()
+        if token:
+            headers["Authorization"] = token
+        async with self._session_now().request(
+            verb,
+            self._config.host.rstrip("/") + path,
+            params=[(k, str(v)) for k, v in query or []],
+            data=None if body is None else json.dumps(body),
+            headers=headers,
+            proxy=self._config.proxy or None,
+        ) as response:
+            data = await response.read()
+            if response.status >= 400:
+                raise KubeError(
+                    verb, path, response.status, str(response.reason or ""), api_message(data)
+                )
+        return json.loads(data) if data else None
 
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The job as the API server has it now (never a cached view), or None when gone."""

@@ -1,7 +1,9 @@
 """One reconcile pass for one job: read once, decide in memory, act. Called by the job's daemon.
 
-Pods and nodes come from kopf indexes (O(1) lookups, no listing); the job itself is read fresh
-from the API server so the restart counters are never judged on a stale copy. The one exception:
+Pods and nodes come from kopf indexes (O(1) lookups, no listing). The job is never judged on a
+stale copy (restart counters!): a pass reads kopf's live body only when it is exactly the version
+this daemon last had from the API server (its own status write, or its last read), else it reads
+the job from the API server (JobSource). So a pass woken by a pod event costs no job read. The one exception:
 when a rank of the running attempt is missing from the index, the attempt's pods are read from
 the API server, because only the API can tell a pod the watch has not delivered yet from one that
 was deleted (every rank of an attempt is created before its status is written, so a rank the API
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from kubetrain.api.constants import LABEL_ATTEMPT, LABEL_JOB, GangScheduling
@@ -21,11 +23,54 @@ from kubetrain.reconcile import queue_sync
 from kubetrain.reconcile.act import act
 from kubetrain.reconcile.decide import decide, policy_requeue
 from kubetrain.reconcile.observe import NodeView, PodView, pod_view
-from kubetrain.reconcile.plan import JobView, Observed, Target
+from kubetrain.reconcile.plan import Invalid, JobView, Observed, Target
 from kubetrain.reconcile.target import to_target
 from kubetrain.status import TERMINAL_PHASES
 
 NodeUsage = Callable[[str], Sequence[PodView]]
+
+
+def _version(job: Mapping[str, Any] | None) -> str | None:
+    meta = (job or {}).get("metadata") or {}
+    version = meta.get("resourceVersion")
+    return str(version) if version else None
+
+
+class JobSource:
+    """The job for one daemon's passes: kopf's live view of it when that view is the version
+    the API server last gave this daemon, else a fresh read.
+
+    resourceVersions are opaque (never compared for order): equality with the version we last
+    wrote or read proves the view holds everything we know, and anything else costs one GET.
+    """
+
+    def __init__(self, live: Mapping[str, Any] | None = None) -> None:
+        self.live = live
+        self.known: str | None = None
+        self._target: tuple[tuple[str, Any, GangScheduling], Target | Invalid] | None = None
+
+    def target(
+        self, body: Mapping[str, Any], gang: GangScheduling = GangScheduling.KUBETRAIN
+    ) -> Target | Invalid:
+        """The spec parsed and resolved once per generation (the spec changes only with it)."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("uid")), meta.get("generation"), gang)
+        if key[1] is None or self._target is None or self._target[0] != key:
+            self._target = (key, to_target(body, gang))
+        return self._target[1]
+
+    async def read(self, kube: Kube, namespace: str, name: str) -> Mapping[str, Any] | None:
+        live = self.live
+        if live is not None and self.known is not None and _version(live) == self.known:
+            return {key: live[key] for key in live}  # the raw event's parts, not a live view
+        body = await kube.get_job(namespace, name)
+        self.known = _version(body)
+        return body
+
+    def wrote(self, job: Mapping[str, Any] | None) -> None:
+        """Our own write's result: the version the watch will bring next."""
+        if job is not None:
+            self.known = _version(job)
 
 
 async def current_attempt_pods(
@@ -65,6 +110,7 @@ async def reconcile_once(
     node_pods: NodeUsage = lambda _node: (),
     unbound_pods: Callable[[], Iterable[PodView]] = tuple,
     gang: GangScheduling = GangScheduling.KUBETRAIN,
+    source: JobSource | None = None,
 ) -> float | None:
     """Returns seconds until the next pass is due without events, or None when the job is gone.
     `gang`: the operator's gang scheduling mode (kubetrain.handlers.configure chose it).
@@ -73,11 +119,12 @@ async def reconcile_once(
     (choosing its zone from free capacity) or an elastic gang runs short (looking for room to grow
     back), so the usual pass stays O(pods of the job).
     """
-    body = await kube.get_job(namespace, name)
+    source = source or JobSource()
+    body = await source.read(kube, namespace, name)
     if body is None:
         return None
     job = JobView.from_body(body)
-    target = to_target(body, gang)
+    target = source.target(body, gang)
     pod_list = [p for p in pods if p.namespace == namespace and p.job == name]
     vanished: frozenset[str] = frozenset()
     if isinstance(target, Target):
@@ -106,7 +153,7 @@ async def reconcile_once(
         queue=queued,
     )
     plan = decide(job, target, observed, now or dt.datetime.now(dt.UTC))
-    await act(kube, body, plan, logger)
+    source.wrote(await act(kube, body, plan, logger))
     if queued is not None:
         await queue_sync.settle(kube, body, queued, plan, pod_list, now)
     if plan.delete_job:
