@@ -852,7 +852,8 @@ class Bench:
         assert self.api
         api = self.api
         pods = self.args.pods
-        victims = [n for n in names if n not in notice_jobs][-self.args.restarts :]
+        count = min(self.args.restarts, len(names) // 2)
+        victims = [n for n in names if n not in notice_jobs][-count:] if count else []
         per_job = tracker.by_job()
         old = {p.uid for v in victims for p in per_job[v]}
         expect = 1 if system.startswith("pytorch") else pods
@@ -1031,6 +1032,8 @@ class Bench:
         for n in args.jobs:
             reps = args.reps if n <= args.reps_up_to else 1
             systems = args.systems if n <= args.reps_up_to else args.large_systems
+            if n <= args.reps_up_to:
+                self.bare_best = None  # swept again at this N; the largest N reuses the last
             for rep in range(reps):
                 order = list(systems)
                 k = rep % len(order)
@@ -1237,7 +1240,6 @@ def main() -> None:
     for s in args.systems + args.large_systems:
         if s not in SYSTEMS:
             ap.error(f"unknown system {s!r}: choose from {', '.join(SYSTEMS)}")
-    args.restarts = min(args.restarts, min(args.jobs) // 2) if args.restarts else 0
     bench = Bench(args)
     try:
         bench.start()
