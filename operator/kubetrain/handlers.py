@@ -247,7 +247,9 @@ async def wake_on_job(name: str, namespace: str | None, memo: kopf.Memo, **_: An
 @kopf.on.event(
     KUEUE_GROUP, KUEUE_VERSION, WORKLOAD_PLURAL, id="wake_on_workload", labels=WORKER_PODS
 )
-def wake_on_workload(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+async def wake_on_workload(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
     """Kueue admitted, evicted or requeued a job's Workload (kubetrain.reconcile.queue). Where
     Kueue is not installed the resource does not exist and kopf watches nothing here."""
     memo.wakeups.wake((namespace or "", str(body.get("metadata", {}).get("labels", {})[LABEL_JOB])))
