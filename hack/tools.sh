@@ -4,7 +4,7 @@
 # skipped, so tests and CI may call this always; a changed line rebuilds that tool only.
 #
 #   hack/tools.sh                 build every tool in hack/tools/pins.tsv
-#   hack/tools.sh NAME...         build these tools only
+#   hack/tools.sh NAME...         build these tools only (also the benchmarks' hack/tools/bench-pins.tsv)
 #   hack/tools.sh --print         print the tools directory (for PATH=...)
 #   hack/tools.sh --module NAME   print the directory of NAME's pinned module (its CRDs, examples...)
 #
@@ -23,8 +23,16 @@ TOOLS_DIR="${KUBETRAIN_TOOLS_DIR:-$ROOT/.cache/tools}"
 
 die() { echo "hack/tools.sh: $*" >&2; exit 1; }
 
-pins() {  # the pin lines (no comments, no blank lines), optionally only NAME's
-  grep -v -e '^#' -e '^[[:space:]]*$' "$PINS" | { if [[ -n "${1:-}" ]]; then awk -F'\t' -v n="$1" '$1 == n'; else cat; fi; }
+# Benchmark-only tools (peers that hack/bench/scale.py races against): built by name, never by
+# the no-argument build that `make test` runs.
+BENCH_PINS="$ROOT/hack/tools/bench-pins.tsv"
+
+pins() {  # the test tools' pin lines (no comments, no blank lines), or NAME's from either file
+  if [[ -n "${1:-}" ]]; then
+    grep -h -v -e '^#' -e '^[[:space:]]*$' "$PINS" "$BENCH_PINS" | awk -F'\t' -v n="$1" '$1 == n'
+  else
+    grep -v -e '^#' -e '^[[:space:]]*$' "$PINS"
+  fi
 }
 
 # module_dir MODULE VERSION SUM: download the module (cached after the first time), check its
@@ -36,7 +44,7 @@ module_dir() {
     die "go mod download $module@$version failed:"$'\n'"$json"
   got=$(sed -n 's/^[[:space:]]*"Sum": "\(.*\)",*$/\1/p' <<<"$json")
   dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p' <<<"$json")
-  [[ "$got" == "$sum" ]] || die "$module@$version has hash $got, the pin says $sum (hack/tools/pins.tsv)"
+  [[ "$got" == "$sum" ]] || die "$module@$version has hash $got, the pin says $sum (hack/tools/*pins.tsv)"
   [[ -d "$dir" ]] || die "go mod download $module@$version gave no directory"
   echo "$dir"
 }
@@ -67,7 +75,7 @@ case "${1:-}" in
     ;;
   --module)
     line=$(pins "${2:?usage: hack/tools.sh --module NAME}")
-    [[ -n "$line" ]] || die "no tool named ${2} in hack/tools/pins.tsv"
+    [[ -n "$line" ]] || die "no tool named ${2} in hack/tools/pins.tsv or bench-pins.tsv"
     IFS=$'\t' read -r _ module version _ _ sum _ <<<"$line"
     module_dir "$module" "$version" "$sum"
     exit 0

@@ -24,7 +24,7 @@ Systems (one round each, order rotated per repetition):
                      needs (ServiceAccount, Role, RoleBinding, Service, P pods; built by
                      kubetrain.build), async, C requests in flight; C swept, the best is the limit.
                      Its restart: delete the P pods, wait until they are gone, create P new ones.
-  jobset             JobSet v0.12.0 (hack/tools/pins.tsv), shipped defaults: pods come from the
+  jobset             JobSet v0.12.0 (hack/tools/bench-pins.tsv), shipped defaults: pods come from the
                      kube-controller-manager's Job controller (client QPS 20, 5 Job workers)
   jobset-tuned       the same with the kube-controller-manager at --kube-api-qps=500
                      --kube-api-burst=500 --concurrent-job-syncs=50
