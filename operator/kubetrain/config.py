@@ -6,6 +6,10 @@ Only settings that change what the operator will do on a job author's behalf liv
 ServiceAccount and must not grant a job author what the author could not do directly.
 `KUBETRAIN_GANG_SCHEDULING=kubetrain|native` overrides the gang scheduling mode that the operator
 otherwise chooses at startup from what the API server serves (kubetrain.reconcile.gang).
+`KUBETRAIN_PROVISIONER_NODE_LABELS` (comma-separated label keys, default `karpenter.sh/nodepool`)
+marks nodes a provisioner adds on demand: a gang short of room on such nodes is released at once
+for the provisioner to scale (it ignores gated pods) instead of waiting gated for room to appear.
+Empty: every node is a fixed pool. Only the operator's own gang mode (kubetrain) gates pods.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from kubetrain.api.constants import GangScheduling
+from kubetrain.api.constants import LABEL_KARPENTER_NODEPOOL, GangScheduling
 
 ENV_ALLOW_PRIVILEGED_PODS = "KUBETRAIN_ALLOW_PRIVILEGED_PODS"
 ENV_GANG_SCHEDULING = "KUBETRAIN_GANG_SCHEDULING"
+ENV_PROVISIONER_NODE_LABELS = "KUBETRAIN_PROVISIONER_NODE_LABELS"
 
 
 @dataclass(frozen=True)
 class OperatorConfig:
     allow_privileged_pods: bool = False
+    provisioner_node_labels: tuple[str, ...] = (LABEL_KARPENTER_NODEPOOL,)
 
 
 def _truthy(value: str | None) -> bool:
@@ -30,7 +36,15 @@ def _truthy(value: str | None) -> bool:
 
 def operator_config() -> OperatorConfig:
     """Read on every call (cheap), so a test or an admin's restart sees the current value."""
-    return OperatorConfig(allow_privileged_pods=_truthy(os.environ.get(ENV_ALLOW_PRIVILEGED_PODS)))
+    labels = os.environ.get(ENV_PROVISIONER_NODE_LABELS)
+    return OperatorConfig(
+        allow_privileged_pods=_truthy(os.environ.get(ENV_ALLOW_PRIVILEGED_PODS)),
+        provisioner_node_labels=(
+            (LABEL_KARPENTER_NODEPOOL,)
+            if labels is None
+            else tuple(k.strip() for k in labels.split(",") if k.strip())
+        ),
+    )
 
 
 def gang_scheduling_override() -> GangScheduling | None:

@@ -36,7 +36,7 @@ from kubetrain.api.constants import (
 from kubetrain.k8s import Kube, KubeError, load_api_client
 from kubetrain.reconcile import queue_sync
 from kubetrain.reconcile.gang import detect_gang_scheduling
-from kubetrain.reconcile.loop import JobSource, reconcile_once
+from kubetrain.reconcile.loop import Claims, JobSource, reconcile_once
 from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
 
 Key = tuple[str, str]
@@ -135,6 +135,8 @@ async def configure(
     memo.wakeups = Wakeups()
     memo.nodes_seen = {}
     memo.pods_seen = {}
+    memo.gated = {}  # (namespace, job) -> uids of its pods waiting behind the gang's gate
+    memo.claims = Claims()  # pods just pinned to a zone, until the watch shows them
     if not settings.peering.standalone and settings.peering.clusterwide:
         try:
             await memo.kube.ensure_cluster_peering(settings.peering.name)
@@ -194,9 +196,13 @@ async def pods_by_job(body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
 
 @kopf.index("v1", "pods", id="pods_by_node", labels=WORKER_PODS)
 async def pods_by_node(body: kopf.Body, **_: Any) -> dict[str, PodView] | None:
-    """Our pods bound to each node: whose jobs to wake, and what the node has left to give."""
+    """Our pods bound to each node: whose jobs to wake, and what the node has left to give.
+
+    Finished pods stay, as finished (zones.slots counts them as holding nothing): kopf keeps an
+    object's previous value when the function returns None, so dropping them here would leave
+    their running view behind, holding the node until the pod is deleted."""
     view = pod_view(body)
-    return {view.node: view} if view and view.node and not view.finished else None
+    return {view.node: view} if view and view.node else None
 
 
 @kopf.index("v1", "nodes", id="nodes_by_name")
@@ -212,6 +218,14 @@ async def wake_on_pod(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> 
     view = pod_view(body)
     if not view:
         return
+    key = (view.namespace, view.job)
+    gated: dict[Key, set[str]] = memo.gated
+    if view.gated and type != "DELETED":
+        gated.setdefault(key, set()).add(view.uid)
+    elif view.uid in gated.get(key, ()):
+        gated[key].discard(view.uid)
+        if not gated[key]:
+            del gated[key]
     seen: dict[str, PodView] = memo.pods_seen
     if type == "DELETED":
         seen.pop(view.uid, None)
@@ -220,12 +234,21 @@ async def wake_on_pod(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> 
         if seen.get(view.uid) == quiet:
             return
         seen[view.uid] = quiet
-    memo.wakeups.wake((view.namespace, view.job))
+    memo.wakeups.wake(key)
+    if view.node and (type == "DELETED" or view.finished or view.deleting):
+        _wake_gated(memo)  # room on a node may have come free
+
+
+def _wake_gated(memo: kopf.Memo) -> None:
+    """Jobs whose gang waits gated for room: they count it again."""
+    for key in list(memo.gated):
+        memo.wakeups.wake(key)
 
 
 @kopf.on.event("v1", "nodes", id="wake_on_node")
 async def wake_on_node(body: kopf.Body, type: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Wake the jobs with pods on a node whose readiness, schedulability or taints changed."""
+    """Wake the jobs with pods on a node whose readiness, schedulability or taints changed, and
+    every job waiting gated for room."""
     pods_by_node: kopf.Index[str, PodView] = kwargs["pods_by_node"]  # kopf passes indexes by name
     view = node_view(body)
     seen: dict[str, NodeView] = memo.nodes_seen
@@ -237,6 +260,7 @@ async def wake_on_node(body: kopf.Body, type: str, memo: kopf.Memo, **kwargs: An
         seen[view.name] = view
     for key in {(p.namespace, p.job) for p in pods_by_node.get(view.name, [])}:
         memo.wakeups.wake(key)
+    _wake_gated(memo)  # a node joined, became Ready or schedulable, or lost a taint
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="wake_on_job")
@@ -306,12 +330,14 @@ async def reconcile(
         return list(pods_by_node.get(node, []))
 
     def unbound_pods() -> list[PodView]:
-        return [
-            p
-            for job in list(pods_by_job)
-            for p in pods_by_job.get(job, [])
-            if p.node is None and not p.finished and not p.deleting
+        indexed = {
+            (p.namespace, p.name): p for job in list(pods_by_job) for p in pods_by_job.get(job, [])
+        }
+        unbound = [
+            p for p in indexed.values() if p.node is None and not p.finished and not p.deleting
         ]
+        claims: Claims = memo.claims
+        return unbound + claims.pending(indexed)
 
     try:
         # A new FSx volume first (once per job; the pods wait for their claim to bind anyway).
@@ -344,6 +370,7 @@ async def reconcile(
                         unbound_pods=unbound_pods,
                         gang=memo.gang_scheduling,
                         source=source,
+                        claim=memo.claims.add,
                     )
             except Exception as exc:  # API hiccups, conflicts, rejections, a builder bug
                 if not isinstance(exc, KubeError):

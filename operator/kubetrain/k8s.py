@@ -278,6 +278,22 @@ class Kube:
             raise
         return True
 
+    async def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> bool:
+        """JSON-merge-patch a pod (lifting the gang's scheduling gate); False when gone."""
+        try:
+            await self._acall(
+                "PATCH",
+                f"/api/v1/namespaces/{namespace}/pods/{name}",
+                dict(patch),
+                query=[("fieldManager", FIELD_MANAGER)],
+                content_type="application/merge-patch+json",
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> bool:
         """Merge annotations onto a pod (checkpoint requests, issue #4); False when gone."""
         try:

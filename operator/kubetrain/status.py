@@ -36,6 +36,9 @@ TERMINAL_PHASES: Final = frozenset({PHASE_SUCCEEDED, PHASE_FAILED})
 # Reasons carried by the Ready condition while it is False; they pick the phase.
 REASON_PENDING: Final = "Pending"  # waiting for the first attempt or for capacity
 REASON_UNSCHEDULABLE: Final = "Unschedulable"  # some pods of the gang cannot be placed (yet)
+# Gates lifted on counted room, but not every pod was bound within gangBindTimeoutSeconds (another
+# workload took a node): the pods are deleted and the gang waits, gated, again (no budget counted).
+REASON_GANG_BIND_TIMEOUT: Final = "GangBindTimeout"
 REASON_STARTING: Final = "Starting"  # every pod placed, not all running
 REASON_RUNNING: Final = "AllRanksRunning"
 REASON_RESTARTING: Final = "Restarting"  # previous attempt torn down, next one pending
@@ -56,7 +59,8 @@ REASON_SPEC_CHANGED: Final = "SpecChanged"
 # Ready=False while a gang restarts because rank 0 reported no new step for progressTimeoutSeconds.
 REASON_HANG: Final = "Hang"
 # Ready=False while the next attempt waits for room for the whole gang (the message says what it
-# needs and what is free where).
+# needs and what is free where): no pods yet (an elastic gang waiting to shrink), or its pods
+# gated (phase Pending).
 REASON_WAITING_FOR_CAPACITY: Final = "WaitingForCapacity"
 # Ready=False while an elastic gang running on fewer than spec.nodes checkpoints and restarts at
 # full size (counted against neither budget).
@@ -83,6 +87,7 @@ _RESTARTING_REASONS: Final = frozenset(
         REASON_RANK_FAILED,
         REASON_NODE_LOST,
         REASON_STARTUP_TIMEOUT,
+        REASON_GANG_BIND_TIMEOUT,
         REASON_INTERRUPTED,
         REASON_SPEC_CHANGED,
         REASON_RESIZED,
@@ -97,6 +102,7 @@ WARNING_REASONS: Final = frozenset(
         REASON_NODE_LOST,
         REASON_HANG,
         REASON_STARTUP_TIMEOUT,
+        REASON_GANG_BIND_TIMEOUT,
         REASON_UNSCHEDULABLE,
         REASON_BACKOFF_LIMIT,
         REASON_INTERRUPTION_LIMIT,

@@ -125,7 +125,9 @@ def test_one_rank_failing_restarts_the_gang_until_the_budget_is_spent(
 def test_gang_that_cannot_fit_never_runs_releases_after_timeout_and_retries(
     cluster: Cluster, namespace: str, operator: KopfRunner
 ) -> None:
-    # 6 x p5 when only 4 exist: some pods stay Pending.
+    # 6 x p5 when no zone has that many: some pods stay Pending. The p5 pool is a Karpenter
+    # NodePool, so the gang is not held behind its gate (Karpenter provisions only for pods it
+    # sees pending): released at once, it waits out startupTimeoutSeconds as before.
     apply(
         cluster,
         namespace,

@@ -466,7 +466,12 @@ def test_views_from_real_bodies() -> None:
         }
     )
     assert node == NodeView(
-        "n", True, False, "us-west-2b", ("aws-node-termination-handler/spot-itn",)
+        "n",
+        True,
+        False,
+        "us-west-2b",
+        ("aws-node-termination-handler/spot-itn",),
+        labels=(("topology.kubernetes.io/zone", "us-west-2b"),),
     )
 
 

@@ -26,6 +26,14 @@ LABEL_ATTEMPT: Final = PREFIX + "attempt"
 LABEL_RANK: Final = PREFIX + "rank"
 LABEL_ROLE: Final = PREFIX + "role"  # "worker" on pods
 
+# --- Gang admission (issue 11, level 1) -----------------------------------------------------------
+# Scheduling gate on every pod of an attempt that waits for room for the whole gang: the scheduler
+# ignores the pods until the operator removes it (from every pod of the attempt at once).
+SCHEDULING_GATE_GANG: Final = PREFIX + "gang"
+# Nodes a provisioner adds on demand (Karpenter's NodePool label): room there is not fixed, so a
+# gang short of room on them is released for the provisioner to scale (it ignores gated pods).
+LABEL_KARPENTER_NODEPOOL: Final = "karpenter.sh/nodepool"
+
 # --- Operator <-> pod checkpoint protocol (annotations on worker pods) -----------------------------
 # Operator -> pods: {"id": "...", "reason": "spot-interruption", "deadline": "<RFC3339>"}
 ANNOTATION_CHECKPOINT_REQUEST: Final = PREFIX + "checkpoint-request"
@@ -173,6 +181,7 @@ LIVE_SPEC_FIELDS: Final = (
     "ttlSecondsAfterFinished",
     "suspend",
     "startupTimeoutSeconds",
+    "gangBindTimeoutSeconds",
     "checkpointDeadlineSeconds",
     "minNodes",
     "shrinkAfterSeconds",

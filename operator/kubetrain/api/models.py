@@ -758,6 +758,10 @@ MSG_SHRINK_AFTER = (
 MSG_STARTUP = (
     "spec.startupTimeoutSeconds must be between 30 and 86400: set how long a gang may take to start"
 )
+MSG_GANG_BIND = (
+    "spec.gangBindTimeoutSeconds must be between 10 and 3600: set how long a released gang may take "
+    "to have every pod bound to a node"
+)
 MSG_TTL = (
     "spec.ttlSecondsAfterFinished must be 0 or more: set it, or remove it to keep finished jobs"
 )
@@ -882,6 +886,14 @@ class TrainingJobSpec(_Model):
         description="A gang not fully running by then releases its capacity and retries.",
         json_schema_extra=_cel(_rule("self >= 30 && self <= 86400", MSG_STARTUP)),
     )
+    gang_bind_timeout_seconds: int = Field(
+        default=60,
+        description="Once the operator counted room for the whole gang and lifted its scheduling "
+        "gates, every pod must be bound to a node within this time; otherwise (another workload "
+        "took a node first) the attempt's pods are deleted and the gang waits, gated, for room "
+        "again: counted against neither budget.",
+        json_schema_extra=_cel(_rule("self >= 10 && self <= 3600", MSG_GANG_BIND)),
+    )
     suspend: bool = Field(
         default=False, description="true: delete the pods (after a checkpoint) and wait."
     )
@@ -960,6 +972,11 @@ class TrainingJobSpec(_Model):
                 30 <= self.startup_timeout_seconds <= 86400,
                 "spec.startupTimeoutSeconds",
                 MSG_STARTUP,
+            ),
+            (
+                10 <= self.gang_bind_timeout_seconds <= 3600,
+                "spec.gangBindTimeoutSeconds",
+                MSG_GANG_BIND,
             ),
             (
                 self.ttl_seconds_after_finished is None or self.ttl_seconds_after_finished >= 0,
@@ -1266,6 +1283,11 @@ class TrainingJobStatus(_Status):
     start_time: str | None = RFC3339
     completion_time: str | None = RFC3339
     attempt_start_time: str | None = RFC3339
+    # When the operator lifted the current attempt's scheduling gates (unset while they hold):
+    # startupTimeoutSeconds counts from here, a gated gang holds no nodes.
+    release_time: str | None = RFC3339
+    # Released on counted room: every pod must be bound by then (spec.gangBindTimeoutSeconds).
+    bind_deadline: str | None = RFC3339
     restart_after: str | None = RFC3339
     zone: str | None = None
     resume_manifest: str | None = None

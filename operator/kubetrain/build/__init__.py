@@ -24,7 +24,7 @@ from kubetrain.build.objects import (
     build_service,
     fsx_selector,
 )
-from kubetrain.build.placement import Placement
+from kubetrain.build.placement import Placement, gated, release_patch
 from kubetrain.build.podgroup import build_podgroup, scheduling_group, superseded_podgroups
 from kubetrain.build.resolve import Resolved, resolve, spec_hash
 
@@ -42,9 +42,11 @@ __all__ = [
     "fsx_claim_name",
     "fsx_selector",
     "fsx_volume_name",
+    "gated",
     "owner_reference",
     "pod_name",
     "podgroup_name",
+    "release_patch",
     "resolve",
     "scheduling_group",
     "service_name",

@@ -15,7 +15,7 @@ nodes). The operator's zone choice steers around them instead.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from kubetrain.api.constants import (
     LABEL_EKS_CAPACITY_TYPE,
     LABEL_JOB,
     LABEL_KARPENTER_CAPACITY_TYPE,
+    SCHEDULING_GATE_GANG,
     SPEC_CAPACITY_TYPES,
 )
 from kubetrain.build.names import JobRef
@@ -133,3 +134,64 @@ def tolerations(r: Resolved) -> list[dict[str, Any]]:
     if r.efa_interfaces:
         out.append({"key": EFA_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     return out
+
+
+def gated(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The attempt's manifests with the gang's scheduling gate on every pod: the scheduler leaves
+    them alone until the operator sees room for the whole gang (release_patch lifts it)."""
+    out = []
+    for obj in objects:
+        obj = dict(obj)
+        if obj.get("kind") == "Pod":
+            spec = dict(obj.get("spec") or {})
+            gates = [
+                g
+                for g in spec.get("schedulingGates") or []
+                if g.get("name") != SCHEDULING_GATE_GANG
+            ]
+            spec["schedulingGates"] = [*gates, {"name": SCHEDULING_GATE_GANG}]
+            obj["spec"] = spec
+        out.append(obj)
+    return out
+
+
+def release_patch(pod: Mapping[str, Any], placement: Placement | None) -> dict[str, Any]:
+    """JSON merge patch lifting the gang's gate from `pod` (as built, gated, without a zone) and
+    pinning the placement chosen at release.
+
+    A gated pod accepts only additions to its scheduling constraints: the zone becomes a new
+    nodeSelector key and the capacity type a new expression in each node selector term that
+    names a capacity label, next to the spec's own (the terms are ORed, one per label dialect).
+    """
+    spec = pod.get("spec") or {}
+    others = [g for g in spec.get("schedulingGates") or [] if g.get("name") != SCHEDULING_GATE_GANG]
+    out: dict[str, Any] = {"schedulingGates": others or None}
+    placement = placement or Placement()
+    if placement.zone and ZONE not in (spec.get("nodeSelector") or {}):
+        out["nodeSelector"] = {ZONE: placement.zone}
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = required.get("nodeSelectorTerms") or []
+    if placement.capacity_type and terms:
+        narrowed = [_narrow(term, placement.capacity_type) for term in terms]
+        if narrowed != terms:
+            out["affinity"] = {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        **required,
+                        "nodeSelectorTerms": narrowed,
+                    }
+                }
+            }
+    return {"spec": out}
+
+
+def _narrow(term: Mapping[str, Any], capacity_type: str) -> dict[str, Any]:
+    exprs = list(term.get("matchExpressions") or [])
+    keys = {e.get("key") for e in exprs if e.get("key") in CAPACITY_TYPE_LABELS}
+    extra = [
+        {"key": key, "operator": "In", "values": _label_values(key, [capacity_type])}
+        for key in sorted(str(k) for k in keys)
+    ]
+    return {**term, "matchExpressions": exprs + extra} if extra else dict(term)

@@ -3,8 +3,9 @@
 Creates first (deterministic names: a retry finds them; everything but the pods at once, then
 every pod at once: pods need their ServiceAccount, and one request at a time made a gang of 8
 twelve round trips), then checkpoint requests (all pods at once: the seconds of a spot notice are
-the budget), then the status write (the decision is
-recorded before anything is torn down, so a failure is never counted twice), then deletes (all at once), then
+the budget), then the status write (the decision is recorded before anything is torn down, so a
+failure is never counted twice), then the release of a gated gang (all pods at once; a pass that
+finds some still gated releases them again), then deletes (all at once), then
 Events (only for transitions that were actually written). A request written before a crash that
 lost the status write is recomputed with the same id, so the pods see it once.
 """
@@ -76,6 +77,9 @@ async def act(
             namespace, name, status_patch(job.get("status") or {}, plan.status)
         )
     metrics.record_status(job, plan.status if plan.status_changed else None)
+    if plan.patches:
+        await _all(kube.patch_pod(namespace, p.name, p.patch) for p in plan.patches)
+        logger.info("released the gang's scheduling gates on %d pods", len(plan.patches))
     deleted = await _all(
         kube.delete_pod(namespace, d.name, d.uid, force=d.force, grace=d.grace_seconds)
         for d in plan.deletes

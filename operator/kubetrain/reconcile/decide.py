@@ -21,6 +21,7 @@ from kubetrain.api.constants import (
     REASON_INVALID_SPEC,
 )
 from kubetrain.api.models import CheckpointStatus, ProgressStatus, SizeStatus
+from kubetrain.build import Placement, gated
 from kubetrain.reconcile import classify as cl
 from kubetrain.reconcile import elastic, notice, queue
 from kubetrain.reconcile import interrupt as itr
@@ -32,21 +33,25 @@ from kubetrain.reconcile.plan import (
     Invalid,
     JobView,
     Observed,
+    PlacementNeeds,
     Plan,
     PodDelete,
+    PodPatch,
     Policy,
     Target,
 )
-from kubetrain.reconcile.zones import room
+from kubetrain.reconcile.zones import Admission, Room, admit, place, room
 from kubetrain.status import (
     REASON_BACKOFF_LIMIT,
     REASON_EVICTED,
     REASON_FINISHED,
+    REASON_GANG_BIND_TIMEOUT,
     REASON_HANG,
     REASON_INTERRUPTION_LIMIT,
     REASON_PENDING,
     REASON_QUEUED,
     REASON_RANK_FAILED,
+    REASON_RESIZED,
     REASON_RESTARTING,
     REASON_RESUMED,
     REASON_RESUMED_FROM_CHECKPOINT,
@@ -57,6 +62,7 @@ from kubetrain.status import (
     REASON_SUSPENDED,
     REASON_UNSCHEDULABLE,
     REASON_WAITING_FOR_CAPACITY,
+    Transition,
     get_condition,
     is_true,
     parse_time,
@@ -66,6 +72,8 @@ from kubetrain.status import (
 MAX_BACKOFF_SECONDS = 600
 STUCK_TERMINATING_SECONDS = 30  # past the pod's own deletion deadline -> force-delete
 WAIT_POLL_SECONDS = 5.0  # while pods we deleted are still terminating
+# A gated gang looks again this often even when no node or pod event wakes it.
+GATE_POLL_SECONDS = 30.0
 
 
 def _deletes(
@@ -75,10 +83,11 @@ def _deletes(
 
     `grace`: shorter than the pods' own. A pod already being deleted (by a drain, or by us with
     its own grace) gets it too when its deadline is further away: the API server shortens a
-    pending deletion, never lengthens one.
+    pending deletion, never lengthens one. Unbound pods first: the scheduler would otherwise bind
+    them to the nodes the others free.
     """
     out = []
-    for pod in pods:
+    for pod in sorted(pods, key=lambda p: p.node is not None):
         lost = cl.node_problem(pod, observed.nodes) is not None or (
             pod.node is None and pod.deleting
         )
@@ -167,6 +176,7 @@ def _restart(
     pods: Sequence[PodView],
     observed: Observed,
     verdict: Verdict,
+    due: str | None = None,
 ) -> Plan:
     """Tear the gang down as one and count the cause against the right budget."""
     restarts = draft.status.restarts
@@ -202,7 +212,8 @@ def _restart(
         restarts.failures += 1
         delay = _backoff(policy, restarts.failures)
         budget = f"restart {restarts.failures} of {policy.max_restarts}"
-    draft.status.restart_after = rfc3339(draft.now + dt.timedelta(seconds=delay))
+    # `due`: when the next attempt became due, if earlier (a gated gang that shrinks has waited).
+    draft.status.restart_after = due or rfc3339(draft.now + dt.timedelta(seconds=delay))
     then = f" and starting attempt {attempt + 1} in {delay}s"
     if verdict.reason == REASON_EVICTED:  # a stop: the next attempt waits for admission/resume
         then = f"; attempt {attempt + 1} starts when the job may run again"
@@ -297,17 +308,7 @@ def _start_next(
     checkpoint = draft.status.checkpoint
     resume = checkpoint.uri if checkpoint and checkpoint.uri else None
     needs = target.placement
-    free = (
-        room(
-            observed.all_nodes,
-            needs,
-            _avoid_nodes(draft, attempt),
-            observed.node_pods,
-            observed.unbound_pods,
-        )
-        if needs is not None
-        else {}
-    )
+    free = _free(draft, target, observed, attempt)
     due = restart_after if attempt > 0 else None
     start = elastic.next_start(policy, needs, free, due, draft.now, draft.status.zone)
     if start.wait_until is not None:
@@ -316,9 +317,15 @@ def _start_next(
         wait = min(elastic.POLL_SECONDS, seconds_until(start.wait_until, draft.now))
         return draft.finish(requeue=wait)
     placement, size = start.placement, start.size
-    creates = queue.apply_flavor(
-        target.build(nxt, resume, placement, size if size != policy.nodes else None), flavors
-    )
+    fewer = size if size != policy.nodes else None
+    # Kueue admits this job's gangs itself (level 2): its flavors, not this count, say where.
+    counted = needs is not None and observed.queue is None
+    gate = admit(free, observed.all_nodes, needs, size) if counted and needs is not None else None
+    if gate is None or gate.release:
+        creates = queue.apply_flavor(target.build(nxt, resume, placement, fewer), flavors)
+    else:  # no room for the whole gang: its pods wait gated, holding no node
+        placement = None
+        creates = gated(target.build(nxt, resume, None, fewer))
     if policy.min_nodes is not None or size != policy.nodes:
         why = start.why if size != policy.nodes else None
         draft.status.size = SizeStatus(current=size, desired=policy.nodes, reason=why)
@@ -354,16 +361,176 @@ def _start_next(
     if resume:
         draft.status.resume_manifest = resume
     draft.status.restart_after = None
+    draft.nodes(0, size)
+    if needs is not None and gate is not None and not gate.release:
+        draft.status.release_time = draft.status.bind_deadline = None
+        _wait_for_capacity(draft, elastic.describe(free, needs, size))
+        return draft.finish(creates=creates, requeue=GATE_POLL_SECONDS)
+    requeue = _released(draft, policy, gate)
     draft.cond(
         COND_READY,
         False,
         REASON_PENDING,
         f"attempt {nxt}: created {size} pods"
         + (f" ({start.why})" if size != policy.nodes else "")
-        + "; waiting for all of them to be scheduled",
+        + "; waiting for all of them to be scheduled"
+        + _release_why(gate, placement, free, needs, size),
     )
+    return draft.finish(creates=creates, requeue=requeue)
+
+
+def _free(draft: Draft, target: Target, observed: Observed, previous_attempt: int) -> Room:
+    """Room for this job's pods now, per (capacity type, zone); {} when the operator does not
+    place them or knows no node that fits."""
+    if target.placement is None:
+        return {}
+    return room(
+        observed.all_nodes,
+        target.placement,
+        _avoid_nodes(draft, previous_attempt),
+        observed.node_pods,
+        observed.unbound_pods,
+    )
+
+
+def _released(draft: Draft, policy: Policy, gate: Admission | None) -> float:
+    """Record that the attempt's pods are the scheduler's now; seconds until the next deadline.
+
+    On counted room every pod should bind at once, so a short bind deadline applies; room the
+    operator could not count (a provisioner adds nodes) gets startupTimeoutSeconds only.
+    """
+    draft.status.release_time = draft.now_s
+    draft.status.bind_deadline = None
+    startup = float(policy.startup_timeout_seconds)
+    if gate is None or not gate.counted:
+        return startup
+    bind = policy.gang_bind_timeout_seconds
+    draft.status.bind_deadline = rfc3339(draft.now + dt.timedelta(seconds=bind))
+    return min(startup, float(bind))
+
+
+def _release_why(
+    gate: Admission | None,
+    placement: Placement | None,
+    free: Room,
+    needs: PlacementNeeds | None,
+    size: int,
+) -> str:
+    if gate is None or needs is None:
+        return ""
+    if gate.counted:
+        where = f" in {placement.zone}" if placement and placement.zone else ""
+        return f" (room for the whole gang{where})"
+    if not gate.known:
+        return " (no known node of that kind: the provisioner decides where)"
+    if not gate.fits:
+        return f" (the provisioner adds nodes; {elastic.describe(free, needs, size)})"
+    return ""
+
+
+def _wait_for_capacity(draft: Draft, needs_words: str) -> None:
+    """Ready=False WaitingForCapacity, with an Event whenever what it waits for changes."""
+    message = (
+        f"attempt {draft.attempt}: waiting for capacity: {needs_words}; the pods are gated and "
+        "hold no node until one zone has room for the whole gang"
+    )
+    ready = get_condition(draft.conditions, COND_READY)
+    if (
+        ready is not None
+        and ready.get("reason") == REASON_WAITING_FOR_CAPACITY
+        and ready.get("message") != message
+    ):
+        draft.notes.append(Transition(COND_READY, "False", REASON_WAITING_FOR_CAPACITY, message))
+    draft.cond(COND_READY, False, REASON_WAITING_FOR_CAPACITY, message)
+
+
+def _gated(
+    draft: Draft,
+    target: Target,
+    observed: Observed,
+    gang: Sequence[PodView],
+    deletes: Sequence[PodDelete],
+) -> Plan:
+    """Pods of the current attempt still carry the gang's gate: release them all when one zone
+    has room for the whole gang (or room cannot be counted), else keep waiting, holding nothing.
+    The startup timeout does not run meanwhile. An elastic gang waiting gated at full size after
+    a restart resumes on fewer nodes once elastic.next_start allows it."""
+    policy = target.policy
+    needs = target.placement
+    size = draft.job.size(policy.nodes)
+    free = _free(draft, target, observed, draft.attempt - 1)
+    gate = admit(free, observed.all_nodes, needs, size) if needs is not None else None
     draft.nodes(0, size)
-    return draft.finish(creates=creates, requeue=float(policy.startup_timeout_seconds))
+    if needs is not None and gate is not None and not gate.release:
+        shrink = _shrink(draft, policy, needs, free, size)
+        if shrink is not None:
+            # Due since this attempt began: shrinkAfterSeconds has already been waited out.
+            return _restart(draft, policy, gang, observed, shrink, draft.status.attempt_start_time)
+        _wait_for_capacity(draft, elastic.describe(free, needs, size))
+        return draft.finish(deletes=deletes, requeue=GATE_POLL_SECONDS)
+    placement = place(free, needs, size, draft.status.zone) if needs is not None else None
+    patch = (
+        target.release(draft.attempt, placement)
+        if target.release is not None
+        else {"spec": {"schedulingGates": None}}
+    )
+    patches = [PodPatch(p.name, patch) for p in gang if p.gated]
+    if placement is not None and placement.zone:
+        draft.status.zone = placement.zone
+    requeue = _released(draft, policy, gate)
+    draft.cond(
+        COND_READY,
+        False,
+        REASON_PENDING,
+        f"attempt {draft.attempt}: released its {size} gated pods to the scheduler"
+        + _release_why(gate, placement, free, needs, size),
+    )
+    return draft.finish(patches=patches, deletes=deletes, requeue=requeue)
+
+
+def _shrink(
+    draft: Draft, policy: Policy, needs: PlacementNeeds, free: Room, size: int
+) -> Verdict | None:
+    """An elastic gang gated at full size after a restart: resume on fewer nodes when
+    elastic.next_start would have, counting the wait from when this attempt was created."""
+    due = parse_time(draft.status.attempt_start_time)
+    if policy.min_nodes is None or size < policy.nodes or draft.attempt <= 1 or due is None:
+        return None
+    start = elastic.next_start(policy, needs, free, due, draft.now, draft.status.zone)
+    if start.wait_until is not None:
+        draft.wake_at = min(draft.wake_at or start.wait_until, start.wait_until)
+        return None
+    if start.size >= size:
+        return None
+    return Verdict(
+        Next.RESTART, REASON_RESIZED, f"{start.why}; resuming on {start.size}", Budget.NONE
+    )
+
+
+def _bind_timeout(draft: Draft, policy: Policy, gang: Sequence[PodView]) -> Verdict | None:
+    """Released on counted room, the gang must be bound by the bind deadline: a workload the
+    operator does not see may have taken a node. Then the attempt goes (no budget counted) and
+    the next one waits, gated, for room again, instead of holding nodes until startup timeout."""
+    deadline = parse_time(draft.status.bind_deadline)
+    if deadline is None:
+        return None
+    n = draft.job.size(policy.nodes)
+    bound = sum(1 for p in gang if p.node)
+    if bound >= n:
+        draft.status.bind_deadline = None
+        return None
+    if draft.now < deadline:
+        draft.wake_at = deadline if draft.wake_at is None else min(draft.wake_at, deadline)
+        return None
+    return Verdict(
+        Next.RESTART,
+        REASON_GANG_BIND_TIMEOUT,
+        f"only {bound}/{n} pods bound to nodes within gangBindTimeoutSeconds="
+        f"{policy.gang_bind_timeout_seconds} of their release (something else took room the "
+        "operator had counted); the next attempt is placed from a fresh count of free room, "
+        "gated while no zone has room for the whole gang",
+        Budget.NONE,
+    )
 
 
 def _suspend(draft: Draft, policy: Policy, observed: Observed) -> Plan:
@@ -444,6 +611,11 @@ def _observe_attempt(
     failed = _rank_failed(states)
     if failed is not None:
         return _restart(draft, policy, pods, observed, failed)
+    if any(p.gated for p in gang):
+        return _gated(draft, target, observed, gang, _deletes(strays, observed, draft.now))
+    unbound = _bind_timeout(draft, policy, gang)
+    if unbound is not None:
+        return _restart(draft, policy, pods, observed, unbound)
 
     running = cl.count(states, Outcome.RUNNING, Outcome.SUCCEEDED)
     draft.nodes(running, n)
@@ -459,7 +631,12 @@ def _observe_attempt(
             return _restart(draft, policy, pods, observed, hung)
         return draft.finish(deletes=deletes)
 
-    started = parse_time(draft.status.attempt_start_time) or draft.now
+    # Counted from the release of the gates: a gated gang holds no node.
+    started = (
+        parse_time(draft.status.release_time)
+        or parse_time(draft.status.attempt_start_time)
+        or draft.now
+    )
     deadline = started + dt.timedelta(seconds=policy.startup_timeout_seconds)
     waiting = [s for s in states if s.outcome in (Outcome.PENDING, Outcome.MISSING)]
     if draft.now >= deadline and not is_true(draft.conditions, COND_READY):

@@ -15,7 +15,7 @@ from kubetrain.api.constants import COND_FAILED, COND_READY
 from kubetrain.api.models import Condition, Interruption, NodeCounts, TrainingJobStatus
 from kubetrain.api.protocol import Progress, Resumed
 from kubetrain.reconcile import goodput
-from kubetrain.reconcile.plan import JobView, Plan, PodAnnotate, PodDelete
+from kubetrain.reconcile.plan import JobView, Plan, PodAnnotate, PodDelete, PodPatch
 from kubetrain.status import (
     Transition,
     derive_phase,
@@ -89,6 +89,7 @@ class Draft:
         self,
         *,
         creates: Sequence[dict[str, Any]] = (),
+        patches: Sequence[PodPatch] = (),
         deletes: Sequence[PodDelete] = (),
         requeue: float | None = RESYNC_SECONDS,
         delete_job: bool = False,
@@ -119,6 +120,7 @@ class Draft:
             status=status,
             creates=tuple(creates),
             annotates=tuple(self.annotates),
+            patches=tuple(patches),
             deletes=tuple(deletes),
             delete_job=delete_job,
             events=tuple(events),

@@ -12,8 +12,10 @@ does not have was deleted, whenever that happened: also while the operator was d
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,12 +24,54 @@ from kubetrain.k8s import Kube
 from kubetrain.reconcile import queue_sync
 from kubetrain.reconcile.act import act
 from kubetrain.reconcile.decide import decide, policy_requeue
-from kubetrain.reconcile.observe import NodeView, PodView, pod_view
-from kubetrain.reconcile.plan import Invalid, JobView, Observed, Target
+from kubetrain.reconcile.observe import ZONE_LABEL, NodeView, PodView, pod_view
+from kubetrain.reconcile.plan import Invalid, JobView, Observed, Plan, Target
 from kubetrain.reconcile.target import to_target
 from kubetrain.status import TERMINAL_PHASES
 
 NodeUsage = Callable[[str], Sequence[PodView]]
+PodKey = tuple[str, str]  # (namespace, pod name)
+
+
+class Claims:
+    """Pods this operator has just pinned to a zone (created pinned, or released from their gate)
+    until its watch shows them so: the index lags the API, and another gang counting room in that
+    window would count the same free nodes again (two gangs released into room for one)."""
+
+    TTL_SECONDS = 30.0  # the watch has delivered them long before
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._pods: dict[PodKey, tuple[float, PodView]] = {}
+
+    def add(self, views: Iterable[PodView]) -> None:
+        expiry = self._clock() + self.TTL_SECONDS
+        for view in views:
+            self._pods[(view.namespace, view.name)] = (expiry, view)
+
+    def pending(self, indexed: Mapping[PodKey, PodView]) -> list[PodView]:
+        """Claimed pods the index does not show as released yet (absent, or still gated)."""
+        now = self._clock()
+        out = []
+        for key, (expiry, view) in list(self._pods.items()):
+            seen = indexed.get(key)
+            if expiry < now or (seen is not None and not seen.gated):
+                del self._pods[key]
+            else:
+                out.append(view)
+        return out
+
+
+def claimed(plan: Plan, pods: Sequence[PodView]) -> list[PodView]:
+    """The pods `plan` pins to a zone for the scheduler: created ungated with a zone, or released."""
+    out = [v for v in map(pod_view, plan.creates) if v is not None and v.zone_pin and not v.gated]
+    by_name = {p.name: p for p in pods}
+    for patch in plan.patches:
+        zone = ((patch.patch.get("spec") or {}).get("nodeSelector") or {}).get(ZONE_LABEL)
+        view = by_name.get(patch.name)
+        if view is not None and (zone or view.zone_pin):
+            out.append(dataclasses.replace(view, gated=False, zone_pin=zone or view.zone_pin))
+    return out
 
 
 def _version(job: Mapping[str, Any] | None) -> str | None:
@@ -111,13 +155,16 @@ async def reconcile_once(
     unbound_pods: Callable[[], Iterable[PodView]] = tuple,
     gang: GangScheduling = GangScheduling.KUBETRAIN,
     source: JobSource | None = None,
+    claim: Callable[[Sequence[PodView]], None] = lambda _pods: None,
 ) -> float | None:
     """Returns seconds until the next pass is due without events, or None when the job is gone.
     `gang`: the operator's gang scheduling mode (kubetrain.handlers.configure chose it).
 
     `all_nodes`, `node_pods` and `unbound_pods` are called only when an attempt is about to start
-    (choosing its zone from free capacity) or an elastic gang runs short (looking for room to grow
-    back), so the usual pass stays O(pods of the job).
+    (choosing its zone from free capacity), while the current attempt's pods wait gated, or while
+    an elastic gang runs short (looking for room to grow back), so the usual pass stays O(pods of
+    the job). `claim` hears of the pods a pass pinned to a zone (Claims), before the watch
+    delivers them.
     """
     source = source or JobSource()
     body = await source.read(kube, namespace, name)
@@ -131,10 +178,11 @@ async def reconcile_once(
         current, vanished = await current_attempt_pods(kube, job, target, pod_list)
         pod_list = [p for p in pod_list if p.attempt != job.attempt] + current
     nodes = {p.node: node_lookup(p.node) for p in pod_list if p.node}
-    # An elastic gang running short also counts room each pass: it grows back when there is some.
+    # Room is counted when an attempt is due, while the current one's pods wait gated, and each
+    # pass of an elastic gang running short (it grows back when there is room).
     short = isinstance(target, Target) and job.size(target.policy.nodes) < target.policy.nodes
     due = job.attempt == 0 or bool(job.status.get("restartAfter"))
-    starting = due or short
+    starting = due or short or any(p.gated for p in pod_list if p.attempt == job.attempt)
     queued = (
         await queue_sync.observe(kube, body, target, due) if isinstance(target, Target) else None
     )
@@ -153,6 +201,9 @@ async def reconcile_once(
         queue=queued,
     )
     plan = decide(job, target, observed, now or dt.datetime.now(dt.UTC))
+    if plan.creates or plan.patches:
+        # Before the first await: another job's pass counting room from now on sees these.
+        claim(claimed(plan, pod_list))
     source.wrote(await act(kube, body, plan, logger))
     if queued is not None:
         await queue_sync.settle(kube, body, queued, plan, pod_list, now)

@@ -23,6 +23,7 @@ from kubetrain.api.constants import (
     LABEL_ATTEMPT,
     LABEL_JOB,
     LABEL_RANK,
+    SCHEDULING_GATE_GANG,
 )
 from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest, Progress, Resumed
 from kubetrain.api.quantity import parse_quantity
@@ -82,6 +83,7 @@ class PodView:
     # nodeSelector pins (zone choice counts unbound pods against the zone they wait for)
     zone_pin: str | None = None
     instance_type_pin: str | None = None
+    gated: bool = False  # SCHEDULING_GATE_GANG still on the pod: waiting for room for the gang
 
     @property
     def deleting(self) -> bool:
@@ -103,6 +105,7 @@ class NodeView:
     capacity_type: str | None = None  # "spot" | "on-demand", from either label dialect
     notice_time: str | None = None  # "time" of the node agent's spot notice (RFC3339), if any
     allocatable: Resources = ()
+    labels: tuple[tuple[str, str], ...] = ()  # sorted: the gang's own nodeSelector must match
 
 
 def _int(value: object, default: int = -1) -> int:
@@ -171,6 +174,10 @@ def pod_view(body: Mapping[str, Any]) -> PodView | None:
             INSTANCE_TYPE_LABEL
         ),
         requests=_pod_requests(body.get("spec") or {}),
+        gated=any(
+            g.get("name") == SCHEDULING_GATE_GANG
+            for g in (body.get("spec") or {}).get("schedulingGates") or []
+        ),
     )
 
 
@@ -221,6 +228,7 @@ def node_view(body: Mapping[str, Any]) -> NodeView:
         allocatable=tuple(
             sorted(resource_amounts((body.get("status") or {}).get("allocatable")).items())
         ),
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kubetrain.api.constants import LABEL_KARPENTER_NODEPOOL
 from kubetrain.build import Placement
 from kubetrain.reconcile.observe import NodeView, PodView, Resources
 from kubetrain.reconcile.queue import QueueState
@@ -28,6 +29,9 @@ class AttemptBuilder(Protocol):
 
 # attempt, rank -> pod name (kubetrain.build.pod_name), so "missing" and "vanished" agree.
 PodNamer = Callable[[int, int], str]
+# attempt, placement -> the merge patch that lifts the gang's scheduling gate from a pod of the
+# attempt and pins the placement chosen at release (kubetrain.build.release_patch).
+ReleasePatch = Callable[[int, Placement | None], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class Policy:
     max_interruptions: int = 20
     backoff_seconds: int = 30
     startup_timeout_seconds: int = 900
+    # Released on counted room: every pod bound within this, or the gang is gated again.
+    gang_bind_timeout_seconds: int = 60
     suspend: bool = False
     ttl_seconds_after_finished: int | None = None
     # Ranks whose exit 0 ends the job (mpirun: rank 0 only); None = every rank.
@@ -97,6 +103,10 @@ class PlacementNeeds:
     capacity_types: tuple[str, ...]  # of "spot", "on-demand", most preferred first; () = any
     zone: str | None = None
     per_pod: Resources = ()  # what one pod of the gang requests (observe.resource_amounts units)
+    # The pods' own nodeSelector besides instance type and zone (sorted): only such nodes count.
+    node_selector: tuple[tuple[str, str], ...] = ()
+    # Label keys of nodes a provisioner adds on demand (config.provisioner_node_labels).
+    provisioner_labels: tuple[str, ...] = (LABEL_KARPENTER_NODEPOOL,)
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,9 @@ class Target:
     spec_hash: str = ""  # of the fields that shape the pods (kubetrain.build.spec_hash)
     # Rank 0 of attempt 1 as built: the pods' shape (a Kueue Workload's pod set template).
     sample_pod: Mapping[str, Any] = field(default_factory=dict)
+    # Gang admission: attempts whose room is short are created gated and released with this
+    # patch. None: the default release (only the gate goes).
+    release: ReleasePatch | None = None
 
 
 @dataclass(frozen=True)
@@ -154,12 +167,22 @@ class PodAnnotate:
 
 
 @dataclass(frozen=True)
+class PodPatch:
+    """JSON-merge-patch one pod (lifting the gang's scheduling gate)."""
+
+    name: str
+    patch: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Plan:
-    """What to do, in order: create, annotate, write status (only if changed), delete, events."""
+    """What to do, in order: create, annotate, write status (only if changed), patch, delete,
+    events."""
 
     status: dict[str, Any]
     creates: tuple[dict[str, Any], ...] = ()
     annotates: tuple[PodAnnotate, ...] = ()
+    patches: tuple[PodPatch, ...] = ()
     deletes: tuple[PodDelete, ...] = ()
     delete_job: bool = False
     events: tuple[Transition, ...] = ()

@@ -18,9 +18,12 @@ from kubetrain.build import (
     build_attempt,
     build_pod,
     completion_ranks,
+    gated,
     pod_name,
+    release_patch,
     resolve,
 )
+from kubetrain.build.placement import INSTANCE_TYPE, ZONE
 from kubetrain.config import operator_config
 from kubetrain.reconcile.observe import pod_view
 from kubetrain.reconcile.plan import Invalid, PlacementNeeds, Policy, Target
@@ -37,9 +40,10 @@ def to_target(
     """Parse and resolve the spec once; semantic errors become `Invalid` (never an exception).
     `gang`: the operator's gang scheduling mode, chosen at startup, for the attempts built."""
     ref = job_ref(body)
+    config = operator_config()
     try:
         spec = TrainingJobSpec.parse(
-            body.get("spec") or {}, allow_privileged=operator_config().allow_privileged_pods
+            body.get("spec") or {}, allow_privileged=config.allow_privileged_pods
         )
         resolved = resolve(spec)
     except InvalidSpec as exc:
@@ -55,6 +59,7 @@ def to_target(
         max_interruptions=fp.max_interruptions,
         backoff_seconds=fp.backoff_seconds,
         startup_timeout_seconds=spec.startup_timeout_seconds,
+        gang_bind_timeout_seconds=spec.gang_bind_timeout_seconds,
         suspend=spec.suspend,
         ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
         success_ranks=tuple(completion_ranks(resolved)),
@@ -67,11 +72,16 @@ def to_target(
     # What one pod requests, read back from a built pod: the builders are the one definition.
     sample_pod = build_pod(ref, resolved, 1, 0)
     sample = pod_view(sample_pod)
+    selector = (sample_pod.get("spec") or {}).get("nodeSelector") or {}
     placement = PlacementNeeds(
         instance_type=spec.accelerator.instance_type,
         capacity_types=SPEC_CAPACITY_TYPES.get(spec.capacity.type, ()),
         zone=spec.capacity.zone,
         per_pod=sample.requests if sample else (),
+        node_selector=tuple(
+            sorted((k, str(v)) for k, v in selector.items() if k not in (INSTANCE_TYPE, ZONE))
+        ),
+        provisioner_labels=config.provisioner_node_labels,
     )
 
     def build(
@@ -89,6 +99,11 @@ def to_target(
     def name(attempt: int, rank: int) -> str:
         return pod_name(ref.name, attempt, rank)
 
+    def release(attempt: int, placement: Placement | None) -> dict[str, Any]:
+        # Every rank's scheduling constraints are the same: rank 0's, as created (gated).
+        (pod,) = gated([build_pod(ref, resolved, attempt, 0)])
+        return release_patch(pod, placement)
+
     return Target(
         policy=policy,
         build=build,
@@ -96,4 +111,5 @@ def to_target(
         sample_pod=sample_pod,
         placement=placement,
         spec_hash=resolved.spec_hash,
+        release=release,
     )

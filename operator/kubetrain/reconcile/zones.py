@@ -12,16 +12,36 @@ requests of the kubetrain pods bound to it, and a pod's worth for every pod of a
 pinned to the zone and not bound yet (gangs restarting at the same moment would otherwise all pick
 the same free nodes). Pods of other workloads are not in the operator's
 watch; on nodes they share with training gangs, the scheduler still has the last word.
+
+The same count gates each attempt (issue 11, level 1): its pods are created with a scheduling
+gate and released only when one zone has room for the whole gang (`Admission.release`), so a
+gang that does not fit holds no node. Room the operator cannot count is released at once: no
+known node matches (scaling from zero), or the matching nodes come from a provisioner such as
+Karpenter, which adds nodes only for pods it sees pending (it ignores gated pods).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from kubetrain.build import Placement
 from kubetrain.reconcile.observe import NodeView, PodView
 from kubetrain.reconcile.plan import PlacementNeeds
+
+
+def matches(node: NodeView, needs: PlacementNeeds) -> bool:
+    """A node of the kind the gang asks for (instance type, capacity type, the pods' own
+    nodeSelector, the user's zone), whatever its state."""
+    labels = dict(node.labels)
+    return (
+        node.zone is not None
+        and (needs.instance_type is None or node.instance_type == needs.instance_type)
+        and (not needs.capacity_types or node.capacity_type in needs.capacity_types)
+        and (needs.zone is None or node.zone == needs.zone)
+        and all(labels.get(key) == value for key, value in needs.node_selector)
+    )
 
 
 def fits(node: NodeView, needs: PlacementNeeds, avoid: Collection[str]) -> bool:
@@ -31,9 +51,7 @@ def fits(node: NodeView, needs: PlacementNeeds, avoid: Collection[str]) -> bool:
         and not node.unschedulable
         and not node.interruption_taints
         and node.name not in avoid
-        and node.zone is not None
-        and (needs.instance_type is None or node.instance_type == needs.instance_type)
-        and (not needs.capacity_types or node.capacity_type in needs.capacity_types)
+        and matches(node, needs)
     )
 
 
@@ -71,12 +89,48 @@ def room(
                 node, pods.get(node.name, ()), per_pod
             )
     for pod in unbound:  # another gang pinned there and waiting for the scheduler: its room
-        if pod.zone_pin and (
-            needs.instance_type is None or pod.instance_type_pin in (None, needs.instance_type)
+        if (
+            pod.zone_pin
+            and not pod.gated  # a gated pod holds nothing, wherever it is pinned
+            and (
+                needs.instance_type is None or pod.instance_type_pin in (None, needs.instance_type)
+            )
         ):
             for key in [k for k in out if k[1] == pod.zone_pin]:
                 out[key] = max(0, out[key] - 1)
     return dict(out)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Whether an attempt of `size` pods may go to the scheduler now (its gates lifted)."""
+
+    fits: bool  # one zone has free room for all `size` pods
+    known: bool  # some known node is of the kind the gang asks for
+    provisioned: bool  # such nodes come from a provisioner that adds more on demand
+
+    @property
+    def release(self) -> bool:
+        """Lift the gates now: room for the whole gang, or room that cannot be counted."""
+        return self.fits or not self.known or self.provisioned
+
+    @property
+    def counted(self) -> bool:
+        """Released on counted room: every pod should bind at once (gangBindTimeoutSeconds)."""
+        return self.fits and not self.provisioned
+
+
+def admit(free: Room, nodes: Iterable[NodeView], needs: PlacementNeeds, size: int) -> Admission:
+    """`free` is room(...) for the same needs: room per (capacity type, zone) of the kinds asked
+    for, in the user's zone when they pinned one."""
+    known = provisioned = False
+    for node in nodes:
+        if matches(node, needs):
+            known = True
+            if any(key in needs.provisioner_labels for key, _ in node.labels):
+                provisioned = True
+                break
+    return Admission(max(free.values(), default=0) >= size, known, provisioned)
 
 
 def choose_zone(
