@@ -301,3 +301,37 @@ def test_two_gangs_submitted_together_into_room_for_one_run_one_after_the_other(
     assert st["attempt"] == 1 and st["restarts"]["total"] == 0
     assert "StartupTimeout" not in reasons(cluster, namespace, second)
     assert status(cluster, namespace, first)["attempt"] == 1
+
+
+def test_release_pins_the_capacity_type_of_a_spot_then_on_demand_gang_by_adding(
+    cluster: Cluster, namespace: str, operator: KopfRunner
+) -> None:
+    """A gated pod accepts only additions to its scheduling constraints: the API server must
+    take the zone and the capacity-type expressions the release adds."""
+    job = "either"
+    spec = {"nodes": 2, "accelerator": P4D, "capacity": {"type": "spot-then-on-demand"}}
+    apply(cluster, namespace, job_manifest(job, **spec))  # 1 p4d per zone: no room for 2
+    try:
+        wait_for(
+            lambda: ready_message(cluster, namespace, job),
+            timeout=30,
+            what="WaitingForCapacity",
+        )
+        add_p4d(cluster, "p4d-od-b8", zone="b")
+        st = wait_phase(cluster, namespace, job, "Running", timeout=60)
+    except AssertionError:
+        print(dump(cluster, namespace))
+        raise
+    assert st["attempt"] == 1 and st["zone"] == "us-west-2b"
+    assert "Unschedulable" not in reasons(cluster, namespace, job)
+    for p in live_pods(cluster, namespace, job, attempt=1):
+        assert p["spec"]["nodeSelector"][ZONE] == "us-west-2b"
+        terms = p["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]["nodeSelectorTerms"]
+        assert {
+            "key": "karpenter.sh/capacity-type",
+            "operator": "In",
+            "values": ["on-demand", "reserved"],
+        } in terms[0]["matchExpressions"]
+        assert "schedulingGates" not in p["spec"]

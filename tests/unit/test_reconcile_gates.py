@@ -18,7 +18,7 @@ from kubetrain.build import Placement, build_attempt, build_pod, gated, release_
 from kubetrain.reconcile.decide import GATE_POLL_SECONDS, decide
 from kubetrain.reconcile.elastic import describe
 from kubetrain.reconcile.loop import Claims, claimed
-from kubetrain.reconcile.observe import NodeView, PodView, pod_view
+from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
 from kubetrain.reconcile.plan import Observed, PlacementNeeds, Plan, PodPatch, Target
 from kubetrain.reconcile.target import to_target
 from kubetrain.reconcile.zones import admit, room
@@ -425,3 +425,32 @@ def test_elastic_gang_gated_at_full_size_shrinks_once_shrink_after_has_passed() 
     assert nxt.status["size"]["current"] == 2
     pods = [o for o in nxt.creates if o["kind"] == "Pod"]
     assert len(pods) == 2 and all("schedulingGates" not in p["spec"] for p in pods)
+
+
+def test_a_pod_scheduling_gated_is_not_unschedulable() -> None:
+    body: dict[str, Any] = {
+        "metadata": {"name": "p", "labels": {"kubetrain.dev/job": "j"}},
+        "spec": {"schedulingGates": GATE},
+        "status": {
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]
+        },
+    }
+    view = pod_view(body)
+    assert view is not None and view.gated and view.unschedulable is None
+    body["status"]["conditions"][0]["reason"] = "Unschedulable"
+    body["status"]["conditions"][0]["message"] = "0/4 nodes are available"
+    view = pod_view(body)
+    assert view is not None and view.unschedulable == "0/4 nodes are available"
+
+
+def test_a_node_still_tainted_not_ready_is_not_room() -> None:
+    body: dict[str, Any] = {
+        "metadata": {"name": "n", "labels": {"topology.kubernetes.io/zone": "us-west-2a"}},
+        "spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    view = node_view(body)
+    assert view.ready and view.blocked
+    assert room([view], PlacementNeeds(None, ())) == {}
+    body["spec"]["taints"] = [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]
+    assert room([node_view(body)], PlacementNeeds(None, ())) == {(None, "us-west-2a"): 1}

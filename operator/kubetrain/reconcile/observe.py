@@ -40,6 +40,8 @@ COUNTED_RESOURCES = (
     "aws.amazon.com/neuron",
     "vpc.amazonaws.com/efa",
 )
+# Taints the node lifecycle controller and cloud provider set; no worker pod tolerates them.
+BLOCKING_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/uninitialized")
 Resources = tuple[tuple[str, int], ...]  # sorted (resource, amount) pairs: hashable, comparable
 
 
@@ -106,6 +108,9 @@ class NodeView:
     notice_time: str | None = None  # "time" of the node agent's spot notice (RFC3339), if any
     allocatable: Resources = ()
     labels: tuple[tuple[str, str], ...] = ()  # sorted: the gang's own nodeSelector must match
+    # A taint Kubernetes itself keeps new pods off with (not-ready, unreachable, pressure,
+    # uninitialized): it lingers for a moment after a node turns Ready, and the room is not free.
+    blocked: bool = False
 
 
 def _int(value: object, default: int = -1) -> int:
@@ -139,7 +144,11 @@ def pod_view(body: Mapping[str, Any]) -> PodView | None:
         (
             str(c.get("message") or c.get("reason") or "Unschedulable")
             for c in conditions
-            if c.get("type") == "PodScheduled" and c.get("status") == "False"
+            # SchedulingGated: not a verdict of the scheduler (it lingers for a moment after the
+            # gates are lifted, until the scheduler has looked).
+            if c.get("type") == "PodScheduled"
+            and c.get("status") == "False"
+            and c.get("reason") != "SchedulingGated"
         ),
         None,
     )
@@ -229,6 +238,11 @@ def node_view(body: Mapping[str, Any]) -> NodeView:
             sorted(resource_amounts((body.get("status") or {}).get("allocatable")).items())
         ),
         labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        blocked=any(
+            str(t.get("key", "")).startswith(BLOCKING_TAINT_PREFIXES)
+            and t.get("effect") in ("NoSchedule", "NoExecute")
+            for t in spec.get("taints") or []
+        ),
     )
 
 

@@ -49,6 +49,7 @@ def fits(node: NodeView, needs: PlacementNeeds, avoid: Collection[str]) -> bool:
     return (
         node.ready
         and not node.unschedulable
+        and not node.blocked
         and not node.interruption_taints
         and node.name not in avoid
         and matches(node, needs)
