@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 from test_reconcile_decide import NS, Builder, job, name, pod, target
+from test_reconcile_queue import ADMITTED, PENDING, SPOT
 from test_reconcile_zones import P5_POD, REF, SPEC, node_with_room, worker_on
 
-from kubetrain.api.constants import LABEL_KARPENTER_NODEPOOL, SCHEDULING_GATE_GANG
+from kubetrain.api.constants import LABEL_KARPENTER_NODEPOOL, SCHEDULING_GATE_GANG, GangScheduling
 from kubetrain.api.models import TrainingJobSpec
 from kubetrain.build import Placement, build_attempt, build_pod, gated, release_patch, resolve
+from kubetrain.reconcile import queue
 from kubetrain.reconcile.decide import GATE_POLL_SECONDS, decide
 from kubetrain.reconcile.elastic import describe
 from kubetrain.reconcile.loop import Claims, claimed
@@ -454,3 +456,78 @@ def test_a_node_still_tainted_not_ready_is_not_room() -> None:
     assert room([view], PlacementNeeds(None, ())) == {}
     body["spec"]["taints"] = [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]
     assert room([node_view(body)], PlacementNeeds(None, ())) == {(None, "us-west-2a"): 1}
+
+
+# --- with the other gang levels: native PodGroups, Kueue, elastic sizes ------------------------------
+
+
+def test_native_gang_mode_creates_no_gate_and_no_bind_deadline() -> None:
+    """The scheduler gangs a PodGroup's pods: the operator neither gates nor times the binding."""
+    t = dataclasses.replace(placed(), gang=GangScheduling.NATIVE)
+    plan = decide(job({}), t, Observed([], {}, all_nodes=zone_nodes(3, 1)), NOW)
+    pods = [o for o in plan.creates if o["kind"] == "Pod"]
+    assert len(pods) == 4 and all("schedulingGates" not in p["spec"] for p in pods)
+    assert ready(plan.status)["reason"] == "Pending" and "bindDeadline" not in plan.status
+    assert plan.requeue_after == 600  # startupTimeoutSeconds, not the bind timeout
+    # Gated pods left by a run in kubetrain mode are released at once, whatever the room.
+    status = {"attempt": 1, "attemptStartTime": at(-60)}
+    plan = decide(job(status), t, Observed(waiting_gang(), {}, all_nodes=zone_nodes(3, 1)), NOW)
+    assert len(plan.patches) == 4 and "bindDeadline" not in plan.status
+    assert ready(plan.status)["reason"] == "Pending"
+
+
+def test_to_target_carries_the_gang_mode() -> None:
+    body = {"metadata": {"name": "llama", "namespace": "ns", "uid": "u"}, "spec": SPEC}
+    kubetrain, native = to_target(body), to_target(body, GangScheduling.NATIVE)
+    assert isinstance(kubetrain, Target) and kubetrain.gang is GangScheduling.KUBETRAIN
+    assert isinstance(native, Target) and native.gang is GangScheduling.NATIVE
+
+
+def flavored(zone: str, n: int) -> list[NodeView]:
+    return [
+        dataclasses.replace(
+            node_with_room(f"{zone[-1]}{i}-k", zone), labels=((SPOT.node_labels[0]),)
+        )
+        for i in range(n)
+    ]
+
+
+def test_kueue_admitted_gang_counts_room_only_on_its_flavors_nodes() -> None:
+    """Kueue admits quota, not nodes: after admission the gate still waits for room, on the nodes
+    the flavor's labels send the pods to."""
+    admitted = queue.queue_state("gpus", ADMITTED, [SPOT])
+    assert admitted.runs
+    # 4 free nodes in us-west-2b without the flavor's label, 2 with it in us-west-2a: gated.
+    nodes = flavored("us-west-2a", 2) + [node_with_room(f"b{i}", "us-west-2b") for i in range(4)]
+    plan = decide(job({}), placed(), Observed([], {}, all_nodes=nodes, queue=admitted), NOW)
+    pods = [o for o in plan.creates if o["kind"] == "Pod"]
+    assert len(pods) == 4 and all(p["spec"]["schedulingGates"] == GATE for p in pods)
+    assert "2 free in us-west-2a" in ready(plan.status)["message"]
+    # 4 of the flavor's nodes: created ungated, with the flavor's node labels and a bind deadline.
+    nodes = flavored("us-west-2a", 4)
+    plan = decide(job({}), placed(), Observed([], {}, all_nodes=nodes, queue=admitted), NOW)
+    pods = [o for o in plan.creates if o["kind"] == "Pod"]
+    assert len(pods) == 4 and all("schedulingGates" not in p["spec"] for p in pods)
+    assert all(p["spec"]["nodeSelector"] == dict(SPOT.node_labels) for p in pods)
+    assert plan.status["bindDeadline"] == at(60)
+    # Not admitted: no pod at all, gated or not.
+    pending = queue.queue_state("gpus", PENDING)
+    plan = decide(job({}), placed(), Observed([], {}, all_nodes=nodes, queue=pending), NOW)
+    assert not plan.creates and ready(plan.status)["reason"] == "Queued"
+
+
+def test_an_elastic_attempt_of_fewer_pods_is_released_when_its_own_pods_fit() -> None:
+    """An attempt started on 2 of 4 nodes waits for room for 2, not for spec.nodes."""
+    t = placed(min_nodes=2, shrink_after_seconds=120)
+    status = {
+        "attempt": 3,
+        "attemptStartTime": at(-10),
+        "size": {"current": 2, "desired": 4},
+    }
+    gang = waiting_gang(3)[:2]
+    plan = decide(job(status), t, Observed(gang, {}, all_nodes=zone_nodes(1, 0)), NOW)
+    assert not plan.patches and ready(plan.status)["reason"] == "WaitingForCapacity"
+    assert "needs 2 x p5.48xlarge" in ready(plan.status)["message"]
+    plan = decide(job(status), t, Observed(gang, {}, all_nodes=zone_nodes(1, 2)), NOW)
+    assert [p.name for p in plan.patches] == [name(3, 0), name(3, 1)]
+    assert plan.status["bindDeadline"] == at(60) and plan.status["zone"] == "us-west-2b"

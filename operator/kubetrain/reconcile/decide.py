@@ -19,6 +19,7 @@ from kubetrain.api.constants import (
     COND_SUCCEEDED,
     COND_SUSPENDED,
     REASON_INVALID_SPEC,
+    GangScheduling,
 )
 from kubetrain.api.models import CheckpointStatus, ProgressStatus, SizeStatus
 from kubetrain.build import Placement, gated
@@ -307,8 +308,8 @@ def _start_next(
         return draft.finish(requeue=seconds_until(restart_after, draft.now))
     checkpoint = draft.status.checkpoint
     resume = checkpoint.uri if checkpoint and checkpoint.uri else None
-    needs = target.placement
-    free = _free(draft, target, observed, attempt)
+    needs = _needs(target, observed)
+    free = _free(draft, needs, observed, attempt)
     due = restart_after if attempt > 0 else None
     start = elastic.next_start(policy, needs, free, due, draft.now, draft.status.zone)
     if start.wait_until is not None:
@@ -318,9 +319,10 @@ def _start_next(
         return draft.finish(requeue=wait)
     placement, size = start.placement, start.size
     fewer = size if size != policy.nodes else None
-    # Kueue admits this job's gangs itself (level 2): its flavors, not this count, say where.
-    counted = needs is not None and observed.queue is None
-    gate = admit(free, observed.all_nodes, needs, size) if counted and needs is not None else None
+    # Kueue admitted the quota (level 2), not the nodes: the gate still waits for room, counted
+    # on its flavors' nodes (_needs). Native PodGroups (level 3): the scheduler gangs, no gate.
+    gating = needs is not None and target.gang is GangScheduling.KUBETRAIN
+    gate = admit(free, observed.all_nodes, needs, size) if gating and needs is not None else None
     if gate is None or gate.release:
         creates = queue.apply_flavor(target.build(nxt, resume, placement, fewer), flavors)
     else:  # no room for the whole gang: its pods wait gated, holding no node
@@ -379,14 +381,31 @@ def _start_next(
     return draft.finish(creates=creates, requeue=requeue)
 
 
-def _free(draft: Draft, target: Target, observed: Observed, previous_attempt: int) -> Room:
+def _needs(target: Target, observed: Observed) -> PlacementNeeds | None:
+    """What the gang needs from a node: the spec's placement, and where Kueue admitted the job,
+    its flavors' node labels too (apply_flavor puts them on the pods), so room is counted only on
+    the nodes the pods can go to."""
+    needs = target.placement
+    state = observed.queue
+    if needs is None or state is None:
+        return needs
+    labels = {k: v for f in state.flavors for k, v in f.node_labels}
+    if not labels:
+        return needs
+    selector = tuple(sorted({**dict(needs.node_selector), **labels}.items()))
+    return dataclasses.replace(needs, node_selector=selector)
+
+
+def _free(
+    draft: Draft, needs: PlacementNeeds | None, observed: Observed, previous_attempt: int
+) -> Room:
     """Room for this job's pods now, per (capacity type, zone); {} when the operator does not
     place them or knows no node that fits."""
-    if target.placement is None:
+    if needs is None:
         return {}
     return room(
         observed.all_nodes,
-        target.placement,
+        needs,
         _avoid_nodes(draft, previous_attempt),
         observed.node_pods,
         observed.unbound_pods,
@@ -454,12 +473,14 @@ def _gated(
     """Pods of the current attempt still carry the gang's gate: release them all when one zone
     has room for the whole gang (or room cannot be counted), else keep waiting, holding nothing.
     The startup timeout does not run meanwhile. An elastic gang waiting gated at full size after
-    a restart resumes on fewer nodes once elastic.next_start allows it."""
+    a restart resumes on fewer nodes once elastic.next_start allows it. In native gang mode the
+    operator creates no gated pod; one left by a run in kubetrain mode is released at once."""
     policy = target.policy
-    needs = target.placement
+    needs = _needs(target, observed)
     size = draft.job.size(policy.nodes)
-    free = _free(draft, target, observed, draft.attempt - 1)
-    gate = admit(free, observed.all_nodes, needs, size) if needs is not None else None
+    free = _free(draft, needs, observed, draft.attempt - 1)
+    gating = needs is not None and target.gang is GangScheduling.KUBETRAIN
+    gate = admit(free, observed.all_nodes, needs, size) if gating and needs is not None else None
     draft.nodes(0, size)
     if needs is not None and gate is not None and not gate.release:
         shrink = _shrink(draft, policy, needs, free, size)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kubetrain.api.constants import LABEL_KARPENTER_NODEPOOL
+from kubetrain.api.constants import LABEL_KARPENTER_NODEPOOL, GangScheduling
 from kubetrain.build import Placement
 from kubetrain.reconcile.observe import NodeView, PodView, Resources
 from kubetrain.reconcile.queue import QueueState
@@ -123,6 +123,9 @@ class Target:
     # Gang admission: attempts whose room is short are created gated and released with this
     # patch. None: the default release (only the gate goes).
     release: ReleasePatch | None = None
+    # Who keeps the gang all-or-nothing (chosen at startup): KUBETRAIN gates the pods and releases
+    # them on counted room (above); NATIVE leaves it to the scheduler's PodGroup, no gate.
+    gang: GangScheduling = GangScheduling.KUBETRAIN
 
 
 @dataclass(frozen=True)

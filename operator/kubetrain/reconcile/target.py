@@ -112,4 +112,5 @@ def to_target(
         placement=placement,
         spec_hash=resolved.spec_hash,
         release=release,
+        gang=gang,
     )
