@@ -891,7 +891,8 @@ class TrainingJobSpec(_Model):
         description="Once the operator counted room for the whole gang and lifted its scheduling "
         "gates, every pod must be bound to a node within this time; otherwise (another workload "
         "took a node first) the attempt's pods are deleted and the gang waits, gated, for room "
-        "again: counted against neither budget.",
+        "again: counted against neither budget. Only in the operator's own gang mode (kubetrain); "
+        "with native PodGroups the scheduler binds the gang all or none and this is not used.",
         json_schema_extra=_cel(_rule("self >= 10 && self <= 3600", MSG_GANG_BIND)),
     )
     suspend: bool = Field(
