@@ -25,8 +25,10 @@ from kubetrain.api.constants import (
     LABEL_ATTEMPT,
     LABEL_JOB,
     LABEL_QUEUE_NAME,
+    SCHEDULING_GATE_GANG,
 )
 from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest
+from kubetrain.config import ENV_PROVISIONER_NODE_LABELS
 from pod_watch import PodWatch
 from support import wait_for
 
@@ -346,3 +348,55 @@ def test_gang_larger_than_the_quota_waits_with_kueues_reason_and_an_edit_requeue
     assert after["metadata"]["uid"] != before["metadata"]["uid"]
     assert after["spec"]["podSets"][0]["count"] == 2
     assert st["attempt"] == 0
+
+
+@pytest.mark.parametrize("queue", [{"gpus": 32}], indirect=True)
+def test_admitted_gang_with_room_for_3_of_4_waits_gated_and_binds_no_pod_until_the_4th_node(
+    cluster: Cluster,
+    namespace: str,
+    operator: KopfRunner,
+    queue: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kueue admits quota, not nodes (issue 11, levels 1 and 2 together): once admitted, the gang
+    waits behind the kubetrain.dev/gang gate until its flavor's nodes in one zone have room."""
+    # The p5 spot pool as a fixed pool (by default its Karpenter label lets the provisioner decide).
+    monkeypatch.setenv(ENV_PROVISIONER_NODE_LABELS, "")
+    last = "p5-spot-a3"
+    cluster.cordon(last)  # room for 3 of the 4 in us-west-2a
+    with PodLog(cluster, namespace) as log:
+        apply(
+            cluster,
+            namespace,
+            queued_job("quad", queue, nodes=4, capacity={"type": "spot", "zone": "us-west-2a"}),
+        )
+        try:
+            st = wait_for(
+                lambda: (
+                    s
+                    if condition(s := status(cluster, namespace, "quad"), "Ready").get("reason")
+                    == "WaitingForCapacity"
+                    else None
+                ),
+                timeout=60,
+                what="the admitted gang waiting for capacity",
+            )
+        except AssertionError:
+            print(dump(cluster, namespace), cluster.get("workloads", "-n", namespace))
+            raise
+        assert condition(st, "Admitted")["status"] == "True"
+        assert "3 free in us-west-2a" in condition(st, "Ready")["message"]
+        gated = [p for _, kind, p in log.of("quad") if kind == "ADDED"]
+        assert len(gated) == 4
+        for pod in gated:
+            assert pod["spec"]["schedulingGates"] == [{"name": SCHEDULING_GATE_GANG}]
+            assert pod["spec"]["nodeSelector"]["karpenter.sh/capacity-type"] == "spot"
+        mark = len(log.events)
+        cluster.kubectl("uncordon", last)
+        running = running_pods(cluster, namespace, "quad", attempt=1, n=4)
+    assert last in {p["spec"]["nodeName"] for p in running}
+    assert not [
+        p["metadata"]["name"]
+        for i, _, p in log.of("quad")
+        if i < mark and p["spec"].get("nodeName")
+    ], "a pod of the gang was bound before the whole gang had room"

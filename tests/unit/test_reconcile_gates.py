@@ -502,6 +502,7 @@ def test_kueue_admitted_gang_counts_room_only_on_its_flavors_nodes() -> None:
     plan = decide(job({}), placed(), Observed([], {}, all_nodes=nodes, queue=admitted), NOW)
     pods = [o for o in plan.creates if o["kind"] == "Pod"]
     assert len(pods) == 4 and all(p["spec"]["schedulingGates"] == GATE for p in pods)
+    assert all(p["spec"]["nodeSelector"] == dict(SPOT.node_labels) for p in pods)
     assert "2 free in us-west-2a" in ready(plan.status)["message"]
     # 4 of the flavor's nodes: created ungated, with the flavor's node labels and a bind deadline.
     nodes = flavored("us-west-2a", 4)
@@ -531,3 +532,17 @@ def test_an_elastic_attempt_of_fewer_pods_is_released_when_its_own_pods_fit() ->
     plan = decide(job(status), t, Observed(gang, {}, all_nodes=zone_nodes(1, 2)), NOW)
     assert [p.name for p in plan.patches] == [name(3, 0), name(3, 1)]
     assert plan.status["bindDeadline"] == at(60) and plan.status["zone"] == "us-west-2b"
+
+
+def test_a_kueue_gang_waiting_gated_is_released_only_into_its_flavors_nodes() -> None:
+    admitted = queue.queue_state("gpus", ADMITTED, [SPOT])
+    status = {"attempt": 1, "attemptStartTime": at(-60)}
+    unlabelled = [node_with_room(f"b{i}", "us-west-2b") for i in range(4)]
+    observed = Observed(
+        waiting_gang(), {}, all_nodes=flavored("us-west-2a", 3) + unlabelled, queue=admitted
+    )
+    plan = decide(job(status), placed(), observed, NOW)
+    assert not plan.patches and ready(plan.status)["reason"] == "WaitingForCapacity"
+    observed = dataclasses.replace(observed, all_nodes=flavored("us-west-2a", 4) + unlabelled)
+    plan = decide(job(status), placed(), observed, NOW)
+    assert len(plan.patches) == 4 and plan.status["zone"] == "us-west-2a"

@@ -327,7 +327,7 @@ def _start_next(
         creates = queue.apply_flavor(target.build(nxt, resume, placement, fewer), flavors)
     else:  # no room for the whole gang: its pods wait gated, holding no node
         placement = None
-        creates = gated(target.build(nxt, resume, None, fewer))
+        creates = gated(queue.apply_flavor(target.build(nxt, resume, None, fewer), flavors))
     if policy.min_nodes is not None or size != policy.nodes:
         why = start.why if size != policy.nodes else None
         draft.status.size = SizeStatus(current=size, desired=policy.nodes, reason=why)

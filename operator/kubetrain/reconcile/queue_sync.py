@@ -39,8 +39,9 @@ async def observe(
 ) -> queue.QueueState | None:
     """The job's Workload, created when missing; None for a job Kueue does not queue.
 
-    `starting`: an attempt is due, so the admitted flavors' node labels and tolerations are read
-    too (they go onto the new pods).
+    `starting`: room is counted this pass (an attempt is due, its pods wait gated, or an elastic
+    gang runs short), so the admitted flavors' node labels and tolerations are read too (they go
+    onto the new pods, and room is counted on the nodes they select).
     """
     name = queue.queue_name(job)
     if name is None:
