@@ -14,6 +14,8 @@ import pytest
 import yaml
 from chart_harness import CHART, ROOT, helm, one, render
 
+from kubetrain.config import ENV_PROVISIONER_NODE_LABELS
+
 VALID = [
     [],
     ["--set", "watchNamespaces={team-a,team-b}"],
@@ -50,6 +52,7 @@ BAD = [
     (["--set", "peering.name=Kube_Train"], "/peering/name"),
     (["--set", "verbose=maybe"], "/verbose"),
     (["--set", "gangScheduling=kueue"], "/gangScheduling"),
+    (["--set", "provisionerNodeLabels=karpenter.sh/nodepool"], "/provisionerNodeLabels"),
     (["--set", "unknownTopLevel=1"], "unknownTopLevel"),
 ]
 
@@ -220,6 +223,18 @@ def test_gang_scheduling_mode_reaches_the_operator_only_when_forced() -> None:
     assert "KUBETRAIN_GANG_SCHEDULING" not in env()
     assert env("--set", "gangScheduling=native")["KUBETRAIN_GANG_SCHEDULING"] == "native"
     assert env("--set", "gangScheduling=kubetrain")["KUBETRAIN_GANG_SCHEDULING"] == "kubetrain"
+
+
+def test_provisioner_node_labels_reach_the_operator_only_when_set() -> None:
+    def env(*values: str) -> dict[str, Any]:
+        container = one(render(*values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    key = ENV_PROVISIONER_NODE_LABELS
+    assert key not in env()  # the operator's own default (karpenter.sh/nodepool)
+    assert env("--set-json", "provisionerNodeLabels=[]")[key] == ""
+    labels = "provisionerNodeLabels={karpenter.sh/nodepool,eks.amazonaws.com/nodegroup}"
+    assert env("--set", labels)[key] == "karpenter.sh/nodepool,eks.amazonaws.com/nodegroup"
 
 
 def test_crds_ship_in_the_chart() -> None:
