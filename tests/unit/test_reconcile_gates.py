@@ -17,7 +17,8 @@ from kubetrain.api.constants import LABEL_KARPENTER_NODEPOOL, SCHEDULING_GATE_GA
 from kubetrain.api.models import TrainingJobSpec
 from kubetrain.build import Placement, build_attempt, build_pod, gated, release_patch, resolve
 from kubetrain.reconcile import queue
-from kubetrain.reconcile.decide import GATE_POLL_SECONDS, decide
+from kubetrain.reconcile.capacity import GATE_POLL_SECONDS
+from kubetrain.reconcile.decide import decide
 from kubetrain.reconcile.elastic import describe
 from kubetrain.reconcile.loop import Claims, claimed
 from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view

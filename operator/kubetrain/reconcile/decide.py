@@ -22,9 +22,9 @@ from kubetrain.api.constants import (
     GangScheduling,
 )
 from kubetrain.api.models import CheckpointStatus, ProgressStatus, SizeStatus
-from kubetrain.build import Placement, gated
+from kubetrain.build import gated
+from kubetrain.reconcile import capacity, elastic, notice, queue
 from kubetrain.reconcile import classify as cl
-from kubetrain.reconcile import elastic, notice, queue
 from kubetrain.reconcile import interrupt as itr
 from kubetrain.reconcile.classify import Outcome, RankState
 from kubetrain.reconcile.draft import RESYNC_SECONDS, Draft, seconds_until
@@ -34,25 +34,21 @@ from kubetrain.reconcile.plan import (
     Invalid,
     JobView,
     Observed,
-    PlacementNeeds,
     Plan,
     PodDelete,
-    PodPatch,
     Policy,
     Target,
 )
-from kubetrain.reconcile.zones import Admission, Room, admit, place, room
+from kubetrain.reconcile.zones import admit
 from kubetrain.status import (
     REASON_BACKOFF_LIMIT,
     REASON_EVICTED,
     REASON_FINISHED,
-    REASON_GANG_BIND_TIMEOUT,
     REASON_HANG,
     REASON_INTERRUPTION_LIMIT,
     REASON_PENDING,
     REASON_QUEUED,
     REASON_RANK_FAILED,
-    REASON_RESIZED,
     REASON_RESTARTING,
     REASON_RESUMED,
     REASON_RESUMED_FROM_CHECKPOINT,
@@ -63,7 +59,6 @@ from kubetrain.status import (
     REASON_SUSPENDED,
     REASON_UNSCHEDULABLE,
     REASON_WAITING_FOR_CAPACITY,
-    Transition,
     get_condition,
     is_true,
     parse_time,
@@ -73,8 +68,6 @@ from kubetrain.status import (
 MAX_BACKOFF_SECONDS = 600
 STUCK_TERMINATING_SECONDS = 30  # past the pod's own deletion deadline -> force-delete
 WAIT_POLL_SECONDS = 5.0  # while pods we deleted are still terminating
-# A gated gang looks again this often even when no node or pod event wakes it.
-GATE_POLL_SECONDS = 30.0
 
 
 def _deletes(
@@ -273,11 +266,6 @@ def _hung(draft: Draft, policy: Policy, rank0: PodView | None) -> Verdict | None
     return Verdict(Next.RESTART, REASON_HANG, cause, Budget.FAILURES)
 
 
-def _avoid_nodes(draft: Draft, attempt: int) -> list[str]:
-    """Nodes an interruption of `attempt` came from: the next attempt stays off them."""
-    return sorted({r.node for r in draft.records if r.attempt == attempt and r.node})
-
-
 def _start_next(
     draft: Draft,
     target: Target,
@@ -308,8 +296,8 @@ def _start_next(
         return draft.finish(requeue=seconds_until(restart_after, draft.now))
     checkpoint = draft.status.checkpoint
     resume = checkpoint.uri if checkpoint and checkpoint.uri else None
-    needs = _needs(target, observed)
-    free = _free(draft, needs, observed, attempt)
+    needs = capacity.needs_of(target, observed)
+    free = capacity.free_room(draft, needs, observed, attempt)
     due = restart_after if attempt > 0 else None
     start = elastic.next_start(policy, needs, free, due, draft.now, draft.status.zone)
     if start.wait_until is not None:
@@ -366,9 +354,9 @@ def _start_next(
     draft.nodes(0, size)
     if needs is not None and gate is not None and not gate.release:
         draft.status.release_time = draft.status.bind_deadline = None
-        _wait_for_capacity(draft, elastic.describe(free, needs, size))
-        return draft.finish(creates=creates, requeue=GATE_POLL_SECONDS)
-    requeue = _released(draft, policy, gate)
+        capacity.wait_for_capacity(draft, elastic.describe(free, needs, size))
+        return draft.finish(creates=creates, requeue=capacity.GATE_POLL_SECONDS)
+    requeue = capacity.released(draft, policy, gate)
     draft.cond(
         COND_READY,
         False,
@@ -376,182 +364,9 @@ def _start_next(
         f"attempt {nxt}: created {size} pods"
         + (f" ({start.why})" if size != policy.nodes else "")
         + "; waiting for all of them to be scheduled"
-        + _release_why(gate, placement, free, needs, size),
+        + capacity.release_why(gate, placement, free, needs, size),
     )
     return draft.finish(creates=creates, requeue=requeue)
-
-
-def _needs(target: Target, observed: Observed) -> PlacementNeeds | None:
-    """What the gang needs from a node: the spec's placement, and where Kueue admitted the job,
-    its flavors' node labels too (apply_flavor puts them on the pods), so room is counted only on
-    the nodes the pods can go to."""
-    needs = target.placement
-    state = observed.queue
-    if needs is None or state is None:
-        return needs
-    labels = {k: v for f in state.flavors for k, v in f.node_labels}
-    if not labels:
-        return needs
-    selector = tuple(sorted({**dict(needs.node_selector), **labels}.items()))
-    return dataclasses.replace(needs, node_selector=selector)
-
-
-def _free(
-    draft: Draft, needs: PlacementNeeds | None, observed: Observed, previous_attempt: int
-) -> Room:
-    """Room for this job's pods now, per (capacity type, zone); {} when the operator does not
-    place them or knows no node that fits."""
-    if needs is None:
-        return {}
-    return room(
-        observed.all_nodes,
-        needs,
-        _avoid_nodes(draft, previous_attempt),
-        observed.node_pods,
-        observed.unbound_pods,
-    )
-
-
-def _released(draft: Draft, policy: Policy, gate: Admission | None) -> float:
-    """Record that the attempt's pods are the scheduler's now; seconds until the next deadline.
-
-    On counted room every pod should bind at once, so a short bind deadline applies; room the
-    operator could not count (a provisioner adds nodes) gets startupTimeoutSeconds only.
-    """
-    draft.status.release_time = draft.now_s
-    draft.status.bind_deadline = None
-    startup = float(policy.startup_timeout_seconds)
-    if gate is None or not gate.counted:
-        return startup
-    bind = policy.gang_bind_timeout_seconds
-    draft.status.bind_deadline = rfc3339(draft.now + dt.timedelta(seconds=bind))
-    return min(startup, float(bind))
-
-
-def _release_why(
-    gate: Admission | None,
-    placement: Placement | None,
-    free: Room,
-    needs: PlacementNeeds | None,
-    size: int,
-) -> str:
-    if gate is None or needs is None:
-        return ""
-    if gate.counted:
-        where = f" in {placement.zone}" if placement and placement.zone else ""
-        return f" (room for the whole gang{where})"
-    if not gate.known:
-        return " (no known node of that kind: the provisioner decides where)"
-    if not gate.fits:
-        return f" (the provisioner adds nodes; {elastic.describe(free, needs, size)})"
-    return ""
-
-
-def _wait_for_capacity(draft: Draft, needs_words: str) -> None:
-    """Ready=False WaitingForCapacity, with an Event whenever what it waits for changes."""
-    message = (
-        f"attempt {draft.attempt}: waiting for capacity: {needs_words}; the pods are gated and "
-        "hold no node until one zone has room for the whole gang"
-    )
-    ready = get_condition(draft.conditions, COND_READY)
-    if (
-        ready is not None
-        and ready.get("reason") == REASON_WAITING_FOR_CAPACITY
-        and ready.get("message") != message
-    ):
-        draft.notes.append(Transition(COND_READY, "False", REASON_WAITING_FOR_CAPACITY, message))
-    draft.cond(COND_READY, False, REASON_WAITING_FOR_CAPACITY, message)
-
-
-def _gated(
-    draft: Draft,
-    target: Target,
-    observed: Observed,
-    gang: Sequence[PodView],
-    deletes: Sequence[PodDelete],
-) -> Plan:
-    """Pods of the current attempt still carry the gang's gate: release them all when one zone
-    has room for the whole gang (or room cannot be counted), else keep waiting, holding nothing.
-    The startup timeout does not run meanwhile. An elastic gang waiting gated at full size after
-    a restart resumes on fewer nodes once elastic.next_start allows it. In native gang mode the
-    operator creates no gated pod; one left by a run in kubetrain mode is released at once."""
-    policy = target.policy
-    needs = _needs(target, observed)
-    size = draft.job.size(policy.nodes)
-    free = _free(draft, needs, observed, draft.attempt - 1)
-    gating = needs is not None and target.gang is GangScheduling.KUBETRAIN
-    gate = admit(free, observed.all_nodes, needs, size) if gating and needs is not None else None
-    draft.nodes(0, size)
-    if needs is not None and gate is not None and not gate.release:
-        shrink = _shrink(draft, policy, needs, free, size)
-        if shrink is not None:
-            # Due since this attempt began: shrinkAfterSeconds has already been waited out.
-            return _restart(draft, policy, gang, observed, shrink, draft.status.attempt_start_time)
-        _wait_for_capacity(draft, elastic.describe(free, needs, size))
-        return draft.finish(deletes=deletes, requeue=GATE_POLL_SECONDS)
-    placement = place(free, needs, size, draft.status.zone) if needs is not None else None
-    patch = (
-        target.release(draft.attempt, placement)
-        if target.release is not None
-        else {"spec": {"schedulingGates": None}}
-    )
-    patches = [PodPatch(p.name, patch) for p in gang if p.gated]
-    if placement is not None and placement.zone:
-        draft.status.zone = placement.zone
-    requeue = _released(draft, policy, gate)
-    draft.cond(
-        COND_READY,
-        False,
-        REASON_PENDING,
-        f"attempt {draft.attempt}: released its {size} gated pods to the scheduler"
-        + _release_why(gate, placement, free, needs, size),
-    )
-    return draft.finish(patches=patches, deletes=deletes, requeue=requeue)
-
-
-def _shrink(
-    draft: Draft, policy: Policy, needs: PlacementNeeds, free: Room, size: int
-) -> Verdict | None:
-    """An elastic gang gated at full size after a restart: resume on fewer nodes when
-    elastic.next_start would have, counting the wait from when this attempt was created."""
-    due = parse_time(draft.status.attempt_start_time)
-    if policy.min_nodes is None or size < policy.nodes or draft.attempt <= 1 or due is None:
-        return None
-    start = elastic.next_start(policy, needs, free, due, draft.now, draft.status.zone)
-    if start.wait_until is not None:
-        draft.wake_at = min(draft.wake_at or start.wait_until, start.wait_until)
-        return None
-    if start.size >= size:
-        return None
-    return Verdict(
-        Next.RESTART, REASON_RESIZED, f"{start.why}; resuming on {start.size}", Budget.NONE
-    )
-
-
-def _bind_timeout(draft: Draft, policy: Policy, gang: Sequence[PodView]) -> Verdict | None:
-    """Released on counted room, the gang must be bound by the bind deadline: a workload the
-    operator does not see may have taken a node. Then the attempt goes (no budget counted) and
-    the next one waits, gated, for room again, instead of holding nodes until startup timeout."""
-    deadline = parse_time(draft.status.bind_deadline)
-    if deadline is None:
-        return None
-    n = draft.job.size(policy.nodes)
-    bound = sum(1 for p in gang if p.node)
-    if bound >= n:
-        draft.status.bind_deadline = None
-        return None
-    if draft.now < deadline:
-        draft.wake_at = deadline if draft.wake_at is None else min(draft.wake_at, deadline)
-        return None
-    return Verdict(
-        Next.RESTART,
-        REASON_GANG_BIND_TIMEOUT,
-        f"only {bound}/{n} pods bound to nodes within gangBindTimeoutSeconds="
-        f"{policy.gang_bind_timeout_seconds} of their release (something else took room the "
-        "operator had counted); the next attempt is placed from a fresh count of free room, "
-        "gated while no zone has room for the whole gang",
-        Budget.NONE,
-    )
 
 
 def _suspend(draft: Draft, policy: Policy, observed: Observed) -> Plan:
@@ -563,22 +378,6 @@ def _suspend(draft: Draft, policy: Policy, observed: Observed) -> Plan:
         deletes=_deletes(observed.pods, observed, draft.now),
         requeue=WAIT_POLL_SECONDS if observed.pods else None,
     )
-
-
-def _grow_back(draft: Draft, target: Target, observed: Observed, size: int) -> None:
-    """A gang running short: once there is room for every node, checkpoint and restart bigger."""
-    needs = target.placement
-    free = {}
-    if needs is not None:
-        free = room(observed.all_nodes, needs, (), observed.node_pods, observed.unbound_pods)
-    words = elastic.room_to_grow(target.policy, needs, free, size, draft.status.zone)
-    if words is not None:
-        notice.request_resize(draft, target.policy, words)
-    else:
-        draft.wake_at = min(
-            draft.wake_at or draft.now + dt.timedelta(seconds=elastic.POLL_SECONDS),
-            draft.now + dt.timedelta(seconds=elastic.POLL_SECONDS),
-        )
 
 
 def _queued(draft: Draft, policy: Policy, observed: Observed, state: queue.QueueState) -> Plan:
@@ -621,7 +420,7 @@ def _observe_attempt(
         return _terminal(draft, policy, observed)
     gang = [p for p in pods if 0 <= p.rank < n]
     if n < policy.nodes and cl.count(states, Outcome.RUNNING) == n:
-        _grow_back(draft, target, observed, n)
+        capacity.grow_back(draft, target, observed, n)
     verdict = notice.assess(draft, policy, target.spec_hash, states, gang, observed)
     if verdict.next is Next.RESTART:
         return _restart(draft, policy, pods, observed, verdict)
@@ -633,8 +432,11 @@ def _observe_attempt(
     if failed is not None:
         return _restart(draft, policy, pods, observed, failed)
     if any(p.gated for p in gang):
-        return _gated(draft, target, observed, gang, _deletes(strays, observed, draft.now))
-    unbound = _bind_timeout(draft, policy, gang)
+        gated = capacity.gated(draft, target, observed, gang, _deletes(strays, observed, draft.now))
+        if isinstance(gated, Verdict):
+            return _restart(draft, policy, pods, observed, gated, draft.status.attempt_start_time)
+        return gated
+    unbound = capacity.bind_timeout(draft, policy, gang)
     if unbound is not None:
         return _restart(draft, policy, pods, observed, unbound)
 

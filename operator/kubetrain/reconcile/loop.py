@@ -183,7 +183,7 @@ async def reconcile_once(
     short = isinstance(target, Target) and job.size(target.policy.nodes) < target.policy.nodes
     due = job.attempt == 0 or bool(job.status.get("restartAfter"))
     starting = due or short or any(p.gated for p in pod_list if p.attempt == job.attempt)
-    # The admitted flavors' node labels too: room is counted on their nodes (decide._needs).
+    # The admitted flavors' node labels too: room is counted on their nodes (capacity.needs_of).
     queued = (
         await queue_sync.observe(kube, body, target, starting)
         if isinstance(target, Target)
