@@ -477,6 +477,32 @@ def test_native_gang_mode_creates_no_gate_and_no_bind_deadline() -> None:
     assert ready(plan.status)["reason"] == "Pending"
 
 
+def test_a_native_gang_the_scheduler_holds_waits_without_startup_timeout_then_counts_from_binding() -> (
+    None
+):
+    """Native PodGroups bind all or none: an unbound gang holds no node, and a new attempt would
+    queue the same way, so it waits; startupTimeoutSeconds (600 here) counts from the binding."""
+    t = dataclasses.replace(placed(), gang=GangScheduling.NATIVE)
+    why = "0/16 nodes are available: pod group is unschedulable"
+    holding = [pod(1, r, phase="Pending", node=None, unschedulable=why) for r in range(4)]
+    status = {"attempt": 1, "attemptStartTime": at(-2000)}
+    node_map = {f"a{r}": node_with_room(f"a{r}", "us-west-2a") for r in range(4)}
+    plan = decide(job(status), t, Observed(holding, node_map), NOW)
+    assert not plan.deletes and not plan.creates and plan.status["attempt"] == 1
+    cond = ready(plan.status)
+    assert cond["reason"] == "Unschedulable" and "pod group is unschedulable" in cond["message"]
+    assert "holding no node" in cond["message"] and "releaseTime" not in plan.status
+    # Bound now, 2,000 s after the attempt began: the clock starts here, no timeout.
+    bound = [pod(1, r, phase="Pending", node=f"a{r}") for r in range(4)]
+    plan = decide(job(status), t, Observed(bound, node_map), NOW)
+    assert not plan.deletes and plan.status["releaseTime"] == at(0)
+    assert ready(plan.status)["reason"] != "StartupTimeout"
+    # Still not running 601 s after binding: the startup timeout applies as in any mode.
+    later = {**status, "releaseTime": at(-601)}
+    plan = decide(job(later), t, Observed(bound, node_map), NOW)
+    assert ready(plan.status)["reason"] == "StartupTimeout" and len(plan.deletes) == 4
+
+
 def test_to_target_carries_the_gang_mode() -> None:
     body = {"metadata": {"name": "llama", "namespace": "ns", "uid": "u"}, "spec": SPEC}
     kubetrain, native = to_target(body), to_target(body, GangScheduling.NATIVE)

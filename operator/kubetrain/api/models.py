@@ -1284,8 +1284,9 @@ class TrainingJobStatus(_Status):
     start_time: str | None = RFC3339
     completion_time: str | None = RFC3339
     attempt_start_time: str | None = RFC3339
-    # When the operator lifted the current attempt's scheduling gates (unset while they hold):
-    # startupTimeoutSeconds counts from here, a gated gang holds no nodes.
+    # When the current attempt's pods went to nodes: the operator lifted its scheduling gates, or
+    # (native PodGroups) the scheduler bound the group. Unset while either holds them, holding no
+    # node; startupTimeoutSeconds counts from here.
     release_time: str | None = RFC3339
     # Released on counted room: every pod must be bound by then (spec.gangBindTimeoutSeconds).
     bind_deadline: str | None = RFC3339

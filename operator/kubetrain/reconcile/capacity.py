@@ -78,13 +78,17 @@ def free_room(
     )
 
 
-def released(draft: Draft, policy: Policy, gate: Admission | None) -> float:
+def released(draft: Draft, target: Target, gate: Admission | None) -> float:
     """Record that the attempt's pods are the scheduler's now; seconds until the next deadline.
 
     On counted room every pod should bind at once, so a short bind deadline applies; room the
-    operator could not count (a provisioner adds nodes) gets startupTimeoutSeconds only.
+    operator could not count (a provisioner adds nodes) gets startupTimeoutSeconds only. With
+    native PodGroups the scheduler still holds the pods until the whole group fits: releaseTime
+    is set when it binds them (native_bound).
     """
-    draft.status.release_time = draft.now_s
+    policy = target.policy
+    native = target.gang is GangScheduling.NATIVE
+    draft.status.release_time = None if native else draft.now_s
     draft.status.bind_deadline = None
     startup = float(policy.startup_timeout_seconds)
     if gate is None or not gate.counted:
@@ -166,7 +170,7 @@ def gated(
     patches = [PodPatch(p.name, patch) for p in gang if p.gated]
     if placement is not None and placement.zone:
         draft.status.zone = placement.zone
-    requeue = released(draft, policy, gate)
+    requeue = released(draft, target, gate)
     draft.cond(
         COND_READY,
         False,
@@ -236,3 +240,17 @@ def grow_back(draft: Draft, target: Target, observed: Observed, size: int) -> No
             draft.wake_at or draft.now + dt.timedelta(seconds=elastic.POLL_SECONDS),
             draft.now + dt.timedelta(seconds=elastic.POLL_SECONDS),
         )
+
+
+def native_bound(draft: Draft, target: Target, gang: Sequence[PodView]) -> bool:
+    """With native PodGroups, whether the scheduler has bound the gang (it binds all of it or
+    none); records the moment as releaseTime, from which startupTimeoutSeconds counts. Until
+    then the gang holds no node and a new attempt would queue the same way, so it gets no startup
+    deadline. True in the operator's own gang mode (its gates decide when the clock starts)."""
+    if target.gang is not GangScheduling.NATIVE:
+        return True
+    if not any(p.node for p in gang):
+        draft.status.release_time = None
+        return False
+    draft.status.release_time = draft.status.release_time or draft.now_s
+    return True

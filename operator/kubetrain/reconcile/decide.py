@@ -356,7 +356,7 @@ def _start_next(
         draft.status.release_time = draft.status.bind_deadline = None
         capacity.wait_for_capacity(draft, elastic.describe(free, needs, size))
         return draft.finish(creates=creates, requeue=capacity.GATE_POLL_SECONDS)
-    requeue = capacity.released(draft, policy, gate)
+    requeue = capacity.released(draft, target, gate)
     draft.cond(
         COND_READY,
         False,
@@ -367,6 +367,27 @@ def _start_next(
         + capacity.release_why(gate, placement, free, needs, size),
     )
     return draft.finish(creates=creates, requeue=requeue)
+
+
+def _native_waiting(
+    draft: Draft, states: Sequence[RankState], deletes: Sequence[PodDelete]
+) -> Plan:
+    """Native PodGroups: the scheduler has bound no pod of the gang yet; it waits holding nothing,
+    with no startup deadline (capacity.native_bound)."""
+    n = len(states)
+    unschedulable = [s for s in states if s.pod and s.pod.unschedulable]
+    if unschedulable:
+        reason = REASON_UNSCHEDULABLE
+        message = (
+            f"attempt {draft.attempt}: {len(unschedulable)}/{n} pods cannot be scheduled yet "
+            f"({unschedulable[0].detail}); the scheduler binds the gang's PodGroup when all of it "
+            "fits, holding no node meanwhile (startupTimeoutSeconds counts from then)"
+        )
+    else:
+        reason = REASON_PENDING
+        message = f"attempt {draft.attempt}: waiting for the scheduler to bind the gang's PodGroup"
+    draft.cond(COND_READY, False, reason, message)
+    return draft.finish(deletes=deletes, requeue=capacity.GATE_POLL_SECONDS)
 
 
 def _suspend(draft: Draft, policy: Policy, observed: Observed) -> Plan:
@@ -454,6 +475,8 @@ def _observe_attempt(
             return _restart(draft, policy, pods, observed, hung)
         return draft.finish(deletes=deletes)
 
+    if not capacity.native_bound(draft, target, gang):
+        return _native_waiting(draft, states, deletes)
     # Counted from the release of the gates: a gated gang holds no node.
     started = (
         parse_time(draft.status.release_time)
