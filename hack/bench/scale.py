@@ -539,7 +539,14 @@ class Bench:
                 "webhooks": [],
             }
             self.kubectl("apply", "-f", "-", input=json.dumps(webhook))
-        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        for attempt in range(10):  # a CRD just created has no conditions yet: kubectl wait errs
+            try:
+                self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+                break
+            except RuntimeError:
+                if attempt == 9:
+                    raise
+                time.sleep(1.0)
         self._cert()
 
     def _install_peer(self, tool: str, crd: str) -> None:
