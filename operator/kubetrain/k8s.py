@@ -184,6 +184,21 @@ class Kube:
         query: list[tuple[str, Any]] | None = None,
         content_type: str = "application/json",
     ) -> Any:
+        """The request's response, parsed."""
+        data = await self._send(verb, path, body, query=query, content_type=content_type)
+        return json.loads(data) if data else None
+
+    async def _send(
+        self,
+        verb: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        content_type: str = "application/json",
+    ) -> bytes:
+        """The request's raw response: where nothing reads it (creates, deletes, annotations,
+        Events), parsing the whole object back costs CPU and memory for nothing (issue 14)."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
         token = await self._authorization()
         if token:
@@ -201,7 +216,7 @@ class Kube:
                 raise KubeError(
                     verb, path, response.status, str(response.reason or ""), api_message(data)
                 )
-        return json.loads(data) if data else None
+        return data
 
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The job as the API server has it now (never a cached view), or None when gone."""
@@ -236,7 +251,7 @@ class Kube:
         meta = obj.get("metadata") or {}
         path = collection_path(str(obj["apiVersion"]), str(obj["kind"]), meta.get("namespace"))
         try:
-            await self._acall("POST", path, dict(obj), query=[("fieldManager", FIELD_MANAGER)])
+            await self._send("POST", path, dict(obj), query=[("fieldManager", FIELD_MANAGER)])
         except KubeError as exc:
             if exc.status == 409:
                 return False
@@ -271,7 +286,7 @@ class Kube:
 
     async def _delete(self, path: str, body: Mapping[str, Any]) -> bool:
         try:
-            await self._acall("DELETE", path, dict(body))
+            await self._send("DELETE", path, dict(body))
         except KubeError as exc:
             if exc.status in (404, 409):  # gone, or uid precondition failed (a newer object)
                 return False
@@ -297,7 +312,7 @@ class Kube:
     async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> bool:
         """Merge annotations onto a pod (checkpoint requests, issue #4); False when gone."""
         try:
-            await self._acall(
+            await self._send(
                 "PATCH",
                 f"/api/v1/namespaces/{namespace}/pods/{name}",
                 {"metadata": {"annotations": dict(annotations)}},
@@ -312,7 +327,7 @@ class Kube:
 
     async def delete_volumes(self, label_selector: str) -> None:
         """Delete cluster-scoped PVs we created for a job (reclaim Retain: data is untouched)."""
-        await self._acall(
+        await self._send(
             "DELETE", "/api/v1/persistentvolumes", {}, query=[("labelSelector", label_selector)]
         )
 
@@ -329,7 +344,7 @@ class Kube:
 
     async def delete_podgroups(self, namespace: str, label_selector: str) -> None:
         """Delete the native PodGroups of earlier attempts (kubetrain.build.superseded_podgroups)."""
-        await self._acall(
+        await self._send(
             "DELETE",
             f"/apis/{PODGROUP_API_VERSION}/namespaces/{namespace}/{PODGROUP_PLURAL}",
             {},
@@ -350,7 +365,7 @@ class Kube:
 
     async def delete_storage_classes(self, label_selector: str) -> None:
         """Delete the per-job StorageClasses we created (cluster-scoped: no owner reference)."""
-        await self._acall(
+        await self._send(
             "DELETE",
             "/apis/storage.k8s.io/v1/storageclasses",
             {},
@@ -401,7 +416,7 @@ class Kube:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        await self._acall("POST", f"/api/v1/namespaces/{namespace}/events", event)
+        await self._send("POST", f"/api/v1/namespaces/{namespace}/events", event)
 
     # --- any kind the builders know (Kueue's Workload and ResourceFlavor, PriorityClass) ----------
 
@@ -432,7 +447,7 @@ class Kube:
         patch makes it conditional. False when the object is gone or changed since it was read."""
         path = f"{collection_path(api_version, kind, namespace)}/{name}"
         try:
-            await self._acall(
+            await self._send(
                 "PATCH",
                 f"{path}/{subresource}" if subresource else path,
                 dict(patch),
