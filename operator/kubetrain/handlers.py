@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import kopf
@@ -37,7 +37,7 @@ from kubetrain.k8s import Kube, KubeError, load_api_client
 from kubetrain.reconcile import queue_sync
 from kubetrain.reconcile.gang import detect_gang_scheduling
 from kubetrain.reconcile.loop import Claims, JobSource, reconcile_once
-from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
+from kubetrain.reconcile.observe import NodeView, PodView, Usage, UsageIndex, node_view, pod_view
 
 Key = tuple[str, str]
 WORKER_PODS = {LABEL_JOB: kopf.PRESENT}
@@ -137,6 +137,7 @@ async def configure(
     memo.pods_seen = {}
     memo.gated = {}  # (namespace, job) -> uids of its pods waiting behind the gang's gate
     memo.claims = Claims()  # pods just pinned to a zone, until the watch shows them
+    memo.usage = UsageIndex()  # what our pods hold and wait for: the zone choice's counts
     if not settings.peering.standalone and settings.peering.clusterwide:
         try:
             await memo.kube.ensure_cluster_peering(settings.peering.name)
@@ -189,9 +190,16 @@ async def release_workload(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.index("v1", "pods", id="pods_by_job", labels=WORKER_PODS)
-async def pods_by_job(body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+async def pods_by_job(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[Key, Any] | None:
+    """Each job's pods; and, from the same view (kopf fills indexes before any handler or daemon
+    runs), what every pod holds or waits for (`memo.usage`: the zone choice counts room from it
+    in O(nodes), not by scanning every pod, issue 14). kopf drops a deleted pod from its indexes
+    without a call here: wake_on_pod forgets it."""
     view = pod_view(body)
-    return {(view.namespace, view.job): view} if view else None
+    if view is None:
+        return None
+    memo.usage.update(view)
+    return {(view.namespace, view.job): view}
 
 
 @kopf.index("v1", "pods", id="pods_by_node", labels=WORKER_PODS)
@@ -229,6 +237,7 @@ async def wake_on_pod(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> 
     seen: dict[str, PodView] = memo.pods_seen
     if type == "DELETED":
         seen.pop(view.uid, None)
+        memo.usage.forget(view.uid)
     else:
         quiet = dataclasses.replace(view, progress=None)
         if seen.get(view.uid) == quiet:
@@ -312,7 +321,6 @@ async def reconcile(
     """
     pods_by_job: kopf.Index[Key, Any] = kwargs["pods_by_job"]
     nodes_by_name: kopf.Index[str, NodeView] = kwargs["nodes_by_name"]
-    pods_by_node: kopf.Index[str, PodView] = kwargs["pods_by_node"]
     namespace = namespace or ""  # TrainingJob is namespaced; kopf's signature is generic
     key = (namespace, name)
     wake = memo.wakeups.register(key)
@@ -326,18 +334,11 @@ async def reconcile(
     def all_nodes() -> list[NodeView]:
         return [view for name in list(nodes_by_name) for view in nodes_by_name.get(name, [])]
 
-    def node_pods(node: str) -> list[PodView]:
-        return list(pods_by_node.get(node, []))
-
-    def unbound_pods() -> list[PodView]:
-        indexed = {
-            (p.namespace, p.name): p for job in list(pods_by_job) for p in pods_by_job.get(job, [])
-        }
-        unbound = [
-            p for p in indexed.values() if p.node is None and not p.finished and not p.deleting
-        ]
+    def usage(nodes: Sequence[str], own: Sequence[PodView]) -> Usage:
+        index: UsageIndex = memo.usage
         claims: Claims = memo.claims
-        return unbound + claims.pending(indexed)
+        pending = [p for p in claims.pending(index.named) if (p.namespace, p.job) != key]
+        return index.usage(nodes, exclude=own, extra=pending)
 
     try:
         # A new FSx volume first (once per job; the pods wait for their claim to bind anyway).
@@ -366,8 +367,7 @@ async def reconcile(
                         node_lookup,
                         logger,
                         all_nodes=all_nodes,
-                        node_pods=node_pods,
-                        unbound_pods=unbound_pods,
+                        usage=usage,
                         gang=memo.gang_scheduling,
                         source=source,
                         claim=memo.claims.add,

@@ -17,7 +17,7 @@ from kubetrain.api.models import TrainingJobSpec
 from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest
 from kubetrain.build import JobRef, Placement, build_attempt, resolve
 from kubetrain.reconcile.decide import decide
-from kubetrain.reconcile.observe import NodeView, PodView
+from kubetrain.reconcile.observe import NodeView, PodView, Usage
 from kubetrain.reconcile.plan import Observed, PlacementNeeds, Target
 from kubetrain.status import rfc3339
 
@@ -107,9 +107,9 @@ def short_gang(attempt: int = 2, size: int = 2, **kw: Any) -> list[PodView]:
     return [pod(attempt, r, node=f"a{r}", requests=GPUS, **kw) for r in range(size)]
 
 
-def on_nodes(pods: list[PodView]) -> dict[str, tuple[PodView, ...]]:
-    """What the operator's pods_by_node index gives: each node's pods (their GPUs are taken)."""
-    return {p.node: (p,) for p in pods if p.node}
+def on_nodes(pods: list[PodView]) -> Usage:
+    """What the operator's usage index gives for the job's bound pods (their GPUs are taken)."""
+    return Usage.of(p for p in pods if p.node)
 
 
 def running_short() -> dict[str, Any]:
@@ -120,7 +120,7 @@ def running_short() -> dict[str, Any]:
     plan = decide(job(restarting()), t, Observed([], {}, all_nodes=A[:2] + B[:1]), later)
     nodes: dict[str, NodeView | None] = {v.name: v for v in A[:2]}
     pods = short_gang()
-    observed = Observed(pods, nodes, all_nodes=A[:2], node_pods=on_nodes(pods))
+    observed = Observed(pods, nodes, all_nodes=A[:2], usage=on_nodes(pods))
     plan = decide(job(plan.status), t, observed, later)
     assert plan.status["phase"] == "Running"
     assert plan.status["nodes"] == {"ready": 2, "total": 2}
@@ -132,7 +132,7 @@ def test_a_short_gang_keeps_running_and_looks_again_while_there_is_no_room() -> 
     nodes: dict[str, NodeView | None] = {v.name: v for v in A[:2]}
     pods = short_gang()
     # 2 more free nodes, but in 2b: no zone has room for 4, even counting the gang's own.
-    observed = Observed(pods, nodes, all_nodes=A[:2] + B[:2], node_pods=on_nodes(pods))
+    observed = Observed(pods, nodes, all_nodes=A[:2] + B[:2], usage=on_nodes(pods))
     plan = decide(job(status), elastic(Builder()), observed, NOW)
     assert plan.annotates == () and plan.deletes == () and plan.creates == ()
     assert plan.requeue_after is not None and plan.requeue_after <= 16
@@ -146,7 +146,7 @@ def test_room_returning_grows_the_gang_back_through_a_coordinated_checkpoint() -
     # Two more free nodes in the gang's zone: 2 free + its own 2 = room for 4.
     running = short_gang()
     plan = decide(
-        job(status), t, Observed(running, nodes, all_nodes=A, node_pods=on_nodes(running)), NOW
+        job(status), t, Observed(running, nodes, all_nodes=A, usage=on_nodes(running)), NOW
     )
     requests = [
         CheckpointRequest.decode(a.annotations[ANNOTATION_CHECKPOINT_REQUEST])

@@ -21,7 +21,7 @@ from kubetrain.reconcile.capacity import GATE_POLL_SECONDS
 from kubetrain.reconcile.decide import decide
 from kubetrain.reconcile.elastic import describe
 from kubetrain.reconcile.loop import Claims, claimed
-from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
+from kubetrain.reconcile.observe import NodeView, PodView, Usage, node_view, pod_view
 from kubetrain.reconcile.plan import Observed, PlacementNeeds, Plan, PodPatch, Target
 from kubetrain.reconcile.target import to_target
 from kubetrain.reconcile.zones import admit, room
@@ -50,14 +50,14 @@ def test_room_counts_what_is_bound_and_what_other_gangs_were_released_into() -> 
     assert describe(room(zone_nodes(3, 1), NEEDS), NEEDS, 4) == (
         "needs 4 x p5.48xlarge (spot) in one zone; 3 free in us-west-2a, 1 free in us-west-2b"
     )
-    busy = {"a0": [worker_on("a0")]}
+    busy = worker_on("a0")
     pinned = dataclasses.replace(
         worker_on("x"), node=None, phase="Pending", zone_pin="us-west-2a", name="other-x"
     )
-    free = room(zone_nodes(4, 1), NEEDS, (), busy, [pinned])
+    free = room(zone_nodes(4, 1), NEEDS, (), Usage.of([busy, pinned]))
     assert free[("spot", "us-west-2a")] == 2
     # ... but gated pods of another gang hold nothing, wherever they are pinned.
-    free = room(zone_nodes(4, 1), NEEDS, (), {}, [dataclasses.replace(pinned, gated=True)])
+    free = room(zone_nodes(4, 1), NEEDS, (), Usage.of([dataclasses.replace(pinned, gated=True)]))
     assert free[("spot", "us-west-2a")] == 4
     gate = admit(free, zone_nodes(4, 1), NEEDS, 4)
     assert gate.release and gate.counted
@@ -395,12 +395,12 @@ def test_claims_cover_the_watch_lag_and_no_longer() -> None:
     ]
     claims.add(views)
     # Not in the index yet, or still gated there: counted.
-    assert claims.pending({(NS, name(1, 0)): gang[0]}) == views
+    assert claims.pending({(NS, name(1, 0)): gang[0]}.get) == views
     # The watch delivered the released pod: the index counts it from now on.
     released = dataclasses.replace(gang[0], gated=False, zone_pin="us-west-2b")
-    assert claims.pending({(NS, name(1, 0)): released}) == views[:1]
+    assert claims.pending({(NS, name(1, 0)): released}.get) == views[:1]
     clock[0] = Claims.TTL_SECONDS + 1
-    assert claims.pending({}) == []
+    assert claims.pending({}.get) == []
 
 
 def test_elastic_gang_gated_at_full_size_shrinks_once_shrink_after_has_passed() -> None:

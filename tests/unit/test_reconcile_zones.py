@@ -13,7 +13,7 @@ from kubetrain.api.constants import TAINT_KARPENTER_DISRUPTED, TAINT_NTH_REBALAN
 from kubetrain.api.models import TrainingJobSpec
 from kubetrain.build import JobRef, Placement, build_attempt, build_pod, resolve
 from kubetrain.reconcile.decide import decide
-from kubetrain.reconcile.observe import NodeView, PodView, node_view
+from kubetrain.reconcile.observe import NodeView, PodView, Usage, UsageIndex, node_view
 from kubetrain.reconcile.plan import Observed, PlacementNeeds, Target
 from kubetrain.reconcile.target import to_target
 from kubetrain.reconcile.zones import choose_zone
@@ -291,12 +291,12 @@ NEEDS = PlacementNeeds("p5.48xlarge", ("spot",), per_pod=P5_POD)
 def test_the_zone_with_free_gpus_wins_over_the_zone_with_more_nodes() -> None:
     nodes = [node_with_room(f"a{i}", "us-west-2a") for i in range(4)]
     nodes += [node_with_room(f"b{i}", "us-west-2b") for i in range(2)]
-    busy = {f"a{i}": [worker_on(f"a{i}")] for i in range(3)}  # one free node left in 2a
-    chosen = choose_zone(nodes, NEEDS, 2, previous="us-west-2a", node_pods=busy)
+    busy = [worker_on(f"a{i}") for i in range(3)]  # one free node left in 2a
+    chosen = choose_zone(nodes, NEEDS, 2, previous="us-west-2a", usage=Usage.of(busy))
     assert chosen == Placement(zone="us-west-2b")
     # Finished pods hold nothing.
-    done = {k: [PodView(**{**v[0].__dict__, "phase": "Succeeded"})] for k, v in busy.items()}
-    assert choose_zone(nodes, NEEDS, 2, previous="us-west-2a", node_pods=done) == Placement(
+    done = Usage.of(dataclasses.replace(p, phase="Succeeded") for p in busy)
+    assert choose_zone(nodes, NEEDS, 2, previous="us-west-2a", usage=done) == Placement(
         zone="us-west-2a"
     )
 
@@ -314,8 +314,8 @@ def test_spot_then_on_demand_pins_the_capacity_type_with_room(
     nodes = [node_with_room(f"s{i}", "us-west-2a") for i in range(2)]
     nodes += [node_with_room(f"o{i}", "us-west-2b", cap="on-demand") for i in range(2)]
     needs = PlacementNeeds("p5.48xlarge", ("spot", "on-demand"), per_pod=P5_POD)
-    busy = {n: [worker_on(n)] for n in busy_spot}
-    assert choose_zone(nodes, needs, 2, node_pods=busy) == want
+    busy = Usage.of(worker_on(n) for n in busy_spot)
+    assert choose_zone(nodes, needs, 2, usage=busy) == want
 
 
 def test_target_reads_what_one_pod_requests_from_the_builders() -> None:
@@ -354,5 +354,30 @@ def test_another_gangs_pods_pinned_to_a_zone_and_waiting_take_its_room() -> None
     )
     waiting = [first, dataclasses.replace(first, name="other-2-1", rank=1)]
     assert choose_zone(nodes, NEEDS, 2, previous="us-west-2a") == Placement(zone="us-west-2a")
-    chosen = choose_zone(nodes, NEEDS, 2, previous="us-west-2a", unbound=waiting)
+    chosen = choose_zone(nodes, NEEDS, 2, previous="us-west-2a", usage=Usage.of(waiting))
     assert chosen == Placement(zone="us-west-2b")
+
+
+def test_the_usage_index_follows_pod_events_and_forgets_gone_pods() -> None:
+    """The operator's index, moved event by event, counts what a fresh count of the same pods
+    would; a job's own waiting pods are left out of its own choice."""
+    index = UsageIndex()
+    pending = dataclasses.replace(
+        worker_on("a0"), node=None, phase="Pending", zone_pin="us-west-2a"
+    )
+    bound = dataclasses.replace(pending, node="a0", phase="Running")
+    other = dataclasses.replace(worker_on("a1"), uid="v")
+    index.update(pending)
+    index.update(other)
+    assert index.usage(["a0", "a1"]) == Usage.of([pending, other])
+    assert index.jobs_on("a1") == [("ns", "other")] and index.jobs_on("a0") == []
+    assert index.usage(["a0", "a1"]).waiting == {("us-west-2a", None): 1}
+    assert index.usage(["a0", "a1"], exclude=[pending]).waiting == {}
+    index.update(bound)
+    assert index.usage(["a0", "a1"]) == Usage.of([bound, other])
+    assert index.jobs_on("a0") == [("ns", "other")]
+    assert index.usage(["a1"]).used == {"a1": dict(P5_POD)}
+    index.update(dataclasses.replace(bound, phase="Succeeded"))  # finished: holds nothing
+    index.forget(other.uid)  # deleted
+    assert index.usage(["a0", "a1"]) == Usage() and index.nodes() == []
+    assert index.jobs_on("a0") == index.jobs_on("a1") == []

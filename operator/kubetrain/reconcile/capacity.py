@@ -73,8 +73,7 @@ def free_room(
         observed.all_nodes,
         needs,
         avoid_nodes(draft, previous_attempt),
-        observed.node_pods,
-        observed.unbound_pods,
+        observed.usage,
     )
 
 
@@ -231,7 +230,7 @@ def grow_back(draft: Draft, target: Target, observed: Observed, size: int) -> No
     needs = target.placement
     free = {}
     if needs is not None:
-        free = room(observed.all_nodes, needs, (), observed.node_pods, observed.unbound_pods)
+        free = room(observed.all_nodes, needs, (), observed.usage)
     words = elastic.room_to_grow(target.policy, needs, free, size, draft.status.zone)
     if words is not None:
         notice.request_resize(draft, target.policy, words)

@@ -24,12 +24,11 @@ from kubetrain.k8s import Kube
 from kubetrain.reconcile import queue_sync
 from kubetrain.reconcile.act import act
 from kubetrain.reconcile.decide import decide, policy_requeue
-from kubetrain.reconcile.observe import ZONE_LABEL, NodeView, PodView, pod_view
+from kubetrain.reconcile.observe import ZONE_LABEL, NodeView, PodView, Usage, pod_view
 from kubetrain.reconcile.plan import Invalid, JobView, Observed, Plan, Target
 from kubetrain.reconcile.target import to_target
 from kubetrain.status import TERMINAL_PHASES
 
-NodeUsage = Callable[[str], Sequence[PodView]]
 PodKey = tuple[str, str]  # (namespace, pod name)
 
 
@@ -49,12 +48,13 @@ class Claims:
         for view in views:
             self._pods[(view.namespace, view.name)] = (expiry, view)
 
-    def pending(self, indexed: Mapping[PodKey, PodView]) -> list[PodView]:
-        """Claimed pods the index does not show as released yet (absent, or still gated)."""
+    def pending(self, indexed: Callable[[PodKey], PodView | None]) -> list[PodView]:
+        """Claimed pods the index (`indexed((namespace, name))`) does not show as released yet
+        (absent, or still gated)."""
         now = self._clock()
         out = []
         for key, (expiry, view) in list(self._pods.items()):
-            seen = indexed.get(key)
+            seen = indexed(key)
             if expiry < now or (seen is not None and not seen.gated):
                 del self._pods[key]
             else:
@@ -151,8 +151,7 @@ async def reconcile_once(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     now: dt.datetime | None = None,
     all_nodes: Callable[[], Sequence[NodeView]] = tuple,
-    node_pods: NodeUsage = lambda _node: (),
-    unbound_pods: Callable[[], Iterable[PodView]] = tuple,
+    usage: Callable[[Sequence[str], Sequence[PodView]], Usage] = lambda _nodes, _own: Usage(),
     gang: GangScheduling = GangScheduling.KUBETRAIN,
     source: JobSource | None = None,
     claim: Callable[[Sequence[PodView]], None] = lambda _pods: None,
@@ -160,7 +159,9 @@ async def reconcile_once(
     """Returns seconds until the next pass is due without events, or None when the job is gone.
     `gang`: the operator's gang scheduling mode (kubetrain.handlers.configure chose it).
 
-    `all_nodes`, `node_pods` and `unbound_pods` are called only when an attempt is about to start
+    `all_nodes` and `usage` (what our pods hold on those nodes and wait for, from an index kept
+    by pod events, less the job's own `pods`: O(nodes)) are called only when an attempt is about
+    to start
     (choosing its zone from free capacity), while the current attempt's pods wait gated, or while
     an elastic gang runs short (looking for room to grow back), so the usual pass stays O(pods of
     the job). `claim` hears of the pods a pass pinned to a zone (Claims), before the watch
@@ -173,6 +174,7 @@ async def reconcile_once(
     job = JobView.from_body(body)
     target = source.target(body, gang)
     pod_list = [p for p in pods if p.namespace == namespace and p.job == name]
+    own = pod_list  # as the index has them: what `usage` leaves out for this job
     vanished: frozenset[str] = frozenset()
     if isinstance(target, Target):
         current, vanished = await current_attempt_pods(kube, job, target, pod_list)
@@ -195,12 +197,7 @@ async def reconcile_once(
         nodes=nodes,
         vanished=vanished,
         all_nodes=candidates,
-        node_pods={n.name: tuple(node_pods(n.name)) for n in candidates},
-        unbound_pods=tuple(
-            p
-            for p in (unbound_pods() if starting else ())
-            if (p.namespace, p.job) != (namespace, name)
-        ),
+        usage=usage([n.name for n in candidates], own) if starting else Usage(),
         queue=queued,
     )
     plan = decide(job, target, observed, now or dt.datetime.now(dt.UTC))

@@ -7,8 +7,8 @@ and `decide` works on plain values it can compare in unit tests.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubetrain.api.constants import (
@@ -256,3 +256,133 @@ def _notice_time(raw: object) -> str | None:
         return None
     when = value.get("time") if isinstance(value, dict) else None
     return when if isinstance(when, str) and when else None
+
+
+Pin = tuple[str, str | None]  # (zone, instance type) an unbound pod's nodeSelector pins it to
+
+
+def holds_on(pod: PodView) -> str | None:
+    """The node whose room the pod takes: bound and not finished (a deleting pod still holds)."""
+    return pod.node if pod.node and not pod.finished else None
+
+
+def waits_for(pod: PodView) -> Pin | None:
+    """The zone a pod not bound yet will take room in: pinned there, not finished or going, and
+    not gated (a gated pod holds nothing, wherever it is pinned)."""
+    if (
+        pod.node is None
+        and pod.zone_pin
+        and not pod.gated
+        and not pod.finished
+        and not pod.deleting
+    ):
+        return (pod.zone_pin, pod.instance_type_pin)
+    return None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What kubetrain pods take from the cluster, for the zone choice: the requests of the pods
+    each node holds (`holds_on`), and how many pods wait for each pinned zone (`waits_for`)."""
+
+    used: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    waiting: Mapping[Pin, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, pods: Iterable[PodView]) -> Usage:
+        index = UsageIndex()
+        for pod in pods:
+            index.move(None, pod)
+        return index.usage(index.nodes())
+
+
+class UsageIndex:
+    """`Usage` kept up to date from pod events: O(1) per event, so choosing a zone costs
+    O(nodes), not O(pods in the cluster) (issue 14); and which jobs hold pods on each node (whom
+    a node's change concerns)."""
+
+    def __init__(self) -> None:
+        self._views: dict[str, PodView] = {}  # uid -> the pod's latest view
+        self._names: dict[tuple[str, str], str] = {}  # (namespace, name) -> uid
+        self._used: dict[str, dict[str, int]] = {}
+        self._jobs: dict[str, dict[tuple[str, str], int]] = {}  # node -> {(ns, job): pods held}
+        self._waiting: dict[Pin, int] = {}
+
+    def update(self, view: PodView) -> None:
+        """A pod's newest view (from the watch)."""
+        self.move(self._views.get(view.uid), view)
+        self._views[view.uid] = view
+        self._names[(view.namespace, view.name)] = view.uid
+
+    def forget(self, uid: str) -> None:
+        """The pod is gone."""
+        old = self._views.pop(uid, None)
+        if old is not None:
+            if self._names.get((old.namespace, old.name)) == uid:
+                del self._names[(old.namespace, old.name)]
+            self.move(old, None)
+
+    def latest(self, uid: str) -> PodView | None:
+        return self._views.get(uid)
+
+    def named(self, key: tuple[str, str]) -> PodView | None:
+        """The latest view of the pod (namespace, name) (Claims: has the watch shown it yet)."""
+        uid = self._names.get(key)
+        return self._views.get(uid) if uid is not None else None
+
+    def move(self, old: PodView | None, new: PodView | None) -> None:
+        """One pod's view changed from `old` to `new` (None: not there before / gone now)."""
+        if old is not None:
+            self._count(old, -1)
+        if new is not None:
+            self._count(new, 1)
+
+    def _count(self, pod: PodView, sign: int) -> None:
+        node = holds_on(pod)
+        if node is not None:
+            used = self._used.setdefault(node, {})
+            for resource, amount in pod.requests:
+                used[resource] = used.get(resource, 0) + sign * amount
+            jobs = self._jobs.setdefault(node, {})
+            key = (pod.namespace, pod.job)
+            left = jobs.get(key, 0) + sign
+            if left > 0:
+                jobs[key] = left
+            else:
+                jobs.pop(key, None)
+                if not jobs:  # no pod of ours holds anything there
+                    del self._jobs[node]
+                    self._used.pop(node, None)
+        pin = waits_for(pod)
+        if pin is not None:
+            waiting = self._waiting.get(pin, 0) + sign
+            if waiting > 0:
+                self._waiting[pin] = waiting
+            else:
+                self._waiting.pop(pin, None)
+
+    def nodes(self) -> list[str]:
+        return list(self._used)
+
+    def jobs_on(self, node: str) -> list[tuple[str, str]]:
+        """(namespace, job) of the pods that hold room on `node`."""
+        return list(self._jobs.get(node, ()))
+
+    def usage(
+        self, nodes: Iterable[str], exclude: Iterable[PodView] = (), extra: Iterable[PodView] = ()
+    ) -> Usage:
+        """A snapshot for `nodes`, without what the pods in `exclude` (the job's own) wait for,
+        with what the pods in `extra` (claimed, not in the index yet) wait for."""
+        waiting = dict(self._waiting)
+        for pod in extra:
+            pin = waits_for(pod)
+            if pin is not None:
+                waiting[pin] = waiting.get(pin, 0) + 1
+        for pod in exclude:
+            pin = waits_for(pod)
+            if pin is not None and pin in waiting:
+                waiting[pin] = max(0, waiting[pin] - 1)
+        return Usage(
+            used={n: dict(self._used[n]) for n in nodes if n in self._used},
+            waiting={pin: n for pin, n in waiting.items() if n > 0},
+        )

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from kubetrain.api.constants import LABEL_KARPENTER_NODEPOOL, GangScheduling
 from kubetrain.build import Placement
-from kubetrain.reconcile.observe import NodeView, PodView, Resources
+from kubetrain.reconcile.observe import NodeView, PodView, Resources, Usage
 from kubetrain.reconcile.queue import QueueState
 from kubetrain.status import Transition
 
@@ -143,10 +143,9 @@ class Observed:
     vanished: frozenset[str] = frozenset()  # current-attempt pod names seen before, now gone
     # Every node the operator knows (for choosing a zone); filled only when an attempt is due.
     all_nodes: Sequence[NodeView] = ()
-    # For each of those nodes: the kubetrain pods bound to it (what they hold is not free).
-    node_pods: Mapping[str, Sequence[PodView]] = field(default_factory=dict)
-    # Other jobs' pods not bound yet but pinned to a zone: they will take room there.
-    unbound_pods: Sequence[PodView] = ()
+    # What kubetrain pods hold on those nodes, and other jobs' pods not bound yet but pinned to a
+    # zone (they will take room there).
+    usage: Usage = field(default_factory=Usage)
     # The job's Kueue Workload (kubetrain.reconcile.queue); None: the job is not queued by Kueue.
     queue: QueueState | None = None
 

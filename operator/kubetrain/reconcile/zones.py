@@ -23,11 +23,11 @@ Karpenter, which adds nodes only for pods it sees pending (it ignores gated pods
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from kubetrain.build import Placement
-from kubetrain.reconcile.observe import NodeView, PodView
+from kubetrain.reconcile.observe import NodeView, Usage
 from kubetrain.reconcile.plan import PlacementNeeds
 
 
@@ -56,16 +56,14 @@ def fits(node: NodeView, needs: PlacementNeeds, avoid: Collection[str]) -> bool:
     )
 
 
-def slots(node: NodeView, pods: Iterable[PodView], per_pod: Mapping[str, int]) -> int:
-    """How many more pods of the gang fit on `node` now (1 when the node reports nothing)."""
+def slots(node: NodeView, used: Mapping[str, int], per_pod: Mapping[str, int]) -> int:
+    """How many more pods of the gang fit on `node` now, given what our pods there hold (1 when
+    the node reports nothing)."""
     if not node.allocatable or not per_pod:
         return 1
     free = dict(node.allocatable)
-    for pod in pods:
-        if pod.finished:
-            continue
-        for resource, amount in pod.requests:
-            free[resource] = free.get(resource, 0) - amount
+    for resource, amount in used.items():
+        free[resource] = free.get(resource, 0) - amount
     counts = [free.get(r, 0) // amount for r, amount in per_pod.items() if amount > 0]
     return max(0, min(counts)) if counts else 1
 
@@ -77,28 +75,22 @@ def room(
     nodes: Iterable[NodeView],
     needs: PlacementNeeds,
     avoid: Collection[str] = (),
-    node_pods: Mapping[str, Sequence[PodView]] | None = None,
-    unbound: Sequence[PodView] = (),
+    usage: Usage | None = None,
 ) -> dict[tuple[str | None, str], int]:
     """Pods of the gang that fit now, per (capacity type, zone); empty when no known node fits."""
     per_pod = dict(needs.per_pod)
-    pods = node_pods or {}
+    usage = usage or Usage()
     out: dict[tuple[str | None, str], int] = defaultdict(int)
     for node in nodes:
         if fits(node, needs, avoid):
             out[(node.capacity_type, str(node.zone))] += slots(
-                node, pods.get(node.name, ()), per_pod
+                node, usage.used.get(node.name, {}), per_pod
             )
-    for pod in unbound:  # another gang pinned there and waiting for the scheduler: its room
-        if (
-            pod.zone_pin
-            and not pod.gated  # a gated pod holds nothing, wherever it is pinned
-            and (
-                needs.instance_type is None or pod.instance_type_pin in (None, needs.instance_type)
-            )
-        ):
-            for key in [k for k in out if k[1] == pod.zone_pin]:
-                out[key] = max(0, out[key] - 1)
+    # Another gang pinned there and waiting for the scheduler (not gated): its room.
+    for (zone, instance_type), count in usage.waiting.items():
+        if needs.instance_type is None or instance_type in (None, needs.instance_type):
+            for key in [k for k in out if k[1] == zone]:
+                out[key] = max(0, out[key] - count)
     return dict(out)
 
 
@@ -140,8 +132,7 @@ def choose_zone(
     gang_size: int,
     avoid: Collection[str] = (),
     previous: str | None = None,
-    node_pods: Mapping[str, Sequence[PodView]] | None = None,
-    unbound: Sequence[PodView] = (),
+    usage: Usage | None = None,
 ) -> Placement | None:
     """The placement of the next attempt, or None to leave the choice to the scheduler.
 
@@ -154,7 +145,7 @@ def choose_zone(
     """
     if needs.zone:
         return None
-    return place(room(nodes, needs, avoid, node_pods, unbound), needs, gang_size, previous)
+    return place(room(nodes, needs, avoid, usage), needs, gang_size, previous)
 
 
 def place(
