@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import threading
 from typing import Any
 
 import pytest
@@ -28,6 +27,7 @@ from operator_harness import (
 
 from cluster import Cluster
 from kubetrain.api.constants import LABEL_ATTEMPT, LABEL_JOB, SCHEDULING_GATE_GANG
+from pod_watch import PodWatch
 from support import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -43,74 +43,34 @@ def add_p4d(cluster: Cluster, name: str, zone: str = "a") -> None:
     cluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
 
 
-class PodWatch:
+class GateWatch(PodWatch):
     """Every version of the job's pods, in order: (event type, name, attempt, node, gated)."""
 
     def __init__(self, cluster: Cluster, namespace: str, job: str) -> None:
-        from kubernetes import client
-
-        self._core = client.CoreV1Api(cluster.api_client())
-        self._namespace, self._job = namespace, job
+        super().__init__(cluster, namespace, f"{LABEL_JOB}={job}", name="gate-watch")
         self.seen: list[tuple[str, str, int, str | None, bool]] = []
         self.overlaps: list[str] = []  # pods created while another attempt's pods were alive
         self._live: dict[str, int] = {}
-        self._version = ""
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pod-watch", daemon=True)
 
-    def __enter__(self) -> PodWatch:
-        from kubernetes import watch
-
-        # Listed first, so nothing happens between "watching" and the job's submission unseen.
-        listing = self._core.list_namespaced_pod(
-            self._namespace, label_selector=f"{LABEL_JOB}={self._job}"
-        )
-        assert not listing.items
-        self._version = listing.metadata.resource_version
-        self._watch = watch.Watch()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for event in self._watch.stream(
-                self._core.list_namespaced_pod,
-                self._namespace,
-                label_selector=f"{LABEL_JOB}={self._job}",
-                resource_version=self._version,
-                timeout_seconds=2,
-            ):
-                pod = event["object"]
-                self._version = pod.metadata.resource_version
-                self._record(event["type"], pod)
-
-    def _record(self, kind: str, pod: Any) -> None:
+    def on_event(self, kind: str, pod: Any) -> None:
         name = pod.metadata.name
         attempt = int(pod.metadata.labels[LABEL_ATTEMPT])
         gates = [g.name for g in pod.spec.scheduling_gates or []]
-        with self._lock:
-            self.seen.append(
-                (kind, name, attempt, pod.spec.node_name, SCHEDULING_GATE_GANG in gates)
-            )
-            if kind == "ADDED":
-                others = {n for n, a in self._live.items() if a != attempt}
-                if others:
-                    self.overlaps.append(f"{name} created while {sorted(others)} existed")
-                self._live[name] = attempt
-            elif kind == "DELETED":
-                self._live.pop(name, None)
+        self.seen.append((kind, name, attempt, pod.spec.node_name, SCHEDULING_GATE_GANG in gates))
+        if kind == "ADDED":
+            others = {n for n, a in self._live.items() if a != attempt}
+            if others:
+                self.overlaps.append(f"{name} created while {sorted(others)} existed")
+            self._live[name] = attempt
+        elif kind == "DELETED":
+            self._live.pop(name, None)
 
     def mark(self) -> int:
-        with self._lock:
+        with self.lock:
             return len(self.seen)
 
     def bound(self, since: int = 0, until: int | None = None) -> set[str]:
-        with self._lock:
+        with self.lock:
             return {name for _, name, _, node, _ in self.seen[since:until] if node}
 
 
@@ -127,7 +87,7 @@ def test_gang_without_room_in_one_zone_holds_no_node_until_the_last_node_arrives
     manifest = job_manifest(
         job, nodes=4, accelerator=P4D, capacity={"type": "on-demand"}, startupTimeoutSeconds=30
     )
-    with PodWatch(cluster, namespace, job) as watch:
+    with GateWatch(cluster, namespace, job) as watch:
         apply(cluster, namespace, manifest)
         try:
             wait_for(
@@ -195,7 +155,7 @@ def test_gang_without_room_in_one_zone_holds_no_node_until_the_last_node_arrives
         "p4d-od-a9",
     }
     assert all(p["spec"]["nodeSelector"][ZONE] == "us-west-2a" for p in running)
-    assert watch.bound(until=before) == set() and not watch.overlaps
+    assert watch.bound(until=before) == set() and not watch.overlaps and not watch.gaps
 
 
 def test_released_gang_that_cannot_bind_goes_within_the_bind_timeout_and_runs_later(
@@ -228,7 +188,7 @@ def test_released_gang_that_cannot_bind_goes_within_the_bind_timeout_and_runs_la
     manifest = job_manifest(
         job, nodes=4, accelerator=P4D, capacity={"type": "on-demand"}, gangBindTimeoutSeconds=10
     )
-    with PodWatch(cluster, namespace, job) as watch:
+    with GateWatch(cluster, namespace, job) as watch:
         apply(cluster, namespace, manifest)
         try:
             wait_for(
@@ -255,7 +215,7 @@ def test_released_gang_that_cannot_bind_goes_within_the_bind_timeout_and_runs_la
     assert live_pods(cluster, namespace, job, attempt=1) == []
     attempt1 = {f"{job}-1-{r}" for r in range(4)}
     assert len(watch.bound(until=before) & attempt1) == 3
-    assert not watch.overlaps
+    assert not watch.overlaps and not watch.gaps
 
 
 def test_two_gangs_submitted_together_into_room_for_one_run_one_after_the_other(
@@ -264,7 +224,7 @@ def test_two_gangs_submitted_together_into_room_for_one_run_one_after_the_other(
     for name in ("p4d-od-a7", "p4d-od-a8", "p4d-od-a9"):
         add_p4d(cluster, name)  # 4 in us-west-2a, 1 in us-west-2b: room for one gang of 4
     spec = {"nodes": 4, "accelerator": P4D, "capacity": {"type": "on-demand"}}
-    with PodWatch(cluster, namespace, "g1") as w1, PodWatch(cluster, namespace, "g2") as w2:
+    with GateWatch(cluster, namespace, "g1") as w1, GateWatch(cluster, namespace, "g2") as w2:
         for job in ("g1", "g2"):
             apply(cluster, namespace, job_manifest(job, **spec))
         try:
