@@ -14,9 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from kubetrain.config import ENV_METRICS_ADDRESS, ENV_NAMESPACES
+
 HANDLERS_MODULE = "kubetrain.handlers"
 PROG = "kubetrain-operator"
-METRICS_ADDRESS_ENV = "KUBETRAIN_METRICS_ADDRESS"  # kubetrain.handlers reads it
+GLOB_CHARACTERS = frozenset("*?[!")
 
 
 def kopf_args(argv: Sequence[str]) -> list[str]:
@@ -41,7 +43,13 @@ def kopf_args(argv: Sequence[str]) -> list[str]:
     ours, rest = parser.parse_known_args(list(argv))
     if ours.metrics_address:
         # Read by the startup handler (same process): kopf's CLI has no room for our own options.
-        os.environ[METRICS_ADDRESS_ENV] = ours.metrics_address
+        os.environ[ENV_METRICS_ADDRESS] = ours.metrics_address
+    # The operator's own pod watch follows the same namespaces, one stream each; a glob pattern
+    # (kopf's) cannot be watched by name, so the pods are then watched cluster-wide.
+    if ours.namespace and not any(GLOB_CHARACTERS & set(ns) for ns in ours.namespace):
+        os.environ[ENV_NAMESPACES] = ",".join(ours.namespace)
+    else:
+        os.environ.pop(ENV_NAMESPACES, None)
     scope = [arg for ns in ours.namespace for arg in ("--namespace", ns)] or ["--all-namespaces"]
     return ["run", *scope, "-m", HANDLERS_MODULE, *rest]
 

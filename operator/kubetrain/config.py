@@ -22,6 +22,11 @@ from kubetrain.api.constants import LABEL_KARPENTER_NODEPOOL, GangScheduling
 ENV_ALLOW_PRIVILEGED_PODS = "KUBETRAIN_ALLOW_PRIVILEGED_PODS"
 ENV_GANG_SCHEDULING = "KUBETRAIN_GANG_SCHEDULING"
 ENV_PROVISIONER_NODE_LABELS = "KUBETRAIN_PROVISIONER_NODE_LABELS"
+# Set by `kubetrain-operator` (kubetrain.__main__) for kubetrain.handlers in the same process:
+# HOST:PORT for /metrics and /readyz (unset: off), and the namespaces it serves (comma-separated;
+# unset: all), which the operator's own pod watch follows as kopf does.
+ENV_METRICS_ADDRESS = "KUBETRAIN_METRICS_ADDRESS"
+ENV_NAMESPACES = "KUBETRAIN_NAMESPACES"
 
 
 @dataclass(frozen=True)

@@ -4,17 +4,18 @@ Every per-event handler is `async def`: kopf runs a plain `def` in a worker thre
 per pod event, and asyncio.Event.set() is not thread-safe.
 
 Why a daemon: it makes the job's own loop the single writer of its status and children, so pod,
-node and job events never race each other. Events only *wake* the loop (an asyncio.Event), and
-pods/nodes reach it through kopf indexes keyed by (namespace, job) and node name: per-event work
-is O(1) and no handler ever lists the cluster. Production (`python -m kubetrain`) and the tests
-(`KopfRunner([... "-m", "kubetrain.handlers"])`) load this same module.
+node and job events never race each other. Events only *wake* the loop (an asyncio.Event). Pods
+reach it through the operator's own pod watch (kubetrain.podwatch: kopf's per-event machinery
+cost half the CPU at scale, issue 14) into an index keyed by (namespace, job), nodes through a
+kopf index keyed by name: per-event work is O(1) and no handler ever lists the cluster.
+Production (`python -m kubetrain`) and the tests (`KopfRunner([... "-m", "kubetrain.handlers"])`)
+load this same module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -33,18 +34,19 @@ from kubetrain.api.constants import (
     VERSION,
     WORKLOAD_PLURAL,
 )
+from kubetrain.config import ENV_METRICS_ADDRESS, ENV_NAMESPACES
 from kubetrain.k8s import Kube, KubeError, load_api_client
+from kubetrain.podwatch import PodWatch
 from kubetrain.reconcile import queue_sync
 from kubetrain.reconcile.gang import detect_gang_scheduling
 from kubetrain.reconcile.loop import Claims, JobSource, reconcile_once
-from kubetrain.reconcile.observe import NodeView, PodView, Usage, UsageIndex, node_view, pod_view
+from kubetrain.reconcile.observe import NodeView, PodView, Usage, node_view
+from kubetrain.reconcile.podindex import PodIndex
 
 Key = tuple[str, str]
 WORKER_PODS = {LABEL_JOB: kopf.PRESENT}
 ERROR_BACKOFF_SECONDS = surface.BACKOFF_BASE_SECONDS
 FSX_RETRY_SECONDS = 15.0
-# HOST:PORT for /metrics and /readyz (set by `kubetrain-operator --metrics-address`); unset: off.
-METRICS_ADDRESS_ENV = "KUBETRAIN_METRICS_ADDRESS"
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -70,8 +72,8 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 
 def quiet_handler_success(record: logging.LogRecord) -> bool:
-    """Drop kopf's "Handler 'wake_on_pod' succeeded." (INFO, once per pod and node event: 4,400
-    of 5,270 lines in a 100-job round, issue 14). kopf logs those through its local (never
+    """Drop kopf's "Handler 'wake_on_node' succeeded." (INFO, once per event: 4,400 of 5,270
+    lines in a 100-job round when pods were watched through kopf, issue 14). kopf logs those through its local (never
     posted) object logger, which marks them k8s_skip; failures and our own lines stay."""
     return not (
         record.levelno == logging.INFO
@@ -118,13 +120,11 @@ async def configure(
     settings.posting.level = logging.ERROR
     if quiet_handler_success not in logging.getLogger("kopf.objects").filters:
         logging.getLogger("kopf.objects").addFilter(quiet_handler_success)
-    # Server-side filter: the operator never receives events for pods that are not ours.
-    settings.watching.label_selectors["v1", "pods"] = LABEL_JOB
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     # Before any watch starts (kopf starts them after the startup handlers): readiness needs them.
     metrics.instrument_kopf_watches()
-    address = os.environ.get(METRICS_ADDRESS_ENV)
+    address = os.environ.get(ENV_METRICS_ADDRESS)
     if address:
         memo.metrics_server = metrics.Server(address)
         await memo.metrics_server.start()
@@ -134,10 +134,13 @@ async def configure(
     logger.info("gang scheduling: %s (%s)", memo.gang_scheduling.value, why)
     memo.wakeups = Wakeups()
     memo.nodes_seen = {}
-    memo.pods_seen = {}
-    memo.gated = {}  # (namespace, job) -> uids of its pods waiting behind the gang's gate
     memo.claims = Claims()  # pods just pinned to a zone, until the watch shows them
-    memo.usage = UsageIndex()  # what our pods hold and wait for: the zone choice's counts
+    # Every worker pod, listed before kopf starts any daemon (startup handlers run first).
+    namespaces = [ns for ns in os.environ.get(ENV_NAMESPACES, "").split(",") if ns]
+    memo.pod_watch = PodWatch(memo.kube, PodIndex(), memo.wakeups.wake, namespaces)
+    await memo.pod_watch.list()
+    memo.pod_watch.start()
+    logger.info("watching %d worker pods", len(memo.pod_watch.index))
     if not settings.peering.standalone and settings.peering.clusterwide:
         try:
             await memo.kube.ensure_cluster_peering(settings.peering.name)
@@ -147,6 +150,9 @@ async def configure(
 
 @kopf.on.cleanup(id="stop_metrics")
 async def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+    pod_watch = getattr(memo, "pod_watch", None)
+    if pod_watch is not None:
+        await pod_watch.stop()
     server = getattr(memo, "metrics_server", None)
     if server is not None:
         await server.stop()
@@ -189,68 +195,15 @@ async def release_workload(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         raise kopf.TemporaryError(f"releasing the job's Kueue Workload: {exc}", delay=5) from exc
 
 
-@kopf.index("v1", "pods", id="pods_by_job", labels=WORKER_PODS)
-async def pods_by_job(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[Key, Any] | None:
-    """Each job's pods; and, from the same view (kopf fills indexes before any handler or daemon
-    runs), what every pod holds or waits for (`memo.usage`: the zone choice counts room from it
-    in O(nodes), not by scanning every pod, issue 14). kopf drops a deleted pod from its indexes
-    without a call here: wake_on_pod forgets it."""
-    view = pod_view(body)
-    if view is None:
-        return None
-    memo.usage.update(view)
-    return {(view.namespace, view.job): view}
-
-
-@kopf.index("v1", "pods", id="pods_by_node", labels=WORKER_PODS)
-async def pods_by_node(body: kopf.Body, **_: Any) -> dict[str, PodView] | None:
-    """Our pods bound to each node: whose jobs to wake, and what the node has left to give.
-
-    Finished pods stay, as finished (zones.slots counts them as holding nothing): kopf keeps an
-    object's previous value when the function returns None, so dropping them here would leave
-    their running view behind, holding the node until the pod is deleted."""
-    view = pod_view(body)
-    return {view.node: view} if view and view.node else None
-
-
 @kopf.index("v1", "nodes", id="nodes_by_name")
 async def nodes_by_name(body: kopf.Body, **_: Any) -> dict[str, NodeView]:
     view = node_view(body)
     return {view.name: view}
 
 
-@kopf.on.event("v1", "pods", id="wake_on_pod", labels=WORKER_PODS)
-async def wake_on_pod(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> None:
-    """Wake the pod's job, unless all that changed is rank 0's progress heartbeat: the index
-    has it, and the job's daemon reads it at its own hang-check deadline."""
-    view = pod_view(body)
-    if not view:
-        return
-    key = (view.namespace, view.job)
-    gated: dict[Key, set[str]] = memo.gated
-    if view.gated and type != "DELETED":
-        gated.setdefault(key, set()).add(view.uid)
-    elif view.uid in gated.get(key, ()):
-        gated[key].discard(view.uid)
-        if not gated[key]:
-            del gated[key]
-    seen: dict[str, PodView] = memo.pods_seen
-    if type == "DELETED":
-        seen.pop(view.uid, None)
-        memo.usage.forget(view.uid)
-    else:
-        quiet = dataclasses.replace(view, progress=None)
-        if seen.get(view.uid) == quiet:
-            return
-        seen[view.uid] = quiet
-    memo.wakeups.wake(key)
-    if view.node and (type == "DELETED" or view.finished or view.deleting):
-        _wake_gated(memo)  # room on a node may have come free
-
-
 def _wake_gated(memo: kopf.Memo) -> None:
     """Jobs whose gang waits gated for room: they count it again."""
-    for key in list(memo.gated):
+    for key in memo.pod_watch.index.gated_jobs():
         memo.wakeups.wake(key)
 
 
@@ -258,7 +211,6 @@ def _wake_gated(memo: kopf.Memo) -> None:
 async def wake_on_node(body: kopf.Body, type: str, memo: kopf.Memo, **kwargs: Any) -> None:
     """Wake the jobs with pods on a node whose readiness, schedulability or taints changed, and
     every job waiting gated for room."""
-    pods_by_node: kopf.Index[str, PodView] = kwargs["pods_by_node"]  # kopf passes indexes by name
     view = node_view(body)
     seen: dict[str, NodeView] = memo.nodes_seen
     if type == "DELETED":
@@ -267,7 +219,7 @@ async def wake_on_node(body: kopf.Body, type: str, memo: kopf.Memo, **kwargs: An
         return  # a heartbeat: nothing a job cares about
     else:
         seen[view.name] = view
-    for key in {(p.namespace, p.job) for p in pods_by_node.get(view.name, [])}:
+    for key in memo.pod_watch.index.jobs_on(view.name):
         memo.wakeups.wake(key)
     _wake_gated(memo)  # a node joined, became Ready or schedulable, or lost a taint
 
@@ -319,7 +271,7 @@ async def reconcile(
     Failures are the surface module's: backoff, a ReconcileError condition, rate-limited Events,
     and Failed/InvalidSpec when the API server rejects what this spec builds (kubetrain.surface).
     """
-    pods_by_job: kopf.Index[Key, Any] = kwargs["pods_by_job"]
+    pods: PodIndex = memo.pod_watch.index
     nodes_by_name: kopf.Index[str, NodeView] = kwargs["nodes_by_name"]
     namespace = namespace or ""  # TrainingJob is namespaced; kopf's signature is generic
     key = (namespace, name)
@@ -335,10 +287,9 @@ async def reconcile(
         return [view for name in list(nodes_by_name) for view in nodes_by_name.get(name, [])]
 
     def usage(nodes: Sequence[str], own: Sequence[PodView]) -> Usage:
-        index: UsageIndex = memo.usage
         claims: Claims = memo.claims
-        pending = [p for p in claims.pending(index.named) if (p.namespace, p.job) != key]
-        return index.usage(nodes, exclude=own, extra=pending)
+        pending = [p for p in claims.pending(pods.usage.named) if (p.namespace, p.job) != key]
+        return pods.usage.usage(nodes, exclude=own, extra=pending)
 
     try:
         # A new FSx volume first (once per job; the pods wait for their claim to bind anyway).
@@ -363,7 +314,7 @@ async def reconcile(
                         memo.kube,
                         namespace,
                         name,
-                        list(pods_by_job.get(key, [])),
+                        pods.pods(key),
                         node_lookup,
                         logger,
                         all_nodes=all_nodes,

@@ -17,7 +17,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -199,16 +199,12 @@ class Kube:
     ) -> bytes:
         """The request's raw response: where nothing reads it (creates, deletes, annotations,
         Events), parsing the whole object back costs CPU and memory for nothing (issue 14)."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        token = await self._authorization()
-        if token:
-            headers["Authorization"] = token
         async with self._session_now().request(
             verb,
             self._config.host.rstrip("/") + path,
             params=[(k, str(v)) for k, v in query or []],
             data=None if body is None else json.dumps(body),
-            headers=headers,
+            headers=await self._headers(content_type),
             proxy=self._config.proxy or None,
         ) as response:
             data = await response.read()
@@ -217,6 +213,50 @@ class Kube:
                     verb, path, response.status, str(response.reason or ""), api_message(data)
                 )
         return data
+
+    async def _headers(self, content_type: str = "application/json") -> dict[str, str]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        token = await self._authorization()
+        if token:
+            headers["Authorization"] = token
+        return headers
+
+    async def get_raw(self, path: str, query: list[tuple[str, Any]]) -> bytes:
+        """GET `path` unparsed: the caller decodes only what it reads (kubetrain.podwatch)."""
+        return await self._send("GET", path, query=query)
+
+    async def watch_raw(
+        self, path: str, query: list[tuple[str, Any]], *, read_timeout: float
+    ) -> AsyncIterator[bytes]:
+        """A watch stream's events, one JSON line each, unparsed; ends when the server ends it.
+        Lines are split here, not by aiohttp's readline, which refuses lines over 128 KiB (a pod
+        with large annotations)."""
+        url = self._config.host.rstrip("/") + path
+        params = [(k, str(v)) for k, v in query] + [("watch", "true")]
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=REQUEST_TIMEOUT_SECONDS, sock_read=read_timeout
+        )
+        async with self._session_now().get(
+            url,
+            params=params,
+            headers=await self._headers(),
+            proxy=self._config.proxy or None,
+            timeout=timeout,
+        ) as response:
+            if response.status >= 400:
+                data = await response.read()
+                raise KubeError(
+                    "WATCH", path, response.status, str(response.reason or ""), api_message(data)
+                )
+            pending = b""
+            async for chunk in response.content.iter_any():
+                pending += chunk
+                if b"\n" not in chunk:
+                    continue
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield line
 
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The job as the API server has it now (never a cached view), or None when gone."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -45,20 +46,43 @@ def test_console_script_is_kubetrain_operator_and_kubetrain_is_left_for_the_user
         ),
     ],
 )
-def test_kopf_arguments(argv: list[str], expected: list[str]) -> None:
+def test_kopf_arguments(
+    argv: list[str], expected: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _isolate(monkeypatch)
     assert cli.kopf_args(argv) == expected
 
 
+def _isolate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kopf_args sets our options in os.environ for kubetrain.handlers: setenv first so that
+    monkeypatch restores their absence afterwards (a leak would make later in-process operators
+    serve metrics, or watch pods in one namespace only)."""
+    for env in (cli.ENV_METRICS_ADDRESS, cli.ENV_NAMESPACES):
+        monkeypatch.setenv(env, "unset")
+        monkeypatch.delenv(env)
+
+
 def test_metrics_address_is_ours_not_kopfs(monkeypatch: pytest.MonkeyPatch) -> None:
-    # setenv first so that monkeypatch restores the variable's absence afterwards (kopf_args sets
-    # it in os.environ; a leak would make later in-process operators serve metrics).
-    monkeypatch.setenv(cli.METRICS_ADDRESS_ENV, "unset")
-    monkeypatch.delenv(cli.METRICS_ADDRESS_ENV)
+    _isolate(monkeypatch)
     args = cli.kopf_args(["--metrics-address=0.0.0.0:8081", "--standalone"])
     assert args == ["run", "--all-namespaces", "-m", cli.HANDLERS_MODULE, "--standalone"]
-    import os
+    assert os.environ[cli.ENV_METRICS_ADDRESS] == "0.0.0.0:8081"
 
-    assert os.environ[cli.METRICS_ADDRESS_ENV] == "0.0.0.0:8081"
+
+@pytest.mark.parametrize(
+    ("argv", "scope"),
+    [
+        ([], None),
+        (["-n", "team-a", "--namespace=team-b"], "team-a,team-b"),
+        (["-n", "team-*"], None),  # a kopf glob cannot be watched by name: cluster-wide
+    ],
+)
+def test_the_pod_watch_follows_the_namespaces_kopf_serves(
+    argv: list[str], scope: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _isolate(monkeypatch)
+    cli.kopf_args(argv)
+    assert os.environ.get(cli.ENV_NAMESPACES) == scope
 
 
 def test_chart_app_version_is_the_package_version() -> None:

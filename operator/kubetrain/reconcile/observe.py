@@ -1,7 +1,7 @@
 """What the operator remembers about pods and nodes: small frozen views built from watch events.
 
-kopf indexes store these views (not whole bodies), so memory stays small with thousands of pods,
-and `decide` works on plain values it can compare in unit tests.
+The operator's indexes store these views (not whole bodies), so memory stays small with thousands
+of pods, and `decide` works on plain values it can compare in unit tests.
 """
 
 from __future__ import annotations
@@ -298,14 +298,13 @@ class Usage:
 
 class UsageIndex:
     """`Usage` kept up to date from pod events: O(1) per event, so choosing a zone costs
-    O(nodes), not O(pods in the cluster) (issue 14); and which jobs hold pods on each node (whom
-    a node's change concerns)."""
+    O(nodes), not O(pods in the cluster) (issue 14)."""
 
     def __init__(self) -> None:
         self._views: dict[str, PodView] = {}  # uid -> the pod's latest view
         self._names: dict[tuple[str, str], str] = {}  # (namespace, name) -> uid
         self._used: dict[str, dict[str, int]] = {}
-        self._jobs: dict[str, dict[tuple[str, str], int]] = {}  # node -> {(ns, job): pods held}
+        self._holders: dict[str, int] = {}  # node -> pods of ours holding room there
         self._waiting: dict[Pin, int] = {}
 
     def update(self, view: PodView) -> None:
@@ -343,16 +342,12 @@ class UsageIndex:
             used = self._used.setdefault(node, {})
             for resource, amount in pod.requests:
                 used[resource] = used.get(resource, 0) + sign * amount
-            jobs = self._jobs.setdefault(node, {})
-            key = (pod.namespace, pod.job)
-            left = jobs.get(key, 0) + sign
+            left = self._holders.get(node, 0) + sign
             if left > 0:
-                jobs[key] = left
-            else:
-                jobs.pop(key, None)
-                if not jobs:  # no pod of ours holds anything there
-                    del self._jobs[node]
-                    self._used.pop(node, None)
+                self._holders[node] = left
+            else:  # no pod of ours holds anything there
+                self._holders.pop(node, None)
+                self._used.pop(node, None)
         pin = waits_for(pod)
         if pin is not None:
             waiting = self._waiting.get(pin, 0) + sign
@@ -363,10 +358,6 @@ class UsageIndex:
 
     def nodes(self) -> list[str]:
         return list(self._used)
-
-    def jobs_on(self, node: str) -> list[tuple[str, str]]:
-        """(namespace, job) of the pods that hold room on `node`."""
-        return list(self._jobs.get(node, ()))
 
     def usage(
         self, nodes: Iterable[str], exclude: Iterable[PodView] = (), extra: Iterable[PodView] = ()

@@ -1,0 +1,119 @@
+"""Every worker pod's newest view, kept from the pod watch (kubetrain.podwatch): by job, by node,
+the jobs whose gang waits behind its gate, and the zone choice's counts (UsageIndex).
+
+O(1) per event, so a pass of one job reads its own pods and never scans the cluster's (issue 14).
+Pure: the watch feeds it views, the reconcile daemons read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kubetrain.reconcile.observe import PodView, UsageIndex
+
+Key = tuple[str, str]  # (namespace, job)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one pod event means for the jobs: wake the pod's own job (`wake`: False when all that
+    changed is rank 0's progress heartbeat, which the job reads at its own hang-check deadline),
+    and whether room on a node may have come free (`freed`: jobs waiting gated count again)."""
+
+    wake: bool
+    freed: bool
+
+
+class PodIndex:
+    def __init__(self) -> None:
+        self.usage = UsageIndex()
+        self._by_job: dict[Key, dict[str, PodView]] = {}
+        self._by_node: dict[str, dict[str, Key]] = {}  # node -> {uid: job} (finished pods too)
+        self._gated: dict[Key, set[str]] = {}  # job -> uids of its pods still behind the gate
+
+    def __len__(self) -> int:
+        return sum(len(pods) for pods in self._by_job.values())
+
+    def pods(self, key: Key) -> list[PodView]:
+        """The job's pods, as the watch last showed them."""
+        return list(self._by_job.get(key, {}).values())
+
+    def jobs_on(self, node: str) -> set[Key]:
+        """Jobs with a pod bound to `node` (finished ones too): whom the node's changes concern."""
+        return set(self._by_node.get(node, {}).values())
+
+    def gated_jobs(self) -> list[Key]:
+        """Jobs whose current gang waits gated for room."""
+        return list(self._gated)
+
+    def apply(self, type_: str, view: PodView) -> Change:
+        """One watch event (ADDED | MODIFIED | DELETED) of one pod."""
+        old = self.usage.latest(view.uid)
+        if type_ == "DELETED":
+            self._remove(old or view)
+            return Change(wake=True, freed=view.node is not None)
+        self._put(old, view)
+        quiet = old is not None and dataclasses.replace(old, progress=view.progress) == view
+        return Change(
+            wake=not quiet,
+            freed=not quiet and view.node is not None and (view.finished or view.deleting),
+        )
+
+    def replace(self, views: Iterable[PodView], namespace: str = "") -> set[Key]:
+        """A fresh listing of the pods in `namespace` ("": every namespace): pods it lacks were
+        deleted while the watch was away. Returns the jobs whose pods changed."""
+        fresh = {view.uid: view for view in views}
+        changed: set[Key] = set()
+        for pods in list(self._by_job.values()):
+            for uid, old in list(pods.items()):
+                if (not namespace or old.namespace == namespace) and uid not in fresh:
+                    self._remove(old)
+                    changed.add((old.namespace, old.job))
+        for view in fresh.values():
+            before = self.usage.latest(view.uid)
+            if before != view:
+                self._put(before, view)
+                changed.add((view.namespace, view.job))
+        return changed
+
+    def _put(self, old: PodView | None, view: PodView) -> None:
+        key = (view.namespace, view.job)
+        self.usage.update(view)
+        self._by_job.setdefault(key, {})[view.uid] = view
+        if old is not None and old.node and old.node != view.node:
+            self._unbind(old)
+        if view.node:
+            self._by_node.setdefault(view.node, {})[view.uid] = key
+        if view.gated:
+            self._gated.setdefault(key, set()).add(view.uid)
+        else:
+            self._ungate(key, view.uid)
+
+    def _remove(self, view: PodView) -> None:
+        key = (view.namespace, view.job)
+        self.usage.forget(view.uid)
+        pods = self._by_job.get(key)
+        if pods is not None:
+            pods.pop(view.uid, None)
+            if not pods:
+                del self._by_job[key]
+        if view.node:
+            self._unbind(view)
+        self._ungate(key, view.uid)
+
+    def _unbind(self, view: PodView) -> None:
+        assert view.node
+        on_node = self._by_node.get(view.node)
+        if on_node is not None:
+            on_node.pop(view.uid, None)
+            if not on_node:
+                del self._by_node[view.node]
+
+    def _ungate(self, key: Key, uid: str) -> None:
+        gated = self._gated.get(key)
+        if gated is not None and uid in gated:
+            gated.discard(uid)
+            if not gated:
+                del self._gated[key]
