@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 import aiohttp
+import msgspec
 from kubernetes import client, config
 
 from kubetrain.api.constants import (
@@ -66,6 +67,17 @@ _KINDS: Final[dict[str, tuple[str, bool]]] = {
     "PriorityClass": ("priorityclasses", False),
     PODGROUP_KIND: (PODGROUP_PLURAL, True),
 }
+
+
+class _Metadata(msgspec.Struct):
+    resourceVersion: str = ""
+
+
+class _Versioned(msgspec.Struct):
+    metadata: _Metadata = msgspec.field(default_factory=_Metadata)
+
+
+_VERSION = msgspec.json.Decoder(_Versioned)  # an object's resourceVersion, the rest skipped
 
 
 class KubeError(RuntimeError):
@@ -268,18 +280,18 @@ class Kube:
             raise
         return result
 
-    async def patch_job_status(
-        self, namespace: str, name: str, patch: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """JSON-merge-patch `.status` through the status subresource (None deletes a key)."""
-        result: dict[str, Any] = await self._acall(
+    async def patch_job_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> str:
+        """JSON-merge-patch `.status` through the status subresource (None deletes a key).
+        Returns the resourceVersion the write left, all the caller reads of the stored job (the
+        whole job is not parsed: it was a tenth of the operator's CPU at scale, issue 14)."""
+        data = await self._send(
             "PATCH",
             _job_path(namespace, name) + "/status",
             {"status": dict(patch)},
             query=[("fieldManager", FIELD_MANAGER)],
             content_type="application/merge-patch+json",
         )
-        return result
+        return _VERSION.decode(data).metadata.resourceVersion
 
     async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
         """Delete the job (children follow by owner references); False when already gone."""

@@ -111,10 +111,10 @@ class JobSource:
         self.known = _version(body)
         return body
 
-    def wrote(self, job: Mapping[str, Any] | None) -> None:
-        """Our own write's result: the version the watch will bring next."""
-        if job is not None:
-            self.known = _version(job)
+    def wrote(self, version: str | None) -> None:
+        """Our own write's resourceVersion (None: no write): the version the watch brings next."""
+        if version:
+            self.known = version
 
 
 async def current_attempt_pods(
