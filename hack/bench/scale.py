@@ -1088,6 +1088,7 @@ class Bench:
             "rounds": rounds,
             "summary": summarize(rounds),
         }  # fmt: skip
+        doc["goals"] = goals(doc["summary"])
         out.write_text(json.dumps(doc, indent=1) + "\n")
         out.with_suffix(".md").write_text(table(doc["summary"], doc["command"]))
 
@@ -1179,6 +1180,91 @@ ROWS = (
 )
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 14's goals, each as measured in this run (a ratio against a baseline of the same
+    run where the goal is one); a goal whose rounds did not run is left out."""
+
+    def get(system: str, n: int, key: str) -> float | None:
+        value = summary.get(f"{system}/{n}", {}).get(key)
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def per_job(system: str, n: int, key: str) -> float | None:
+        value = get(system, n, key)
+        return value / n if value is not None else None
+
+    out: list[dict[str, Any]] = []
+
+    def goal(what: str, measured: float | None, limit: float, *, below: bool = False) -> None:
+        if measured is not None:
+            met = measured < limit if below else measured <= limit
+            out.append({"goal": what, "measured": measured, "limit": limit, "met": met})
+
+    ns = sorted({int(k.rsplit("/", 1)[1]) for k in summary if k.startswith("kubetrain/")})
+    for n in [n for n in ns if n == 100] or ns[:1]:
+        goal(
+            f"all pods of {n} x 8 created, / bare",
+            _ratio(get("kubetrain", n, "all_pods_created_s"), get("bare", n, "all_pods_created_s")),
+            1.3,
+        )
+        for peer in ("pytorch-tuned", "jobset-tuned"):
+            for q in ("p50", "p95"):
+                key = f"gang_created_{q}"
+                goal(
+                    f"submit -> gang created {q} ({n} jobs), / {peer}",
+                    _ratio(get("kubetrain", n, key), get(peer, n, key)),
+                    1.0,
+                    below=True,
+                )
+        goal(
+            f"rank failure -> new gang created p95 ({n} jobs), / bare",
+            _ratio(
+                get("kubetrain", n, "restart_created_p95"), get("bare", n, "restart_created_p95")
+            ),
+            1.5,
+        )
+        # Creating the gangs: the whole round's also has kubetrain's spot notices, which the
+        # peers do not do.
+        goal(
+            f"controller CPU to create {n} gangs, / JobSet's controller",
+            _ratio(
+                get("kubetrain", n, "controller_cpu_s_create"),
+                get("jobset", n, "controller_cpu_s_create"),
+            ),
+            2.0,
+        )
+        goal(
+            f"spot notice -> every pod asked p95 ({n} jobs), s",
+            get("kubetrain", n, "notice_p95"),
+            0.5,
+            below=True,
+        )
+    if len(ns) > 1:
+        small, large = ns[0], ns[-1]
+        goal(
+            f"time per job, {large} / {small} jobs (all pods created / N)",
+            _ratio(
+                per_job("kubetrain", large, "all_pods_created_s"),
+                per_job("kubetrain", small, "all_pods_created_s"),
+            ),
+            1.2,
+        )
+        goal(
+            f"controller RSS at {large} jobs, MiB",
+            get("kubetrain", large, "controller_rss_mib"),
+            200.0,
+        )
+    goal(
+        "old pods alive beside new ones (max over every N)",
+        max((get("kubetrain", n, "restart_overlap") or 0.0 for n in ns), default=None),
+        0.0,
+    )
+    return out  # fmt: skip
+
+
 def table(summary: dict[str, Any], command: str) -> str:
     """One markdown table per N: a column per system (medians over repetitions)."""
     out = [f"Made by `{command}`; medians over repetitions; times from a watch.", ""]
@@ -1201,6 +1287,14 @@ def table(summary: dict[str, Any], command: str) -> str:
                 cells.append(cell)
             if any(c not in ("-", "- / -") for c in cells):
                 out.append(f"| {label} | " + " | ".join(cells) + " |")
+        out.append("")
+    rows = goals(summary)
+    if rows:
+        out += ["**Goals (issue 14), measured in this run**", ""]
+        out += ["| goal | measured | limit | met |", "|---|---|---|---|"]
+        for row in rows:
+            met = "yes" if row["met"] else "no"
+            out.append(f"| {row['goal']} | {row['measured']:g} | {row['limit']:g} | {met} |")
         out.append("")
     return "\n".join(out) + "\n"
 

@@ -137,7 +137,9 @@ async def configure(
     memo.claims = Claims()  # pods just pinned to a zone, until the watch shows them
     # Every worker pod, listed before kopf starts any daemon (startup handlers run first).
     namespaces = [ns for ns in os.environ.get(ENV_NAMESPACES, "").split(",") if ns]
-    memo.pod_watch = PodWatch(memo.kube, PodIndex(), memo.wakeups.wake, namespaces)
+    memo.pod_watch = PodWatch(
+        memo.kube, PodIndex(), memo.wakeups.wake, namespaces, saw=memo.claims.saw
+    )
     await memo.pod_watch.list()
     memo.pod_watch.start()
     logger.info("watching %d worker pods", len(memo.pod_watch.index))
@@ -288,7 +290,7 @@ async def reconcile(
 
     def usage(nodes: Sequence[str], own: Sequence[PodView]) -> Usage:
         claims: Claims = memo.claims
-        pending = [p for p in claims.pending(pods.usage.named) if (p.namespace, p.job) != key]
+        pending = [p for p in claims.pending() if (p.namespace, p.job) != key]
         return pods.usage.usage(nodes, exclude=own, extra=pending)
 
     try:

@@ -138,13 +138,18 @@ def decode_pod(raw: bytes) -> PodView | None:
     return view_of(_POD.decode(raw))
 
 
+def _backoff(failures: int) -> float:
+    return float(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(failures, 6)))
+
+
 class Gone(Exception):
     """The watch's resourceVersion is too old (410): list again."""
 
 
 class PodWatch:
     """Worker pods (those labelled LABEL_JOB) in `namespaces` (empty: the whole cluster) into
-    `index`; `wake(key)` for each job a change concerns."""
+    `index`; `wake(key)` for each job a change concerns, and `saw(view, gone)` for every pod
+    event (kubetrain.reconcile.loop.Claims)."""
 
     def __init__(
         self,
@@ -153,9 +158,11 @@ class PodWatch:
         wake: Callable[[tuple[str, str]], None],
         namespaces: Sequence[str] = (),
         *,
+        saw: Callable[[PodView, bool], None] = lambda _view, _gone: None,
         server_timeout: int = SERVER_TIMEOUT_SECONDS,
     ) -> None:
         self._kube = kube
+        self._saw = saw
         self._server_timeout = server_timeout
         self.index = index
         self._wake = wake
@@ -168,9 +175,20 @@ class PodWatch:
         return f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
 
     async def list(self) -> None:
-        """The first listing of every scope: the index is complete when this returns."""
+        """The first listing of every scope: the index is complete when this returns. Waits out
+        an API server that is not there yet, or RBAC that does not let it list (readiness says
+        which scope is still listing)."""
         for scope in self._scopes:
-            self._versions[scope] = await self._list(scope)
+            failures = 0
+            while scope not in self._versions:
+                try:
+                    self._versions[scope] = await self._list(scope)
+                except Exception as exc:
+                    failures += 1
+                    delay = _backoff(failures)
+                    where = f"in namespace {scope!r}" if scope else "cluster-wide"
+                    log.warning("cannot list pods %s (retrying in %.1fs): %s", where, delay, exc)
+                    await asyncio.sleep(delay)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="kubetrain pod watch")
@@ -227,7 +245,7 @@ class PodWatch:
                 if isinstance(exc, KubeError) and exc.status == 410:
                     version = None
                 failures += 1
-                delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(failures, 6))
+                delay = _backoff(failures)
                 log.warning("pod watch failed (retrying in %.1fs): %s", delay, exc)
                 await asyncio.sleep(delay)
             metrics.WATCH_RESTARTS.labels("pods").inc()
@@ -258,6 +276,7 @@ class PodWatch:
             return version
         view = view_of(pod)
         if view is not None:
+            self._saw(view, event.type == "DELETED")
             change = self.index.apply(event.type, view)
             if change.wake:
                 self._wake((view.namespace, view.job))

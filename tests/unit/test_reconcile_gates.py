@@ -394,13 +394,21 @@ def test_claims_cover_the_watch_lag_and_no_longer() -> None:
         (name(1, 0), "us-west-2b", False),
     ]
     claims.add(views)
-    # Not in the index yet, or still gated there: counted.
-    assert claims.pending({(NS, name(1, 0)): gang[0]}.get) == views
+    # Not delivered by the watch yet, or delivered still gated: counted.
+    claims.saw(gang[0])
+    assert claims.pending() == views
     # The watch delivered the released pod: the index counts it from now on.
-    released = dataclasses.replace(gang[0], gated=False, zone_pin="us-west-2b")
-    assert claims.pending({(NS, name(1, 0)): released}.get) == views[:1]
+    claims.saw(dataclasses.replace(gang[0], gated=False, zone_pin="us-west-2b"))
+    assert claims.pending() == views[:1]
+    clock[0] = Claims.TTL_SECONDS / 2
+    claims.add(views[1:])  # claimed again (a later release): counted until its own expiry
     clock[0] = Claims.TTL_SECONDS + 1
-    assert claims.pending({}.get) == []
+    assert claims.pending() == views[1:]
+    claims.saw(views[1], gone=True)  # deleted while gated: no longer anyone's room
+    assert claims.pending() == []
+    claims.add(views)
+    clock[0] += Claims.TTL_SECONDS + 1
+    assert claims.pending() == []  # the watch never showed them: not held forever
 
 
 def test_elastic_gang_gated_at_full_size_shrinks_once_shrink_after_has_passed() -> None:

@@ -35,31 +35,39 @@ PodKey = tuple[str, str]  # (namespace, pod name)
 class Claims:
     """Pods this operator has just pinned to a zone (created pinned, or released from their gate)
     until its watch shows them so: the index lags the API, and another gang counting room in that
-    window would count the same free nodes again (two gangs released into room for one)."""
+    window would count the same free nodes again (two gangs released into room for one).
+
+    The watch settles each claim as it delivers the pod (`saw`), so what is pending is only the
+    watch's lag, never every pod created lately (a scan of those was O(pods) per pass, issue 14).
+    """
 
     TTL_SECONDS = 30.0  # the watch has delivered them long before
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._pods: dict[PodKey, tuple[float, PodView]] = {}
+        self._pods: dict[PodKey, tuple[float, PodView]] = {}  # in claim order: expiry order
 
     def add(self, views: Iterable[PodView]) -> None:
         expiry = self._clock() + self.TTL_SECONDS
         for view in views:
-            self._pods[(view.namespace, view.name)] = (expiry, view)
+            key = (view.namespace, view.name)
+            self._pods.pop(key, None)  # re-claimed: to the end, with its new expiry
+            self._pods[key] = (expiry, view)
 
-    def pending(self, indexed: Callable[[PodKey], PodView | None]) -> list[PodView]:
-        """Claimed pods the index (`indexed((namespace, name))`) does not show as released yet
-        (absent, or still gated)."""
+    def saw(self, view: PodView, gone: bool = False) -> None:
+        """The watch delivered the pod: released (or gone), the index counts it from now on."""
+        if gone or not view.gated:
+            self._pods.pop((view.namespace, view.name), None)
+
+    def pending(self) -> list[PodView]:
+        """Claimed pods the watch has not shown released yet."""
         now = self._clock()
-        out = []
-        for key, (expiry, view) in list(self._pods.items()):
-            seen = indexed(key)
-            if expiry < now or (seen is not None and not seen.gated):
-                del self._pods[key]
-            else:
-                out.append(view)
-        return out
+        while self._pods:
+            key, (expiry, _view) = next(iter(self._pods.items()))
+            if expiry >= now:
+                break
+            del self._pods[key]
+        return [view for _expiry, view in self._pods.values()]
 
 
 def claimed(plan: Plan, pods: Sequence[PodView]) -> list[PodView]:

@@ -302,7 +302,6 @@ class UsageIndex:
 
     def __init__(self) -> None:
         self._views: dict[str, PodView] = {}  # uid -> the pod's latest view
-        self._names: dict[tuple[str, str], str] = {}  # (namespace, name) -> uid
         self._used: dict[str, dict[str, int]] = {}
         self._holders: dict[str, int] = {}  # node -> pods of ours holding room there
         self._waiting: dict[Pin, int] = {}
@@ -311,23 +310,15 @@ class UsageIndex:
         """A pod's newest view (from the watch)."""
         self.move(self._views.get(view.uid), view)
         self._views[view.uid] = view
-        self._names[(view.namespace, view.name)] = view.uid
 
     def forget(self, uid: str) -> None:
         """The pod is gone."""
         old = self._views.pop(uid, None)
         if old is not None:
-            if self._names.get((old.namespace, old.name)) == uid:
-                del self._names[(old.namespace, old.name)]
             self.move(old, None)
 
     def latest(self, uid: str) -> PodView | None:
         return self._views.get(uid)
-
-    def named(self, key: tuple[str, str]) -> PodView | None:
-        """The latest view of the pod (namespace, name) (Claims: has the watch shown it yet)."""
-        uid = self._names.get(key)
-        return self._views.get(uid) if uid is not None else None
 
     def move(self, old: PodView | None, new: PodView | None) -> None:
         """One pod's view changed from `old` to `new` (None: not there before / gone now)."""
