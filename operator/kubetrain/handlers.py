@@ -133,6 +133,7 @@ async def configure(
     memo.gang_scheduling, why = await detect_gang_scheduling(memo.kube)
     logger.info("gang scheduling: %s (%s)", memo.gang_scheduling.value, why)
     memo.wakeups = Wakeups()
+    memo.sources = {}  # (namespace, job) -> its daemon's JobSource (what it last wrote or read)
     memo.nodes_seen = {}
     memo.claims = Claims()  # pods just pinned to a zone, until the watch shows them
     # Every worker pod, listed before kopf starts any daemon (startup handlers run first).
@@ -227,8 +228,18 @@ async def wake_on_node(body: kopf.Body, type: str, memo: kopf.Memo, **kwargs: An
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="wake_on_job")
-async def wake_on_job(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    memo.wakeups.wake((namespace or "", name))
+async def wake_on_job(
+    name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """Wake the job's daemon, unless the event is the echo of its own status write: the pass
+    that wrote it already acted on exactly that job (a pass per write, 4 to 10 per gang's start,
+    for nothing, issue 14)."""
+    key = (namespace or "", name)
+    source: JobSource | None = memo.sources.get(key)
+    version = body.get("metadata", {}).get("resourceVersion")
+    if source is not None and version is not None and source.known == str(version):
+        return
+    memo.wakeups.wake(key)
 
 
 @kopf.on.event(
@@ -279,7 +290,7 @@ async def reconcile(
     key = (namespace, name)
     wake = memo.wakeups.register(key)
     errors = surface.ErrorTracker()
-    source = JobSource(body)
+    source = memo.sources[key] = JobSource(body)
 
     def node_lookup(node: str) -> NodeView | None:
         views = list(nodes_by_name.get(node, []))
@@ -347,4 +358,5 @@ async def reconcile(
                 await asyncio.wait_for(wake.wait(), timeout=max(delay, 0.05))
     finally:
         memo.wakeups.forget(key)
+        memo.sources.pop(key, None)
         metrics.forget(namespace, name)
