@@ -130,6 +130,7 @@ async def configure(
         await memo.metrics_server.start()
         logger.info("serving /metrics and /readyz on %s", address)
     memo.kube = Kube(load_api_client())
+    metrics.API_REQUESTS.counts = memo.kube.requests
     memo.gang_scheduling, why = await detect_gang_scheduling(memo.kube)
     logger.info("gang scheduling: %s (%s)", memo.gang_scheduling.value, why)
     memo.wakeups = Wakeups()

@@ -11,6 +11,7 @@ flight are bounded by one connection pool (MAX_IN_FLIGHT), which is what the API
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import json
 import os
@@ -136,6 +137,18 @@ def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
     return f"{base}/{plural}"
 
 
+def resource_of(path: str) -> str:
+    """The resource a request path names, with its subresource: ".../pods/x/status" ->
+    "pods/status" (the API server's own request metrics label them so)."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    parts = parts[2:] if parts[0] == "api" else parts[3:]  # past api/v1 or apis/group/version
+    if len(parts) >= 2 and parts[0] == "namespaces":
+        parts = parts[2:] if len(parts) > 2 else ["namespaces"]
+    if not parts:
+        return ""
+    return f"{parts[0]}/{parts[2]}" if len(parts) > 2 else parts[0]
+
+
 def _job_path(namespace: str, name: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
 
@@ -154,6 +167,8 @@ class Kube:
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self._token_at = -TOKEN_REFRESH_SECONDS
+        # (verb, resource, HTTP status) -> requests sent (kubetrain.metrics exports them)
+        self.requests: collections.Counter[tuple[str, str, int]] = collections.Counter()
 
     def _ssl(self) -> ssl.SSLContext | bool:
         cfg = self._config
@@ -220,6 +235,7 @@ class Kube:
             proxy=self._config.proxy or None,
         ) as response:
             data = await response.read()
+            self.requests[(verb, resource_of(path), response.status)] += 1
             if response.status >= 400:
                 raise KubeError(
                     verb, path, response.status, str(response.reason or ""), api_message(data)
@@ -255,6 +271,7 @@ class Kube:
             proxy=self._config.proxy or None,
             timeout=timeout,
         ) as response:
+            self.requests[("WATCH", resource_of(path), response.status)] += 1
             if response.status >= 400:
                 data = await response.read()
                 raise KubeError(

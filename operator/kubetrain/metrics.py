@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
@@ -212,10 +212,30 @@ class _Watches(Collector):
         yield ready
 
 
+class _ApiRequests(Collector):
+    """The operator's own requests to the API server (kubetrain.k8s.Kube.requests, set at
+    startup): what each gang costs the control plane."""
+
+    def __init__(self) -> None:
+        self.counts: Mapping[tuple[str, str, int], int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "kubetrain_api_requests",
+            "Requests the operator sent to the API server, by verb, resource and HTTP status.",
+            labels=["verb", "resource", "code"],
+        )
+        for (verb, resource, code), count in sorted(self.counts.items()):
+            family.add_metric([verb, resource, str(code)], float(count))
+        yield family
+
+
 JOBS = _Jobs()
 WATCHES = _Watches()
+API_REQUESTS = _ApiRequests()
 REGISTRY.register(JOBS)
 REGISTRY.register(WATCHES)
+REGISTRY.register(API_REQUESTS)
 
 
 def _interruption_key(entry: Mapping[str, Any]) -> tuple[str, str]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from kubetrain import metrics
+from kubetrain.k8s import resource_of
 
 
 def value(name: str, **labels: str) -> float:
@@ -208,3 +210,34 @@ def test_an_elastic_jobs_size_is_a_gauge_while_it_runs() -> None:
         is None
     )
     metrics.forget("ns", "e")
+
+
+@pytest.mark.parametrize(
+    ("path", "resource"),
+    [
+        ("/api/v1/namespaces/ml/pods", "pods"),
+        ("/api/v1/namespaces/ml/pods/llm-1-0", "pods"),
+        ("/api/v1/pods", "pods"),
+        (
+            "/apis/kubetrain.dev/v1alpha1/namespaces/ml/trainingjobs/llm/status",
+            "trainingjobs/status",
+        ),
+        ("/apis/rbac.authorization.k8s.io/v1/namespaces/ml/roles", "roles"),
+        ("/api/v1/nodes/n1", "nodes"),
+        ("/api/v1/namespaces/ml", "namespaces"),
+    ],
+)
+def test_api_requests_are_labelled_by_resource_as_the_api_server_does(
+    path: str, resource: str
+) -> None:
+    assert resource_of(path) == resource
+
+
+def test_the_operators_api_requests_are_exported() -> None:
+    counts = {("POST", "pods", 201): 8, ("PATCH", "trainingjobs/status", 200): 2}
+    metrics.API_REQUESTS.counts = counts
+    try:
+        text = generate_latest(metrics.REGISTRY).decode()
+    finally:
+        metrics.API_REQUESTS.counts = {}
+    assert 'kubetrain_api_requests_total{code="201",resource="pods",verb="POST"} 8.0' in text
