@@ -229,3 +229,29 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
         if key not in new:
             patch[key] = None
     return patch
+
+
+# What only counts progress within a phase: ranks scheduled or running, in the Ready condition's
+# message, `message`, `nodes.ready` and `nodesReady`. A change of these alone need not be written
+# at once (kubetrain.reconcile.loop writes it at most every PROGRESS_WRITE_SECONDS): a gang of 8
+# starting wrote its status ten times, each a request and an event for every watcher (issue 14).
+PROGRESS_FIELDS: Final = frozenset({"message", "nodes", "nodesReady", "conditions"})
+
+
+def progress_only(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """True when `new` differs from `old` only in progress counts (phase, reasons, condition
+    statuses, sizes and everything else the same)."""
+    changed = {key for key in set(old) | set(new) if old.get(key) != new.get(key)}
+    if not changed or not changed <= PROGRESS_FIELDS:
+        return False
+
+    def without(value: Any, key: str) -> Any:
+        if isinstance(value, Mapping):
+            return {k: v for k, v in value.items() if k != key}
+        return value
+
+    old_conditions = [without(c, "message") for c in old.get("conditions") or []]
+    new_conditions = [without(c, "message") for c in new.get("conditions") or []]
+    return old_conditions == new_conditions and without(old.get("nodes"), "ready") == without(
+        new.get("nodes"), "ready"
+    )

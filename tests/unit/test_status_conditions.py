@@ -16,6 +16,7 @@ from kubetrain.status import (
     Transition,
     derive_phase,
     parse_time,
+    progress_only,
     rfc3339,
     set_condition,
     status_patch,
@@ -113,3 +114,29 @@ def test_time_round_trip() -> None:
     assert rfc3339(moment) == T1
     assert parse_time("garbage") is None
     assert parse_time(None) is None
+
+
+def starting(ready: int, **extra: object) -> dict:
+    message = f"attempt 1: {ready}/8 ranks running"
+    return {
+        "phase": PHASE_STARTING,
+        "attempt": 1,
+        "conditions": [cond("Ready", "False", "Starting", message)],
+        "message": message,
+        "nodes": {"ready": ready, "total": 8},
+        "nodesReady": f"{ready}/8",
+        **extra,
+    }
+
+
+def test_progress_only_is_a_count_moving_within_the_same_phase_and_reason() -> None:
+    assert progress_only(starting(1), starting(3))
+    assert not progress_only(starting(3), starting(3))  # nothing changed: nothing to write
+    running = starting(8) | {"phase": PHASE_RUNNING}
+    assert not progress_only(starting(7), running)  # a phase change
+    new_reason = starting(3)
+    new_reason["conditions"] = [cond("Ready", "False", "RankFailed", "attempt 1: 3/8")]
+    assert not progress_only(starting(1), new_reason)
+    assert not progress_only(starting(1), starting(3, nodes={"ready": 3, "total": 6}))  # resized
+    assert not progress_only(starting(1), starting(3, attempt=2))
+    assert not progress_only(starting(1), starting(3, goodput={"ratio": 0.5}))

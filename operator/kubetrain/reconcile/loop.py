@@ -27,9 +27,10 @@ from kubetrain.reconcile.decide import decide, policy_requeue
 from kubetrain.reconcile.observe import ZONE_LABEL, NodeView, PodView, Usage, pod_view
 from kubetrain.reconcile.plan import Invalid, JobView, Observed, Plan, Target
 from kubetrain.reconcile.target import to_target
-from kubetrain.status import TERMINAL_PHASES
+from kubetrain.status import TERMINAL_PHASES, progress_only
 
 PodKey = tuple[str, str]  # (namespace, pod name)
+PROGRESS_WRITE_SECONDS = 1.0  # a progress-only status change waits this long after the last write
 
 
 class Claims:
@@ -96,9 +97,13 @@ class JobSource:
     wrote or read proves the view holds everything we know, and anything else costs one GET.
     """
 
-    def __init__(self, live: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, live: Mapping[str, Any] | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.live = live
         self.known: str | None = None
+        self.clock = clock
+        self.wrote_at: float | None = None  # when this daemon last wrote the status
         self._target: tuple[tuple[str, Any, GangScheduling], Target | Invalid] | None = None
 
     def target(
@@ -123,6 +128,19 @@ class JobSource:
         """Our own write's resourceVersion (None: no write): the version the watch brings next."""
         if version:
             self.known = version
+            self.wrote_at = self.clock()
+
+    def defer(self, plan: Plan, status: Mapping[str, Any]) -> float | None:
+        """Seconds to hold back `plan`'s status write: when it is all the plan does, it only
+        counts progress (kubetrain.status.progress_only), and the last write was less than
+        PROGRESS_WRITE_SECONDS ago. None: write now. Phase and condition changes, and every
+        write that comes with creates, deletes or requests, are never held back."""
+        if not plan.status_changed or self.wrote_at is None:
+            return None
+        if plan.creates or plan.annotates or plan.patches or plan.deletes or plan.delete_job:
+            return None
+        left = self.wrote_at + PROGRESS_WRITE_SECONDS - self.clock()
+        return left if left > 0 and progress_only(status, plan.status) else None
 
 
 async def current_attempt_pods(
@@ -209,6 +227,10 @@ async def reconcile_once(
         queue=queued,
     )
     plan = decide(job, target, observed, now or dt.datetime.now(dt.UTC))
+    held = source.defer(plan, job.status)
+    if held is not None:  # written by the pass this requeue brings, or an earlier one
+        again = held if plan.requeue_after is None else min(held, plan.requeue_after)
+        plan = dataclasses.replace(plan, status_changed=False, requeue_after=again)
     if plan.creates or plan.patches:
         # Before the first await: another job's pass counting room from now on sees these.
         claim(claimed(plan, pod_list))
