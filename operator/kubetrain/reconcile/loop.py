@@ -95,6 +95,9 @@ class JobSource:
 
     resourceVersions are opaque (never compared for order): equality with the version we last
     wrote or read proves the view holds everything we know, and anything else costs one GET.
+    One exception: a job without any status, before this daemon wrote or read one, has nothing
+    of ours to be stale about (a new job's first pass costs no GET; should an earlier daemon's
+    first write be missing from the view, this pass recomputes that same first status).
     """
 
     def __init__(
@@ -118,7 +121,11 @@ class JobSource:
 
     async def read(self, kube: Kube, namespace: str, name: str) -> Mapping[str, Any] | None:
         live = self.live
-        if live is not None and self.known is not None and _version(live) == self.known:
+        if live is not None and (
+            _version(live) == self.known
+            if self.known is not None
+            else _version(live) is not None and not live.get("status")
+        ):
             return {key: live[key] for key in live}  # the raw event's parts, not a live view
         body = await kube.get_job(namespace, name)
         self.known = _version(body)

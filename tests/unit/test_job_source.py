@@ -1,15 +1,17 @@
-"""Which job events wake a job's daemon (kubetrain.handlers.wake_on_job), and which of its
-status writes wait (kubetrain.reconcile.loop.JobSource.defer)."""
+"""A job's daemon and its view of the job: which job events wake it (kubetrain.handlers.
+wake_on_job), when a pass reads the job from the API server and which status writes wait
+(kubetrain.reconcile.loop.JobSource)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
 
 from kubetrain import handlers
+from kubetrain.k8s import Kube
 from kubetrain.reconcile.loop import PROGRESS_WRITE_SECONDS, JobSource
 from kubetrain.reconcile.plan import Plan
 
@@ -67,3 +69,33 @@ def starting(ready: int) -> dict[str, Any]:
         "message": message,
         "nodes": {"ready": ready, "total": 8},
     }
+
+
+class CountingKube:
+    def __init__(self, stored: dict[str, Any]) -> None:
+        self.stored = stored
+        self.reads = 0
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
+        self.reads += 1
+        return self.stored
+
+
+def test_a_pass_reads_the_job_only_when_the_watchs_view_may_be_stale() -> None:
+    def job(version: str, status: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"metadata": {"name": "llm", "resourceVersion": version}}
+        return body | ({"status": status} if status is not None else {})
+
+    def read(source: JobSource, kube: CountingKube) -> Any:
+        return asyncio.run(source.read(cast(Kube, kube), "ml", "llm"))
+
+    new = CountingKube(job("5", {"phase": "Pending"}))
+    source = JobSource(job("4"))  # a new job: no status yet, nothing of ours to be stale about
+    assert read(source, new) == job("4") and new.reads == 0
+    source.wrote("5")
+    source.live = job("4")  # our write's echo not delivered yet: read it
+    assert read(source, new) == job("5", {"phase": "Pending"}) and new.reads == 1
+    source.live = job("5", {"phase": "Pending"})  # the echo: the view holds our write
+    assert read(source, new) == source.live and new.reads == 1
+    restarted = JobSource(job("9", {"phase": "Running", "attempt": 3}))
+    assert read(restarted, new) and new.reads == 2  # an operator restart: read once
