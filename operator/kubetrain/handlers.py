@@ -73,8 +73,9 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 def quiet_handler_success(record: logging.LogRecord) -> bool:
     """Drop kopf's "Handler 'wake_on_node' succeeded." (INFO, once per event: 4,400 of 5,270
-    lines in a 100-job round when pods were watched through kopf, issue 14). kopf logs those through its local (never
-    posted) object logger, which marks them k8s_skip; failures and our own lines stay."""
+    lines in a 100-job round when pods were watched through kopf, issue 14). kopf logs those
+    through its local (never posted) object logger, which marks them k8s_skip; failures and our
+    own lines stay."""
     return not (
         record.levelno == logging.INFO
         and getattr(record, "k8s_skip", False)
@@ -152,8 +153,8 @@ async def configure(
             logger.warning("cannot create ClusterKopfPeering %r: %s", settings.peering.name, exc)
 
 
-@kopf.on.cleanup(id="stop_metrics")
-async def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+@kopf.on.cleanup(id="shut_down")
+async def shut_down(memo: kopf.Memo, **_: Any) -> None:
     pod_watch = getattr(memo, "pod_watch", None)
     if pod_watch is not None:
         await pod_watch.stop()

@@ -311,7 +311,14 @@ def test_no_known_node_of_the_kind_releases_for_the_provisioner_without_bind_dea
     assert "provisioner" in ready(plan.status)["message"]
 
 
-def released(bound: int, since: float) -> tuple[dict[str, Any], list[PodView]]:
+UNSCHEDULABLE = "0/12 nodes are available: 1 Insufficient nvidia.com/gpu."
+
+
+def released(
+    bound: int, since: float, verdict: str | None = UNSCHEDULABLE
+) -> tuple[dict[str, Any], list[PodView]]:
+    """A gang released `since` seconds ago with `bound` pods bound; the scheduler's `verdict` on
+    the others (None: it has not looked at them yet)."""
     status = {
         "attempt": 1,
         "attemptStartTime": at(since - 600),
@@ -319,7 +326,9 @@ def released(bound: int, since: float) -> tuple[dict[str, Any], list[PodView]]:
         "bindDeadline": at(since + 60),
     }
     gang = [
-        pod(1, r, phase="Running" if r < bound else "Pending", node=f"a{r}" if r < bound else None)
+        pod(1, r, phase="Running", node=f"a{r}")
+        if r < bound
+        else pod(1, r, phase="Pending", node=None, unschedulable=verdict)
         for r in range(4)
     ]
     return status, gang
@@ -341,6 +350,17 @@ def test_a_gang_not_bound_within_the_bind_timeout_goes_and_waits_gated_again() -
     status, gang = released(bound=3, since=-30)
     plan = decide(job(status), placed(), Observed(gang, nodes), NOW)
     assert not plan.deletes and plan.requeue_after is not None and plan.requeue_after <= 30.1
+
+
+def test_a_gang_the_scheduler_has_not_judged_yet_keeps_waiting_past_the_bind_deadline() -> None:
+    """Thousands of pods released at once take the scheduler minutes: pods it has not looked at
+    are a queue, not room someone else took (at 1,000 gangs most went to GangBindTimeout and
+    started over, issue 14). startupTimeoutSeconds still bounds the wait."""
+    status, gang = released(bound=3, since=-61, verdict=None)
+    nodes = {f"a{r}": node_with_room(f"a{r}", "us-west-2a") for r in range(3)}
+    plan = decide(job(status), placed(), Observed(gang, nodes), NOW)
+    assert not plan.deletes and ready(plan.status)["reason"] != "GangBindTimeout"
+    assert plan.status["bindDeadline"] == status["bindDeadline"]  # judged later: it goes then
 
 
 def test_a_fully_bound_gang_drops_the_bind_deadline_and_startup_counts_from_release() -> None:

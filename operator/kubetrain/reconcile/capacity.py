@@ -202,7 +202,11 @@ def shrink_when_due(
 def bind_timeout(draft: Draft, policy: Policy, gang: Sequence[PodView]) -> Verdict | None:
     """Released on counted room, the gang must be bound by the bind deadline: a workload the
     operator does not see may have taken a node. Then the attempt goes (no budget counted) and
-    the next one waits, gated, for room again, instead of holding nodes until startup timeout."""
+    the next one waits, gated, for room again, instead of holding nodes until startup timeout.
+
+    Only once the scheduler has said so: while no unbound pod has its Unschedulable verdict, the
+    pods wait in the scheduler's queue (thousands released at once take it minutes), which is
+    no sign of room taken; startupTimeoutSeconds still bounds the wait."""
     deadline = parse_time(draft.status.bind_deadline)
     if deadline is None:
         return None
@@ -214,6 +218,8 @@ def bind_timeout(draft: Draft, policy: Policy, gang: Sequence[PodView]) -> Verdi
     if draft.now < deadline:
         draft.wake_at = deadline if draft.wake_at is None else min(draft.wake_at, deadline)
         return None
+    if not any(p.unschedulable for p in gang if not p.node):
+        return None  # not judged yet: its verdict (a pod event) wakes the job
     return Verdict(
         Next.RESTART,
         REASON_GANG_BIND_TIMEOUT,
