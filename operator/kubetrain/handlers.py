@@ -39,7 +39,7 @@ from kubetrain.k8s import Kube, KubeError, load_api_client
 from kubetrain.podwatch import PodWatch
 from kubetrain.reconcile import queue_sync
 from kubetrain.reconcile.gang import detect_gang_scheduling
-from kubetrain.reconcile.loop import Claims, JobSource, reconcile_once
+from kubetrain.reconcile.loop import Claims, JobSource, reconcile_once, starting_soon
 from kubetrain.reconcile.observe import NodeView, PodView, Usage, node_view
 from kubetrain.reconcile.podindex import PodIndex
 
@@ -47,6 +47,9 @@ Key = tuple[str, str]
 WORKER_PODS = {LABEL_JOB: kopf.PRESENT}
 ERROR_BACKOFF_SECONDS = surface.BACKOFF_BASE_SECONDS
 FSX_RETRY_SECONDS = 15.0
+# Passes that may start an attempt at once: about what the connection pool (kubetrain.k8s.
+# MAX_IN_FLIGHT) keeps busy with a dozen creates each.
+MAX_STARTING = 32
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -138,6 +141,7 @@ async def configure(
     memo.sources = {}  # (namespace, job) -> its daemon's JobSource (what it last wrote or read)
     memo.nodes_seen = {}
     memo.claims = Claims()  # pods just pinned to a zone, until the watch shows them
+    memo.starts = asyncio.Semaphore(MAX_STARTING)  # passes starting an attempt at once
     # Every worker pod, listed before kopf starts any daemon (startup handlers run first).
     namespaces = [ns for ns in os.environ.get(ENV_NAMESPACES, "").split(",") if ns]
     memo.pod_watch = PodWatch(
@@ -323,21 +327,26 @@ async def reconcile(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=surface.BACKOFF_MAX_SECONDS)
                 continue
+            # Starting an attempt builds and sends a whole gang: a bounded number at once (FIFO),
+            # so that a thousand jobs submitted together do not each hold a gang of manifests
+            # waiting for the connection pool, and the first submitted start first (issue 14).
+            limit = memo.starts if starting_soon(source.live) else contextlib.nullcontext()
             try:
-                with metrics.reconcile_timer():
-                    delay = await reconcile_once(
-                        memo.kube,
-                        namespace,
-                        name,
-                        pods.pods(key),
-                        node_lookup,
-                        logger,
-                        all_nodes=all_nodes,
-                        usage=usage,
-                        gang=memo.gang_scheduling,
-                        source=source,
-                        claim=memo.claims.add,
-                    )
+                async with limit:
+                    with metrics.reconcile_timer():
+                        delay = await reconcile_once(
+                            memo.kube,
+                            namespace,
+                            name,
+                            pods.pods(key),
+                            node_lookup,
+                            logger,
+                            all_nodes=all_nodes,
+                            usage=usage,
+                            gang=memo.gang_scheduling,
+                            source=source,
+                            claim=memo.claims.add,
+                        )
             except Exception as exc:  # API hiccups, conflicts, rejections, a builder bug
                 if not isinstance(exc, KubeError):
                     logger.debug("reconcile traceback", exc_info=True)

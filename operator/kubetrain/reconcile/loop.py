@@ -150,6 +150,14 @@ class JobSource:
         return left if left > 0 and progress_only(status, plan.status) else None
 
 
+def starting_soon(job: Mapping[str, Any] | None) -> bool:
+    """The job's next pass may start an attempt, as far as the watch's view of it shows: none
+    started yet, or a restart due. A guess made before the pass reads the job (a wrong one only
+    lets a pass through a throttle, or through it unthrottled: kubetrain.handlers)."""
+    status = (job or {}).get("status") or {}
+    return not status.get("attempt") or bool(status.get("restartAfter"))
+
+
 async def current_attempt_pods(
     kube: Kube, job: JobView, target: Target, indexed: Sequence[PodView]
 ) -> tuple[list[PodView], frozenset[str]]:
