@@ -23,7 +23,7 @@ from typing import Any
 
 import kopf
 
-from kubetrain import metrics, provision, surface
+from kubetrain import heap, metrics, provision, surface
 from kubetrain.api.constants import (
     GROUP,
     KUEUE_GROUP,
@@ -150,6 +150,7 @@ async def configure(
     await memo.pod_watch.list()
     memo.pod_watch.start()
     logger.info("watching %d worker pods", len(memo.pod_watch.index))
+    memo.heap_trim = asyncio.create_task(heap.keep_trimmed(), name="kubetrain heap trim")
     if not settings.peering.standalone and settings.peering.clusterwide:
         try:
             await memo.kube.ensure_cluster_peering(settings.peering.name)
@@ -162,6 +163,9 @@ async def shut_down(memo: kopf.Memo, **_: Any) -> None:
     pod_watch = getattr(memo, "pod_watch", None)
     if pod_watch is not None:
         await pod_watch.stop()
+    heap_trim = getattr(memo, "heap_trim", None)
+    if heap_trim is not None:
+        heap_trim.cancel()
     server = getattr(memo, "metrics_server", None)
     if server is not None:
         await server.stop()

@@ -59,7 +59,7 @@ def resource_amounts(raw: Mapping[str, Any] | None) -> dict[str, int]:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # thousands of them: no __dict__ each
 class PodView:
     """The facts about one worker pod that reconcile decisions depend on."""
 
@@ -96,7 +96,7 @@ class PodView:
         return self.phase in ("Succeeded", "Failed")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # thousands of them: no __dict__ each
 class NodeView:
     name: str
     ready: bool
