@@ -118,8 +118,9 @@ class Target:
     pod_name: PodNamer
     placement: PlacementNeeds | None = None  # None: the operator never pins a zone
     spec_hash: str = ""  # of the fields that shape the pods (kubetrain.build.spec_hash)
-    # Rank 0 of attempt 1 as built: the pods' shape (a Kueue Workload's pod set template).
-    sample_pod: Mapping[str, Any] = field(default_factory=dict)
+    # Builds rank 0 of attempt 1: the pods' shape (a Kueue Workload's pod set template). Built
+    # when asked, not kept: a whole pod per job was a tenth of the operator's heap at 1,000 jobs.
+    sample_pod: Callable[[], Mapping[str, Any]] | None = None
     # Gang admission: attempts whose room is short are created gated and released with this
     # patch. None: the default release (only the gate goes).
     release: ReleasePatch | None = None

@@ -50,7 +50,11 @@ async def observe(
     namespace = str(meta["namespace"])
     wl_name = queue.workload_name(str(meta["name"]), str(meta["uid"]))
     workload = await kube.get_object(KUEUE_API_VERSION, WORKLOAD_KIND, namespace, wl_name)
-    pod = target.sample_pod or next(o for o in target.build(1, None) if o.get("kind") == "Pod")
+    pod = (
+        target.sample_pod()
+        if target.sample_pod is not None
+        else next(o for o in target.build(1, None) if o.get("kind") == "Pod")
+    )
     if workload is not None and workload.get("metadata", {}).get("deletionTimestamp"):
         return queue.queue_state(name, workload)  # going: not admitted, a new one comes next
     if workload is not None:

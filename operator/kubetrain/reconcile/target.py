@@ -108,7 +108,7 @@ def to_target(
         policy=policy,
         build=build,
         pod_name=name,
-        sample_pod=sample_pod,
+        sample_pod=lambda: build_pod(ref, resolved, 1, 0),
         placement=placement,
         spec_hash=resolved.spec_hash,
         release=release,
