@@ -315,6 +315,7 @@ async def reconcile(
         return pods.usage.usage(nodes, exclude=own, extra=pending)
 
     try:
+        await memo.pod_watch.cover(namespace)  # its pods in the index before the first pass
         # A new FSx volume first (once per job; the pods wait for their claim to bind anyway).
         while provision.wants_fsx(body) and not stopped:
             problem = await provision.ensure_fsx(memo.kube, body, logger)

@@ -10,6 +10,11 @@ without building it), one PodView and one dict update.
 The first listing completes in the startup handler, before kopf starts any job's daemon: a pass
 never sees a half-filled index. The stream reconnects from its last resourceVersion after a drop,
 and lists again after 410 Gone (pods deleted meanwhile are dropped from the index then).
+
+Scope: the namespaces the operator serves when it knows them (`kubetrain-operator --namespace`),
+else the whole cluster; where RBAC allows no cluster-wide list (kopf run with its own
+`--namespace`), each namespace is listed and watched when its first job's daemon starts, before
+that daemon's first pass (`cover`).
 """
 
 from __future__ import annotations
@@ -147,9 +152,10 @@ class Gone(Exception):
 
 
 class PodWatch:
-    """Worker pods (those labelled LABEL_JOB) in `namespaces` (empty: the whole cluster) into
-    `index`; `wake(key)` for each job a change concerns, and `saw(view, gone)` for every pod
-    event (kubetrain.reconcile.loop.Claims)."""
+    """Worker pods (those labelled LABEL_JOB) in `namespaces` (empty: the whole cluster, or each
+    job's namespace where RBAC allows no cluster-wide list) into `index`; `wake(key)` for each
+    job a change concerns, and `saw(view, gone)` for every pod event
+    (kubetrain.reconcile.loop.Claims)."""
 
     def __init__(
         self,
@@ -166,9 +172,11 @@ class PodWatch:
         self._server_timeout = server_timeout
         self.index = index
         self._wake = wake
-        self._scopes = list(namespaces) or [""]
-        self._versions: dict[str, str | None] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._scopes = list(namespaces)
+        self._versions: dict[str, str | None] = {}  # scope -> its listing's resourceVersion
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # scope -> its stream
+        self._covering: dict[str, asyncio.Task[None]] = {}  # namespaces being listed on demand
+        self._started = False
 
     @staticmethod
     def _path(namespace: str) -> str:
@@ -178,32 +186,74 @@ class PodWatch:
         """The first listing of every scope: the index is complete when this returns. Waits out
         an API server that is not there yet, or RBAC that does not let it list (readiness says
         which scope is still listing)."""
+        if not self._scopes:
+            try:
+                self._versions[""] = await self._list("")
+            except KubeError as exc:
+                if exc.status != 403:
+                    raise
+                # Ready to follow each namespace as its first job appears (`cover`).
+                metrics.WATCHES.state[("pods", "")] = "up"
+                log.info(
+                    "cannot list pods cluster-wide (%s): each namespace is watched from "
+                    "its first job on",
+                    exc.message or exc.reason,
+                )
+            return
         for scope in self._scopes:
-            failures = 0
-            while scope not in self._versions:
-                try:
-                    self._versions[scope] = await self._list(scope)
-                except Exception as exc:
-                    failures += 1
-                    delay = _backoff(failures)
-                    where = f"in namespace {scope!r}" if scope else "cluster-wide"
-                    log.warning("cannot list pods %s (retrying in %.1fs): %s", where, delay, exc)
-                    await asyncio.sleep(delay)
+            await self._list_until_done(scope)
+
+    async def _list_until_done(self, scope: str) -> None:
+        failures = 0
+        while scope not in self._versions:
+            try:
+                self._versions[scope] = await self._list(scope)
+            except Exception as exc:
+                failures += 1
+                delay = _backoff(failures)
+                where = f"in namespace {scope!r}" if scope else "cluster-wide"
+                log.warning("cannot list pods %s (retrying in %.1fs): %s", where, delay, exc)
+                await asyncio.sleep(delay)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="kubetrain pod watch")
+        self._started = True
+        for scope in self._versions:
+            self._follow_in_background(scope)
+
+    def _follow_in_background(self, scope: str) -> None:
+        if scope not in self._tasks:
+            name = f"kubetrain pod watch {scope or '(cluster)'}"
+            self._tasks[scope] = asyncio.create_task(self._follow(scope), name=name)
+
+    async def cover(self, namespace: str) -> None:
+        """Returns once the index holds `namespace`'s pods and follows them (a job's daemon
+        calls it before its first pass): at once where they are watched already."""
+        if "" in self._versions or namespace in self._versions:
+            return
+        covering = self._covering.get(namespace)
+        if covering is None:
+            covering = asyncio.create_task(self._cover(namespace))
+            self._covering[namespace] = covering
+        await asyncio.shield(covering)  # one daemon cancelled does not stop the others' listing
+
+    async def _cover(self, namespace: str) -> None:
+        try:
+            await self._list_until_done(namespace)
+            if self._started:
+                self._follow_in_background(namespace)
+        finally:
+            self._covering.pop(namespace, None)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [*self._tasks.values(), *self._covering.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for scope in self._scopes:
+                await task
+        self._tasks.clear()
+        for scope in [*self._versions, ""]:
             metrics.WATCHES.state.pop(("pods", scope), None)
-
-    async def _run(self) -> None:
-        await asyncio.gather(*(self._follow(scope) for scope in self._scopes))
 
     async def _list(self, scope: str) -> str:
         metrics.WATCHES.state[("pods", scope)] = "listing"
