@@ -187,28 +187,26 @@ class PodWatch:
         an API server that is not there yet, or RBAC that does not let it list (readiness says
         which scope is still listing)."""
         if not self._scopes:
-            try:
-                self._versions[""] = await self._list("")
-            except KubeError as exc:
-                if exc.status != 403:
-                    raise
-                # Ready to follow each namespace as its first job appears (`cover`).
-                metrics.WATCHES.state[("pods", "")] = "up"
-                log.info(
-                    "cannot list pods cluster-wide (%s): each namespace is watched from "
-                    "its first job on",
-                    exc.message or exc.reason,
-                )
+            await self._list_until_done("", forbidden_ok=True)
             return
         for scope in self._scopes:
             await self._list_until_done(scope)
 
-    async def _list_until_done(self, scope: str) -> None:
+    async def _list_until_done(self, scope: str, *, forbidden_ok: bool = False) -> None:
         failures = 0
         while scope not in self._versions:
             try:
                 self._versions[scope] = await self._list(scope)
             except Exception as exc:
+                if forbidden_ok and isinstance(exc, KubeError) and exc.status == 403:
+                    # Ready to follow each namespace as its first job appears (`cover`).
+                    metrics.WATCHES.state[("pods", scope)] = "up"
+                    log.info(
+                        "cannot list pods cluster-wide (%s): each namespace is watched from "
+                        "its first job on",
+                        exc.message or exc.reason,
+                    )
+                    return
                 failures += 1
                 delay = _backoff(failures)
                 where = f"in namespace {scope!r}" if scope else "cluster-wide"

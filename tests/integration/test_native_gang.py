@@ -140,21 +140,24 @@ def test_a_gang_with_room_for_3_of_4_binds_no_pod_until_the_fourth_node_comes(
         owner = group["metadata"]["ownerReferences"][0]
         assert owner["kind"] == "TrainingJob" and owner["name"] == "quad"
         assert {p["spec"]["schedulingGroup"]["podGroupName"] for p in pending} == {"quad-1"}
-        # What the user sees while the gang waits.
+        # What the user sees while the gang waits: the count of pods the scheduler has judged
+        # grows to the whole gang (a count alone is written at most once a second).
         ready = condition(
             wait_for(
                 lambda: (
                     st
-                    if condition(st := status(cluster, namespace, "quad"), "Ready").get("reason")
-                    == "Unschedulable"
+                    if "4/4 pods cannot be scheduled"
+                    in condition(st := status(cluster, namespace, "quad"), "Ready").get(
+                        "message", ""
+                    )
                     else None
                 ),
                 timeout=30,
-                what="Ready=False Unschedulable",
+                what="Ready=False Unschedulable for 4/4 pods",
             ),
             "Ready",
         )
-        assert "4/4 pods cannot be scheduled" in ready["message"]
+        assert ready["reason"] == "Unschedulable"
         assert watch.bound() == {}, "a pod of a gang that does not fit was bound"
 
         room = copy.deepcopy(cluster.node_spec(P5_IN_ZONE[0]))
