@@ -152,8 +152,8 @@ class JobSource:
 
 def starting_soon(job: Mapping[str, Any] | None) -> bool:
     """The job's next pass may start an attempt, as far as the watch's view of it shows: none
-    started yet, or a restart due. A guess made before the pass reads the job (a wrong one only
-    lets a pass through a throttle, or through it unthrottled: kubetrain.handlers)."""
+    started yet, or a restart due. A guess made before the pass reads the job: a wrong one only
+    throttles a pass that starts nothing, or lets one start unthrottled (kubetrain.handlers)."""
     status = (job or {}).get("status") or {}
     return not status.get("attempt") or bool(status.get("restartAfter"))
 
