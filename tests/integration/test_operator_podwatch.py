@@ -73,13 +73,18 @@ def test_the_pod_watch_lists_follows_and_loses_nothing_across_reopened_streams(
             await until(lambda: len(index.pods(key)) == 2, "the second pod in the index")
             assert woken.count(key) >= 1
             restarts = metrics.WATCH_RESTARTS.labels("pods")._value.get()
-            for n in range(3):  # across several streams
+
+            def reopened() -> float:
+                return float(metrics.WATCH_RESTARTS.labels("pods")._value.get())
+
+            for n in range(3):  # each change on a stream opened after the one before
                 await kubectl("delete", "pod", "j1-a", "-n", namespace, "--wait=true")
                 await until(lambda: [p.name for p in index.pods(key)] == ["j1-b"], "j1-a gone")
-                await asyncio.sleep(1.0)
+                streams = reopened()
+                await until(lambda: reopened() > streams, f"the stream reopened ({n})")  # noqa: B023
                 await kubectl("create", "-f", "-", body=pod(namespace, "j1-a", "j1"))
                 await until(lambda: len(index.pods(key)) == 2, f"j1-a back ({n})")
-            assert metrics.WATCH_RESTARTS.labels("pods")._value.get() >= restarts + 2
+            assert reopened() >= restarts + 3
             assert len(index) == 2  # the pod without our label never entered
         finally:
             await watch.stop()
