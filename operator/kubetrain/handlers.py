@@ -356,13 +356,17 @@ async def reconcile(
                 if not isinstance(exc, KubeError):
                     logger.debug("reconcile traceback", exc_info=True)
                 try:
-                    delay = await surface.on_error(memo.kube, namespace, name, exc, errors, logger)
+                    delay = await surface.on_error(
+                        memo.kube, namespace, name, exc, errors, logger, source.wrote
+                    )
                 except Exception as report_error:  # reporting must never kill the daemon
                     logger.warning("could not report the reconcile error: %s", report_error)
                     delay = surface.backoff(errors.failures)
             else:
                 try:
-                    await surface.on_success(memo.kube, namespace, name, body, errors, logger)
+                    await surface.on_success(
+                        memo.kube, namespace, name, body, errors, logger, source.wrote
+                    )
                 except Exception as report_error:
                     logger.warning("could not update conditions: %s", report_error)
             if delay is None:

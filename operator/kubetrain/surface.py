@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -99,6 +99,9 @@ def spot_without_durable_checkpoint(spec: Mapping[str, Any]) -> bool:
     return not (ckpt.get("dir") or ckpt.get("s3Uri") or storage.get("fsx"))
 
 
+Wrote = Callable[[str], None]
+"""Hears the resourceVersion a status write left (the daemon's kubetrain.reconcile.loop.JobSource)."""
+
 MSG_NO_DURABLE_CHECKPOINT: Final = (
     "spec.checkpoint: a spot job without a durable checkpoint location (spec.checkpoint.dir on "
     "FSx or a mounted volume, or spec.checkpoint.s3Uri) restarts from step 0 after every spot "
@@ -122,8 +125,13 @@ async def _set_conditions(
     name: str,
     updates: list[tuple[str, bool, str, str]],
     extra: Mapping[str, Any] | None = None,
+    wrote: Wrote | None = None,
 ) -> dict[str, Any] | None:
-    """Read the job fresh, set conditions, write status once; the job (before) or None."""
+    """Read the job fresh, set conditions, write status once; the job (before) or None.
+
+    `wrote` hears the resourceVersion the write left: the daemon's passes must not take an
+    older view of the job for current, or their next status write drops these conditions
+    (a merge patch replaces the whole list)."""
     body = await kube.get_job(namespace, name)
     if body is None:
         return None
@@ -137,7 +145,9 @@ async def _set_conditions(
         )
     patch: dict[str, Any] = {"conditions": conditions, "phase": derive_phase(conditions)}
     patch.update(extra or {})
-    await kube.patch_job_status(namespace, name, patch)
+    version = await kube.patch_job_status(namespace, name, patch)
+    if wrote is not None:
+        wrote(version)
     return body
 
 
@@ -157,12 +167,13 @@ async def on_error(
     exc: BaseException,
     tracker: ErrorTracker,
     logger: Logger,
+    wrote: Wrote | None = None,
 ) -> float | None:
     """Record a failed pass; return seconds until the next one (None: the job is gone)."""
     tracker.failures += 1
     if is_rejection(exc):
         assert isinstance(exc, KubeError)
-        return await _fail_rejected(kube, namespace, name, exc, tracker, logger)
+        return await _fail_rejected(kube, namespace, name, exc, tracker, logger, wrote)
     message = str(exc) or type(exc).__name__
     reason = REASON_API_ERROR if isinstance(exc, KubeError) else REASON_OPERATOR_ERROR
     delay = backoff(tracker.failures)
@@ -175,7 +186,7 @@ async def on_error(
     text = f"{message} (failed {tracker.failures} times in a row; next try in {delay:.0f}s)"
     try:
         body = await _set_conditions(
-            kube, namespace, name, [(COND_RECONCILE_ERROR, True, reason, text[:2048])]
+            kube, namespace, name, [(COND_RECONCILE_ERROR, True, reason, text[:2048])], wrote=wrote
         )
     except KubeError as write_error:  # the API server itself may be what fails
         logger.warning("could not record ReconcileError: %s", write_error)
@@ -195,6 +206,7 @@ async def _fail_rejected(
     exc: KubeError,
     tracker: ErrorTracker,
     logger: Logger,
+    wrote: Wrote | None,
 ) -> float | None:
     current = await kube.get_job(namespace, name)
     if current is None:
@@ -216,6 +228,7 @@ async def _fail_rejected(
             (COND_READY, False, REASON_INVALID_SPEC, message),
         ],
         extra={"message": message, "completionTime": status.get("completionTime") or now},
+        wrote=wrote,
     )
     if body is not None:
         await _event(kube, body, REASON_INVALID_SPEC, message, logger)
@@ -231,6 +244,7 @@ async def on_success(
     body: Mapping[str, Any],
     tracker: ErrorTracker,
     logger: Logger,
+    wrote: Wrote | None = None,
 ) -> None:
     """After a pass that worked: clear ReconcileError, and warn once about non-durable spot jobs."""
     failures, tracker.failures = tracker.failures, 0
@@ -263,7 +277,7 @@ async def on_success(
     if not updates:
         return
     try:
-        written = await _set_conditions(kube, namespace, name, updates)
+        written = await _set_conditions(kube, namespace, name, updates, wrote=wrote)
     except KubeError as exc:
         logger.warning("could not update conditions: %s", exc)
         return

@@ -5,12 +5,13 @@ wake_on_job), when a pass reads the job from the API server and which status wri
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, cast
 
 import kopf
 import pytest
 
-from kubetrain import handlers
+from kubetrain import handlers, surface
 from kubetrain.k8s import Kube
 from kubetrain.reconcile.loop import PROGRESS_WRITE_SECONDS, JobSource
 from kubetrain.reconcile.plan import Plan
@@ -99,3 +100,42 @@ def test_a_pass_reads_the_job_only_when_the_watchs_view_may_be_stale() -> None:
     assert read(source, new) == source.live and new.reads == 1
     restarted = JobSource(job("9", {"phase": "Running", "attempt": 3}))
     assert read(restarted, new) and new.reads == 2  # an operator restart: read once
+
+
+class StatusKube(CountingKube):
+    """get_job, a status write that bumps the version, and Events (kubetrain.surface's calls)."""
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        super().__init__(stored)
+        self.events: list[str] = []
+
+    async def patch_job_status(self, namespace: str, name: str, patch: dict[str, Any]) -> str:
+        version = str(int(self.stored["metadata"]["resourceVersion"]) + 1)
+        self.stored = self.stored | {"status": patch}
+        self.stored["metadata"] = self.stored["metadata"] | {"resourceVersion": version}
+        return version
+
+    async def post_event(self, body: Any, *, reason: str, message: str, warning: bool) -> None:
+        self.events.append(reason)
+
+
+def test_the_daemons_condition_writes_move_its_view_so_the_next_pass_keeps_them() -> None:
+    """CI caught SpecWarning vanishing: the daemon wrote its status (v5), then the warning (v6);
+    the next pass took the watch's v5 for current and its merge patch of the whole conditions
+    list dropped the warning, which was never written again."""
+    spec = {"capacity": {"type": "spot"}}
+    ours = {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}
+    v5 = {"metadata": {"name": "llm", "generation": 1, "resourceVersion": "5"}, "spec": spec}
+    v5["status"] = ours
+    kube = StatusKube(v5)
+    source = JobSource()
+    source.wrote("5")  # the pass's own status write
+    tracker = surface.ErrorTracker()
+    log = logging.getLogger("test")
+    asyncio.run(surface.on_success(cast(Kube, kube), "ml", "llm", v5, tracker, log, source.wrote))
+    assert kube.events == ["NoDurableCheckpoint"]
+    assert source.known == "6"
+    source.live = v5  # the watch brings the pass's own write first
+    fresh = asyncio.run(source.read(cast(Kube, kube), "ml", "llm"))
+    assert fresh is not None
+    assert any(c["type"] == "SpecWarning" for c in fresh["status"]["conditions"])
