@@ -140,7 +140,7 @@ async def configure(
     memo.wakeups = Wakeups()
     memo.sources = {}  # (namespace, job) -> its daemon's JobSource (what it last wrote or read)
     memo.nodes_seen = {}
-    memo.claims = Claims()  # pods just pinned to a zone, until the watch shows them
+    memo.claims = Claims()  # pods just created or pinned to a zone, until the watch shows them
     memo.starts = asyncio.Semaphore(MAX_STARTING)  # passes starting an attempt at once
     # Every worker pod, listed before kopf starts any daemon (startup handlers run first).
     namespaces = [ns for ns in os.environ.get(ENV_NAMESPACES, "").split(",") if ns]
@@ -350,7 +350,7 @@ async def reconcile(
                             usage=usage,
                             gang=memo.gang_scheduling,
                             source=source,
-                            claim=memo.claims.add,
+                            claims=memo.claims,
                         )
             except Exception as exc:  # API hiccups, conflicts, rejections, a builder bug
                 if not isinstance(exc, KubeError):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -18,7 +19,9 @@ from kubetrain.api.constants import (
 )
 from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest
 from kubetrain.build import Placement
+from kubetrain.k8s import Kube
 from kubetrain.reconcile.decide import decide
+from kubetrain.reconcile.loop import Claims, current_attempt_pods
 from kubetrain.reconcile.observe import NodeView, PodView, node_view, pod_view
 from kubetrain.reconcile.plan import Invalid, JobView, Observed, PodDelete, Policy, Target
 from kubetrain.status import rfc3339
@@ -217,6 +220,52 @@ def test_a_rank_deleted_while_the_operator_was_down_restarts_the_whole_gang() ->
     [record] = plan.status["interruptions"]
     assert record["pod"] == name(3, 1) and record["source"] == "pod-deleted"
     assert "node" not in record
+
+
+class ListingKube:
+    """The API server's pods of the attempt, and how often a pass listed them."""
+
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        self.pods = pods
+        self.lists = 0
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        self.lists += 1
+        return self.pods
+
+
+def test_pods_just_created_are_vouched_for_until_the_watch_delivers_them() -> None:
+    """At 100 gangs starting, the first watch event of a gang's pods woke a pass that found the
+    other ranks missing from the index and listed the attempt's pods: half the passes. The pods
+    this operator created count as created until the watch delivers each, and no longer."""
+    clock = [0.0]
+    claims = Claims(clock=lambda: clock[0])
+    status = decide(job(), target(), Observed([], {}), NOW).status  # attempt 1, 4 ranks
+    created = [pod(1, rank, "Pending", node=None) for rank in range(4)]
+    claims.created(created)
+    kube = ListingKube([])
+
+    def current(indexed: list[Any]) -> tuple[list[str], frozenset[str]]:
+        unseen = claims.unseen(NS, JOB)
+        pods, gone = asyncio.run(
+            current_attempt_pods(cast(Kube, kube), job(status), target(), indexed, unseen)
+        )
+        return sorted(p.name for p in pods), gone
+
+    delivered = created[0]
+    claims.saw(delivered)
+    assert current([delivered]) == ([p.name for p in created], frozenset())
+    assert kube.lists == 0
+    # Rank 1 delivered and deleted before the next pass: the index has it no more, nor do we.
+    claims.saw(created[1])
+    claims.saw(created[1], gone=True)
+    assert current([delivered]) == ([], frozenset({p.name for p in created}))
+    assert kube.lists == 1  # the API server says which ranks are gone (here: all)
+    # Past the TTL a pod never delivered (a relist after a 410 does not report each) is not
+    # vouched for: the API server is asked.
+    claims.created(created[2:])
+    clock[0] += Claims.TTL_SECONDS + 1
+    assert claims.unseen(NS, JOB) == []
 
 
 def test_crash_before_status_write_recreates_same_attempt_not_a_new_one() -> None:

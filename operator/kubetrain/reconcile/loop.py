@@ -4,7 +4,8 @@ Pods and nodes come from kopf indexes (O(1) lookups, no listing). The job is nev
 stale copy (restart counters!): a pass reads kopf's live body only when it is exactly the version
 this daemon last had from the API server (its own status write, or its last read), else it reads
 the job from the API server (JobSource). So a pass woken by a pod event costs no job read. The one exception:
-when a rank of the running attempt is missing from the index, the attempt's pods are read from
+when a rank of the running attempt is missing from the index (and was not just created by this
+operator: Claims vouches for those until the watch delivers them), the attempt's pods are read from
 the API server, because only the API can tell a pod the watch has not delivered yet from one that
 was deleted (every rank of an attempt is created before its status is written, so a rank the API
 does not have was deleted, whenever that happened: also while the operator was down).
@@ -30,6 +31,7 @@ from kubetrain.reconcile.target import to_target
 from kubetrain.status import TERMINAL_PHASES, progress_only
 
 PodKey = tuple[str, str]  # (namespace, pod name)
+JobKey = tuple[str, str]  # (namespace, job name)
 PROGRESS_WRITE_SECONDS = 1.0  # a progress-only status change waits this long after the last write
 
 
@@ -47,6 +49,8 @@ class Claims:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._pods: dict[PodKey, tuple[float, PodView]] = {}  # in claim order: expiry order
+        # Pods created by this operator, by job, until the watch delivers them (any event).
+        self._created: dict[JobKey, dict[str, tuple[float, PodView]]] = {}
 
     def add(self, views: Iterable[PodView]) -> None:
         expiry = self._clock() + self.TTL_SECONDS
@@ -55,8 +59,34 @@ class Claims:
             self._pods.pop(key, None)  # re-claimed: to the end, with its new expiry
             self._pods[key] = (expiry, view)
 
+    def created(self, views: Iterable[PodView]) -> None:
+        """Pods a pass has created (the API server has them): the job's next pass counts them
+        as they were created until the watch delivers them (kubetrain.reconcile.loop.
+        current_attempt_pods would otherwise read the attempt's pods from the API server)."""
+        expiry = self._clock() + self.TTL_SECONDS
+        for view in views:
+            self._created.setdefault((view.namespace, view.job), {})[view.name] = (expiry, view)
+
+    def unseen(self, namespace: str, job: str) -> list[PodView]:
+        """The job's pods created by this operator that its watch has not delivered yet.
+        After TTL_SECONDS a pod still not delivered is not vouched for (a relist after a 410
+        loads the index without hearing of each pod): the API server is asked again."""
+        pods = self._created.get((namespace, job))
+        if not pods:
+            return []
+        now = self._clock()
+        for name in [name for name, (expiry, _view) in pods.items() if expiry < now]:
+            del pods[name]
+        if not pods:
+            del self._created[(namespace, job)]
+        return [view for _expiry, view in pods.values()]
+
     def saw(self, view: PodView, gone: bool = False) -> None:
-        """The watch delivered the pod: released (or gone), the index counts it from now on."""
+        """The watch delivered the pod: released (or gone), the index counts it from now on;
+        created, the index has it (an ADDED and a DELETED before the next pass: it is gone)."""
+        pods = self._created.get((view.namespace, view.job))
+        if pods is not None and pods.pop(view.name, None) is not None and not pods:
+            del self._created[(view.namespace, view.job)]
         if gone or not view.gated:
             self._pods.pop((view.namespace, view.name), None)
 
@@ -71,9 +101,15 @@ class Claims:
         return [view for _expiry, view in self._pods.values()]
 
 
+def created_pods(plan: Plan) -> list[PodView]:
+    """Views of the pods `plan` creates, as created."""
+    pods = (obj for obj in plan.creates if obj.get("kind") == "Pod")
+    return [view for view in map(pod_view, pods) if view is not None]
+
+
 def claimed(plan: Plan, pods: Sequence[PodView]) -> list[PodView]:
     """The pods `plan` pins to a zone for the scheduler: created ungated with a zone, or released."""
-    out = [v for v in map(pod_view, plan.creates) if v is not None and v.zone_pin and not v.gated]
+    out = [v for v in created_pods(plan) if v.zone_pin and not v.gated]
     by_name = {p.name: p for p in pods}
     for patch in plan.patches:
         zone = ((patch.patch.get("spec") or {}).get("nodeSelector") or {}).get(ZONE_LABEL)
@@ -159,17 +195,25 @@ def starting_soon(job: Mapping[str, Any] | None) -> bool:
 
 
 async def current_attempt_pods(
-    kube: Kube, job: JobView, target: Target, indexed: Sequence[PodView]
+    kube: Kube,
+    job: JobView,
+    target: Target,
+    indexed: Sequence[PodView],
+    unseen: Sequence[PodView] = (),
 ) -> tuple[list[PodView], frozenset[str]]:
     """(pods of the running attempt, names of its ranks that were deleted).
 
-    The index's view when it has every rank; else the API server's, which says for certain which
-    ranks are gone. Ranks are only known for a gang built from the current spec: after an edit
+    The index's view, with the pods this operator created that the watch has not delivered yet
+    (`unseen`: as created), when it has every rank; else the API server's, which says for certain
+    which ranks are gone (at 100 gangs starting, the watch's lag behind the creates made half the
+    passes list their pods, issue 14). Ranks are only known for a gang built from the current spec: after an edit
     (pods of another spec hash) the attempt may have had another size, and the spec change
     restarts the gang anyway.
     """
     attempt = job.attempt
     current = [p for p in indexed if p.attempt == attempt]
+    have = {p.name for p in current}
+    current += [p for p in unseen if p.attempt == attempt and p.name not in have]
     expected = {target.pod_name(attempt, rank) for rank in range(job.size(target.policy.nodes))}
     settled = job.status.get("phase") in TERMINAL_PHASES or target.policy.suspend
     if attempt <= 0 or job.status.get("restartAfter") or settled:
@@ -195,7 +239,7 @@ async def reconcile_once(
     usage: Callable[[Sequence[str], Sequence[PodView]], Usage] = lambda _nodes, _own: Usage(),
     gang: GangScheduling = GangScheduling.KUBETRAIN,
     source: JobSource | None = None,
-    claim: Callable[[Sequence[PodView]], None] = lambda _pods: None,
+    claims: Claims | None = None,
 ) -> float | None:
     """Returns seconds until the next pass is due without events, or None when the job is gone.
     `gang`: the operator's gang scheduling mode (kubetrain.handlers.configure chose it).
@@ -209,6 +253,7 @@ async def reconcile_once(
     delivers them.
     """
     source = source or JobSource()
+    claims = claims or Claims()
     body = await source.read(kube, namespace, name)
     if body is None:
         return None
@@ -218,7 +263,8 @@ async def reconcile_once(
     own = pod_list  # as the index has them: what `usage` leaves out for this job
     vanished: frozenset[str] = frozenset()
     if isinstance(target, Target):
-        current, vanished = await current_attempt_pods(kube, job, target, pod_list)
+        unseen = claims.unseen(namespace, name)
+        current, vanished = await current_attempt_pods(kube, job, target, pod_list, unseen)
         pod_list = [p for p in pod_list if p.attempt != job.attempt] + current
     nodes = {p.node: node_lookup(p.node) for p in pod_list if p.node}
     # Room is counted when an attempt is due, while the current one's pods wait gated, and each
@@ -248,8 +294,10 @@ async def reconcile_once(
         plan = dataclasses.replace(plan, status_changed=False, requeue_after=again)
     if plan.creates or plan.patches:
         # Before the first await: another job's pass counting room from now on sees these.
-        claim(claimed(plan, pod_list))
+        claims.add(claimed(plan, pod_list))
     source.wrote(await act(kube, body, plan, logger))
+    # Every create succeeded (act raises otherwise): the API server has these pods.
+    claims.created(created_pods(plan))
     if queued is not None:
         await queue_sync.settle(kube, body, queued, plan, pod_list, now)
     if plan.delete_job:
