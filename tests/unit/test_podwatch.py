@@ -178,6 +178,21 @@ def test_gated_jobs_are_known_until_their_last_pod_is_released_and_finishing_fre
     assert done.wake and done.freed
 
 
+def test_a_pinned_pod_binding_lets_the_gangs_held_back_in_its_zone_count_again() -> None:
+    """Another gang's pods pinned to a zone and not bound count against that zone's room (the
+    scheduler will place them there). A gang whose only nodes were in that zone waited gated
+    for minutes after they bound (bench-scale's notice gangs: 2 minutes): binding frees that
+    share of the zone's room, so the gated jobs count again."""
+    index = PodIndex()
+    pinned = view(0, node=None, phase="Pending", zone_pin="us-west-2a")
+    assert index.apply("ADDED", pinned).wake
+    assert index.usage.usage([]).waiting == {("us-west-2a", pinned.instance_type_pin): 1}
+    bound = index.apply("MODIFIED", dataclasses.replace(pinned, node="p5-a0"))
+    assert bound.freed and index.usage.usage([]).waiting == {}
+    running = index.apply("MODIFIED", view(0, zone_pin="us-west-2a", ready=False))
+    assert not running.freed  # nothing waits any more, nothing finished
+
+
 def test_a_fresh_listing_drops_pods_deleted_meanwhile_in_its_namespace_only() -> None:
     index = PodIndex()
     kept, gone = view(0), view(1)

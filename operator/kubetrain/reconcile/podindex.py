@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kubetrain.reconcile.observe import PodView, UsageIndex
+from kubetrain.reconcile.observe import PodView, UsageIndex, waits_for
 
 Key = tuple[str, str]  # (namespace, job)
 
@@ -56,9 +56,14 @@ class PodIndex:
             return Change(wake=True, freed=view.node is not None)
         self._put(old, view)
         quiet = old is not None and dataclasses.replace(old, progress=view.progress) == view
+        # Room may have come free: on the node of a pod that finished or is going, and in the
+        # zone of a pinned pod that no longer waits there (bound: a gang held back by the other
+        # gangs' pods pinned to its zone counts again; it waited minutes for its requeue).
+        stopped_waiting = old is not None and waits_for(old) is not None and waits_for(view) is None
         return Change(
             wake=not quiet,
-            freed=not quiet and view.node is not None and (view.finished or view.deleting),
+            freed=not quiet
+            and (stopped_waiting or (view.node is not None and (view.finished or view.deleting))),
         )
 
     def replace(self, views: Iterable[PodView], namespace: str = "") -> set[Key]:
