@@ -1097,7 +1097,10 @@ class Bench:
             log("stopping the local control plane")
             cluster_sh("down", self.run_dir)
             shutil.rmtree(self.run_dir, ignore_errors=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.args.keep:
+            log(f"kept the controllers' logs in {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def collection(obj: dict[str, Any], ns: str) -> str:
@@ -1341,7 +1344,9 @@ def main() -> None:
         default=str(ROOT),
         help="kubetrain-baseline runs the operator from this checkout (e.g. a worktree of main)",
     )
-    ap.add_argument("--keep", action="store_true", help="leave the cluster running")
+    ap.add_argument(
+        "--keep", action="store_true", help="leave the cluster running and the controllers' logs"
+    )
     ap.add_argument("--out", default=str(ROOT / "hack" / "bench" / "results" / "bench_scale.json"))
     args = ap.parse_args()
     args.jobs = [int(x) for x in args.jobs.split(",")]
