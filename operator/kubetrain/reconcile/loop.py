@@ -81,6 +81,13 @@ class Claims:
             del self._created[(namespace, job)]
         return [view for _expiry, view in pods.values()]
 
+    def saw_all(self, views: Iterable[PodView]) -> None:
+        """Vouch for none of `views` as created any more."""
+        for view in views:
+            pods = self._created.get((view.namespace, view.job))
+            if pods is not None:
+                pods.pop(view.name, None)
+
     def saw(self, view: PodView, gone: bool = False) -> None:
         """The watch delivered the pod: released (or gone), the index counts it from now on;
         created, the index has it (an ADDED and a DELETED before the next pass: it is gone)."""
@@ -295,9 +302,14 @@ async def reconcile_once(
     if plan.creates or plan.patches:
         # Before the first await: another job's pass counting room from now on sees these.
         claims.add(claimed(plan, pod_list))
-    source.wrote(await act(kube, body, plan, logger))
-    # Every create succeeded (act raises otherwise): the API server has these pods.
-    claims.created(created_pods(plan))
+    # Before the first await too: the watch may deliver a pod before act returns.
+    made = created_pods(plan)
+    claims.created(made)
+    try:
+        source.wrote(await act(kube, body, plan, logger))
+    except BaseException:
+        claims.saw_all(made)  # not vouched for: some creates may have failed
+        raise
     if queued is not None:
         await queue_sync.settle(kube, body, queued, plan, pod_list, now)
     if plan.delete_job:
