@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,10 @@ def dump(cluster: Cluster, ns: str) -> str:
             items = proc.stderr
         out.append(f"--- {kind}: {json.dumps(items, indent=1)[:6000]}")
     return "\n".join(out)
+
+
+def refused_requests(log: str, *also: str) -> list[str]:
+    """The operator log's lines for requests the API server refused for want of a grant (HTTP
+    403), and those holding any of `also`. Not a bare "403": timestamps' milliseconds hold it."""
+    pattern = "|".join(["HTTP 403", "Forbidden", *map(re.escape, also)])
+    return re.findall(rf".*(?:{pattern}).*", log)

@@ -5,6 +5,7 @@ equal to a run that was never interrupted. Models are tiny and built from config
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -76,51 +77,62 @@ def test_stop_on_sigterm_then_resume_matches_an_uninterrupted_run(
     assert (out / "params.txt").read_text() == (tmp_path / "ref" / "params.txt").read_text()
 
 
-def run_ranks(out: Path, ckpt: Path, **env: str) -> list[int]:
+class Ranks(list[int]):
+    """The ranks' exit codes; `logs` holds the tails of their stderr (shown when a test fails)."""
+
+    logs = ""
+
+
+def run_ranks(out: Path, ckpt: Path, **env: str) -> Ranks:
     """Two ranks of hf_train.py on gloo (CPU), as two pods' processes would be."""
     port = str(free_port())
-    procs = []
     out.mkdir(parents=True, exist_ok=True)
-    for rank in range(2):
-        full = {
-            k: v for k, v in os.environ.items() if not k.startswith(("KUBETRAIN_", "KUBECONFIG"))
-        }
-        full.update(
-            KUBETRAIN_CHECKPOINT_DIR=str(ckpt),
-            HF_OUT=str(out),
-            RANK=str(rank),
-            LOCAL_RANK="0",
-            WORLD_SIZE="2",
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=port,
-            **env,
-        )
-        procs.append(
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("KUBETRAIN_", "KUBECONFIG"))}
+    with contextlib.ExitStack() as stack:
+        procs = [
             subprocess.Popen(
                 [sys.executable, str(HERE / "hf_train.py")],
-                env=full,
+                env={
+                    **base,
+                    "KUBETRAIN_CHECKPOINT_DIR": str(ckpt),
+                    "HF_OUT": str(out),
+                    "RANK": str(rank),
+                    "LOCAL_RANK": "0",
+                    "WORLD_SIZE": "2",
+                    "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": port,
+                    **env,
+                },
                 cwd=out,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=stack.enter_context((out / f"rank{rank}.stderr").open("w")),
             )
-        )
-    return [p.wait(timeout=300) for p in procs]
+            for rank in range(2)
+        ]
+        codes = Ranks(p.wait(timeout=300) for p in procs)
+    codes.logs = "\n".join(
+        f"--- rank {rank} exited {code}:\n" + (out / f"rank{rank}.stderr").read_text()[-2000:]
+        for rank, code in enumerate(codes)
+    )
+    return codes
 
 
 def test_huggingface_two_ranks_agree_on_the_step_when_one_is_told_to_stop(tmp_path: Path) -> None:
     for module in ("transformers", "accelerate"):
         pytest.importorskip(module)
-    assert run_ranks(tmp_path / "ref", tmp_path / "ref-ckpt") == [0, 0]
+    ref = run_ranks(tmp_path / "ref", tmp_path / "ref-ckpt")
+    assert ref == [0, 0], ref.logs
 
     out, ckpt = tmp_path / "run", tmp_path / "ckpt"
     # Only rank 1's pod is drained: rank 0 learns it from the all-reduce, both save step 6.
     codes = run_ranks(out, ckpt, HF_STOP_AT="6", HF_STOP_RANK="1")
-    assert codes == [EXIT_CHECKPOINTED_AND_STOPPED] * 2
+    assert codes == [EXIT_CHECKPOINTED_AND_STOPPED] * 2, codes.logs
     newest = sorted((ckpt / "manifests").glob("step-*.json"))[-1]
     manifest = json.loads(newest.read_text())
     assert (manifest["step"], manifest["kind"], manifest["world_size"]) == (6, "emergency", 2)
     assert any("rng_state_1" in f["path"] for f in manifest["files"])  # rank 1 wrote its part
 
-    assert run_ranks(out, ckpt) == [0, 0]
+    resumed = run_ranks(out, ckpt)
+    assert resumed == [0, 0], resumed.logs
     assert losses(out) == pytest.approx(losses(tmp_path / "ref"), abs=1e-6)
     assert (out / "params.txt").read_text() == (tmp_path / "ref" / "params.txt").read_text()

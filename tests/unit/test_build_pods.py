@@ -23,6 +23,7 @@ from kubetrain.build import (
     resolve,
 )
 from kubetrain.build.resolve import Resolved
+from kubetrain.reconcile.act import _create_waves
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = JobRef(name="demo", namespace="team-a", uid="uid-1")
@@ -414,3 +415,31 @@ def test_pod_names_fit_hostnames() -> None:
 
 def test_fsx_selector_matches_pv_labels() -> None:
     assert fsx_selector(JOB) == "kubetrain.dev/job=demo,kubetrain.dev/job-namespace=team-a"
+
+
+@pytest.mark.parametrize("objects", _examples())
+def test_what_an_object_refers_to_is_created_in_an_earlier_wave(
+    objects: list[dict[str, Any]],
+) -> None:
+    """The API server looks these up on create: a RoleBinding's Role (RBAC escalation check: sent
+    in the same wave, the binding could fail 404), a pod's ServiceAccount and claims (admission)."""
+    wave_of = {
+        (obj["kind"], obj["metadata"]["name"]): i
+        for i, wave in enumerate(_create_waves(objects))
+        for obj in wave
+    }
+    for obj in objects:
+        here = wave_of[(obj["kind"], obj["metadata"]["name"])]
+        refs: list[tuple[str, str]] = []
+        if obj["kind"] == "RoleBinding":
+            refs.append(("Role", obj["roleRef"]["name"]))
+        if obj["kind"] == "Pod":
+            refs.append(("ServiceAccount", obj["spec"]["serviceAccountName"]))
+            refs += [
+                ("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"])
+                for v in obj["spec"].get("volumes", [])
+                if "persistentVolumeClaim" in v
+            ]
+        for ref in refs:
+            if ref in wave_of:  # else made by the user (an IRSA account, a shared claim)
+                assert wave_of[ref] < here, f"{ref} is sent with the {obj['kind']} that needs it"

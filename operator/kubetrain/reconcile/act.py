@@ -27,12 +27,14 @@ T = TypeVar("T")
 
 
 # Created together with the pods, not before them: nothing about a pod's admission or scheduling
-# waits for them. The worker's Role and RoleBinding are first used by the worker process itself,
-# after its pod was scheduled, bound and started (and its pod watch retries a 403); the headless
-# Service's DNS names follow the pods whenever it comes. Under load one wave less is a round trip
-# less per gang (issue 14). Everything else (the ServiceAccount, which admission requires; the
-# PodGroup, which the scheduler requires; volumes; config) goes first.
-WITH_THE_PODS = frozenset({"Pod", "Role", "RoleBinding", "Service"})
+# waits for them. The worker's RoleBinding is first used by the worker process itself, after its
+# pod was scheduled, bound and started (and its pod watch retries a 403); the headless Service's
+# DNS names follow the pods whenever it comes. Under load one wave less is a round trip less per
+# gang (issue 14). Everything else goes first: the ServiceAccount (admission requires it), the
+# PodGroup (the scheduler requires it), volumes, config, and the Role, which the RoleBinding's
+# create looks up for the RBAC escalation check (sent together, the binding's create can run
+# first and fail 404 with the Role's name: "rolebindings ... not found").
+WITH_THE_PODS = frozenset({"Pod", "RoleBinding", "Service"})
 
 
 def _create_waves(creates: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
