@@ -7,9 +7,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import yaml
 
@@ -67,6 +69,14 @@ class Cluster:
         from kubernetes import config
 
         return config.new_client_from_config(config_file=self.kubeconfig)
+
+    def credentials(self) -> Callable[[], Any]:
+        """This cluster's kopf.ConnectionInfo, what kubetrain.k8s.Kube(credentials) takes."""
+        from kubetrain.k8s import login
+
+        with mock.patch.dict(os.environ, {"KUBECONFIG": self.kubeconfig}):
+            info = login()
+        return lambda: info
 
     def env(self) -> dict[str, str]:
         """Environment for a subprocess that should talk to this cluster."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -23,7 +24,7 @@ from typing import Any
 
 import kopf
 
-from kubetrain import heap, metrics, provision, surface
+from kubetrain import heap, k8s, metrics, provision, surface
 from kubetrain.api.constants import (
     GROUP,
     KUEUE_GROUP,
@@ -35,7 +36,7 @@ from kubetrain.api.constants import (
     WORKLOAD_PLURAL,
 )
 from kubetrain.config import ENV_METRICS_ADDRESS, ENV_NAMESPACES
-from kubetrain.k8s import Kube, KubeError, load_api_client
+from kubetrain.k8s import Kube, KubeError
 from kubetrain.podwatch import PodWatch
 from kubetrain.reconcile import queue_sync
 from kubetrain.reconcile.gang import detect_gang_scheduling
@@ -106,10 +107,9 @@ class Wakeups:
 
 
 @kopf.on.login(id="login")
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In-cluster token, else $KUBECONFIG read at start (the client library's default is frozen
-    at import time, which breaks an operator started in-process after KUBECONFIG is set)."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """In-cluster token, else $KUBECONFIG read now: the same credentials as kubetrain.k8s's."""
+    return k8s.login(settings)
 
 
 @kopf.on.startup(id="configure")
@@ -133,7 +133,7 @@ async def configure(
         memo.metrics_server = metrics.Server(address)
         await memo.metrics_server.start()
         logger.info("serving /metrics and /readyz on %s", address)
-    memo.kube = Kube(load_api_client())
+    memo.kube = Kube(functools.partial(k8s.login, settings))
     metrics.API_REQUESTS.counts = memo.kube.requests
     memo.gang_scheduling, why = await detect_gang_scheduling(memo.kube)
     logger.info("gang scheduling: %s (%s)", memo.gang_scheduling.value, why)

@@ -1,8 +1,10 @@
 """The one door to the Kubernetes API. Everything else in the operator is data in, data out.
 
 Plain dicts over aiohttp (kopf's own HTTP stack), on the event loop: manifests from the builders
-go out exactly as built, with no generated-model round trip that could drop fields. The official
-client only loads the credentials (in-cluster or kubeconfig, with its token refresh). No thread
+go out exactly as built, with no generated-model round trip that could drop fields. Credentials
+are the ones kopf's watches use (`login`: the pod's service account, else $KUBECONFIG), re-read
+every TOKEN_REFRESH_SECONDS (a projected token rotates). The official client is not imported: its
+thousand generated models were a quarter of the operator's memory (issue 14). No thread
 pool: the blocking client behind `asyncio.to_thread` had the default executor's min(32, cpus + 4)
 threads for every job of the operator, so all gangs advanced in lockstep (issue 14). Requests in
 flight are bounded by one connection pool (MAX_IN_FLIGHT), which is what the API server sees.
@@ -14,16 +16,14 @@ import asyncio
 import collections
 import datetime as dt
 import json
-import os
 import socket
-import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
+import kopf
 import msgspec
-from kubernetes import client, config
 
 from kubetrain.api.constants import (
     GROUP,
@@ -44,9 +44,7 @@ EVENT_SOURCE: Final = "kubetrain-operator"
 # advance together; the API server's own fairness (APF) queues the rest.
 MAX_IN_FLIGHT: Final = 64
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
-TOKEN_REFRESH_SECONDS: Final = (
-    30.0  # re-read a rotating token (in-cluster, exec plugins) this often
-)
+TOKEN_REFRESH_SECONDS: Final = 30.0  # re-read the credentials (a rotating token) this often
 
 # kind -> (plural, namespaced) for every kind the builders may emit.
 _KINDS: Final[dict[str, tuple[str, bool]]] = {
@@ -111,17 +109,19 @@ def api_message(body: object) -> str:
     return str(parsed.get("message") or "") if isinstance(parsed, dict) else ""
 
 
-def load_api_client() -> client.ApiClient:
-    """In-cluster credentials when running as a pod, else the current kubeconfig ($KUBECONFIG)."""
-    configuration = client.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)
-    else:
-        # Read $KUBECONFIG now: the client's default is frozen when the module is first imported.
-        config.load_kube_config(
-            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
+def login(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
+    """The operator's credentials, read now, as kopf's watches get them: the pod's service
+    account, else the current context of $KUBECONFIG (~/.kube/config)."""
+    settings = settings or kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is None:
+        raise kopf.LoginError(
+            "no Kubernetes credentials: run the operator in a pod with a service account, "
+            "or point $KUBECONFIG at a kubeconfig"
         )
-    return client.ApiClient(configuration)
+    return info
 
 
 def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
@@ -149,6 +149,10 @@ def resource_of(path: str) -> str:
     return f"{parts[0]}/{parts[2]}" if len(parts) > 2 else parts[0]
 
 
+def _headers(info: kopf.ConnectionInfo, content_type: str = "application/json") -> dict[str, str]:
+    return {"Accept": "application/json", "Content-Type": content_type, **info.as_http_headers()}
+
+
 def _job_path(namespace: str, name: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
 
@@ -156,51 +160,50 @@ def _job_path(namespace: str, name: str) -> str:
 class Kube:
     """Async facade over the API server; methods return plain dicts and treat 404/409 explicitly.
 
-    `api` only provides the connection settings (server, CA, client cert, token and its refresh
-    hook); requests go through one aiohttp session, made on first use in the running loop.
+    `credentials` reads the connection settings (server, CA, client certificate, token): once
+    when the first request is made, then every TOKEN_REFRESH_SECONDS for the Authorization
+    header. Requests go through one aiohttp session, made on first use in the running loop.
     """
 
-    def __init__(self, api: client.ApiClient, *, max_in_flight: int = MAX_IN_FLIGHT) -> None:
-        self._config: client.Configuration = api.configuration
+    def __init__(
+        self,
+        credentials: Callable[[], kopf.ConnectionInfo] = login,
+        *,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
+        self._credentials = credentials
+        self._info: kopf.ConnectionInfo | None = None
+        self._info_at = -TOKEN_REFRESH_SECONDS
         self._instance = socket.gethostname()
         self._max_in_flight = max_in_flight
         self._session: aiohttp.ClientSession | None = None
-        self._token: str | None = None
-        self._token_at = -TOKEN_REFRESH_SECONDS
         # (verb, resource, HTTP status) -> requests sent (kubetrain.metrics exports them)
         self.requests: collections.Counter[tuple[str, str, int]] = collections.Counter()
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        cfg = self._config
-        if not cfg.verify_ssl:
-            return False
-        context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
-        if cfg.cert_file:
-            context.load_cert_chain(cfg.cert_file, cfg.key_file or None)
-        return context
+    async def _connection(self) -> kopf.ConnectionInfo:
+        now = time.monotonic()
+        if self._info is None or now - self._info_at >= TOKEN_REFRESH_SECONDS:
+            # Reads files (the token, the kubeconfig): never on the event loop.
+            self._info = await asyncio.to_thread(self._credentials)
+            self._info_at = now
+        return self._info
 
-    def _session_now(self) -> aiohttp.ClientSession:
+    async def _session_now(self) -> tuple[aiohttp.ClientSession, kopf.ConnectionInfo]:
+        info = await self._connection()
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=self._max_in_flight),
+                connector=aiohttp.TCPConnector(
+                    ssl=info.as_ssl_context(), limit=self._max_in_flight
+                ),
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+                trust_env=info.trust_env,
             )
-        return self._session
+        return self._session, info
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    async def _authorization(self) -> str | None:
-        now = time.monotonic()
-        if now - self._token_at >= TOKEN_REFRESH_SECONDS:
-            # The refresh hook may read a file or run an exec plugin: never on the event loop.
-            self._token = await asyncio.to_thread(
-                self._config.get_api_key_with_prefix, "authorization"
-            )
-            self._token_at = now
-        return self._token
 
     async def _acall(
         self,
@@ -226,13 +229,14 @@ class Kube:
     ) -> bytes:
         """The request's raw response: where nothing reads it (creates, deletes, annotations,
         Events), parsing the whole object back costs CPU and memory for nothing (issue 14)."""
-        async with self._session_now().request(
+        session, info = await self._session_now()
+        async with session.request(
             verb,
-            self._config.host.rstrip("/") + path,
+            info.server.rstrip("/") + path,
             params=[(k, str(v)) for k, v in query or []],
             data=None if body is None else json.dumps(body),
-            headers=await self._headers(content_type),
-            proxy=self._config.proxy or None,
+            headers=_headers(info, content_type),
+            proxy=info.proxy_url or None,
         ) as response:
             data = await response.read()
             self.requests[(verb, resource_of(path), response.status)] += 1
@@ -241,13 +245,6 @@ class Kube:
                     verb, path, response.status, str(response.reason or ""), api_message(data)
                 )
         return data
-
-    async def _headers(self, content_type: str = "application/json") -> dict[str, str]:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        token = await self._authorization()
-        if token:
-            headers["Authorization"] = token
-        return headers
 
     async def get_raw(self, path: str, query: list[tuple[str, Any]]) -> bytes:
         """GET `path` unparsed: the caller decodes only what it reads (kubetrain.podwatch)."""
@@ -259,16 +256,16 @@ class Kube:
         """A watch stream's events, one JSON line each, unparsed; ends when the server ends it.
         Lines are split here, not by aiohttp's readline, which refuses lines over 128 KiB (a pod
         with large annotations)."""
-        url = self._config.host.rstrip("/") + path
+        session, info = await self._session_now()
         params = [(k, str(v)) for k, v in query] + [("watch", "true")]
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=REQUEST_TIMEOUT_SECONDS, sock_read=read_timeout
         )
-        async with self._session_now().get(
-            url,
+        async with session.get(
+            info.server.rstrip("/") + path,
             params=params,
-            headers=await self._headers(),
-            proxy=self._config.proxy or None,
+            headers=_headers(info),
+            proxy=info.proxy_url or None,
             timeout=timeout,
         ) as response:
             self.requests[("WATCH", resource_of(path), response.status)] += 1

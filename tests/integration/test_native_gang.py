@@ -101,7 +101,7 @@ def test_cluster_serves_podgroups_and_the_scheduler_runs_the_gang_plugin(
         config = json.load(response)["componentconfig"]
     [profile] = [p for p in config["profiles"] if p["schedulerName"] == "default-scheduler"]
     assert "GangScheduling" in {p["name"] for p in profile["plugins"]["multiPoint"]["enabled"]}
-    kube = Kube(cluster.api_client())
+    kube = Kube(cluster.credentials())
     mode, why = asyncio.run(detect_gang_scheduling(kube))
     assert mode is GangScheduling.NATIVE and PODGROUP_API_VERSION in why
 

@@ -23,7 +23,7 @@ def test_without_the_podgroup_api_the_operator_falls_back_and_links_no_group(
 ) -> None:
     served = cluster.kubectl("get", "--raw", f"/apis/{PODGROUP_API_VERSION}", check=False)
     assert served.returncode != 0 or f'"name":"{PODGROUP_PLURAL}"' not in served.stdout
-    mode, why = asyncio.run(detect_gang_scheduling(Kube(cluster.api_client())))
+    mode, why = asyncio.run(detect_gang_scheduling(Kube(cluster.credentials())))
     assert mode is GangScheduling.KUBETRAIN and "does not serve" in why
     apply(cluster, namespace, job_manifest("plain", nodes=2))
     items = running_pods(cluster, namespace, "plain", attempt=1, n=2)

@@ -12,7 +12,7 @@ import pytest
 from cluster import Cluster
 from kubetrain import metrics
 from kubetrain.api.constants import LABEL_JOB
-from kubetrain.k8s import Kube, load_api_client
+from kubetrain.k8s import Kube
 from kubetrain.podwatch import PodWatch
 from kubetrain.reconcile.podindex import PodIndex
 
@@ -56,7 +56,7 @@ def test_the_pod_watch_lists_follows_and_loses_nothing_across_reopened_streams(
         await asyncio.to_thread(cluster.kubectl, *args, input=text)
 
     async def scenario() -> None:
-        kube = Kube(load_api_client())
+        kube = Kube()  # credentials from $KUBECONFIG, as the operator reads them
         index = PodIndex()
         woken: list[tuple[str, str]] = []
         # The API server ends each stream after a second: every change below crosses reopenings.

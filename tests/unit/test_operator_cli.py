@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -91,3 +93,23 @@ def test_chart_app_version_is_the_package_version() -> None:
     chart = yaml.safe_load((ROOT / "manifests" / "charts" / "kubetrain" / "Chart.yaml").read_text())
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert chart["appVersion"] == version
+
+
+def test_the_operator_process_does_without_the_official_client() -> None:
+    """kopf imports the Kubernetes client's generated models when they are installed (45 MiB
+    resident, issue 14); the entry point keeps them out, and nothing the operator runs needs them
+    (an import of it would fail here)."""
+    code = (
+        "import sys\n"
+        "from kubetrain.__main__ import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import kubetrain.handlers, kubetrain.k8s, kubetrain.podwatch\n"
+        "print(sorted(m for m in sys.modules if m.startswith('kubernetes.')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stderr
