@@ -214,16 +214,16 @@ async def nodes_by_name(body: kopf.Body, **_: Any) -> dict[str, NodeView]:
     return {view.name: view}
 
 
-def _wake_gated(memo: kopf.Memo) -> None:
-    """Jobs whose gang waits gated for room: they count it again."""
-    for key in memo.pod_watch.index.gated_jobs():
+def _wake_waiting(memo: kopf.Memo) -> None:
+    """Jobs whose gang waits for room: they count it again."""
+    for key in memo.pod_watch.index.waiting_jobs():
         memo.wakeups.wake(key)
 
 
 @kopf.on.event("v1", "nodes", id="wake_on_node")
 async def wake_on_node(body: kopf.Body, type: str, memo: kopf.Memo, **kwargs: Any) -> None:
     """Wake the jobs with pods on a node whose readiness, schedulability or taints changed, and
-    every job waiting gated for room."""
+    every job waiting for room."""
     view = node_view(body)
     seen: dict[str, NodeView] = memo.nodes_seen
     if type == "DELETED":
@@ -234,7 +234,7 @@ async def wake_on_node(body: kopf.Body, type: str, memo: kopf.Memo, **kwargs: An
         seen[view.name] = view
     for key in memo.pod_watch.index.jobs_on(view.name):
         memo.wakeups.wake(key)
-    _wake_gated(memo)  # a node joined, became Ready or schedulable, or lost a taint
+    _wake_waiting(memo)  # a node joined, became Ready or schedulable, or lost a taint
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="wake_on_job")
@@ -369,6 +369,7 @@ async def reconcile(
                     )
                 except Exception as report_error:
                     logger.warning("could not update conditions: %s", report_error)
+            pods.hold(key, source.waiting_for_room)
             if delay is None:
                 return
             if errors.failures:
@@ -377,6 +378,7 @@ async def reconcile(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=max(delay, 0.05))
     finally:
+        pods.hold(key, False)
         memo.wakeups.forget(key)
         memo.sources.pop(key, None)
         metrics.forget(namespace, name)

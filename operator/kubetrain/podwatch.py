@@ -268,7 +268,7 @@ class PodWatch:
                 break
         for key in self.index.replace(views, scope):
             self._wake(key)
-        self._wake_gated()  # pods may have gone while we were away: room to count again
+        self._wake_waiting()  # pods may have gone while we were away: room to count again
         metrics.WATCHES.state[("pods", scope)] = "up"
         return page.metadata.resourceVersion
 
@@ -329,9 +329,9 @@ class PodWatch:
             if change.wake:
                 self._wake((view.namespace, view.job))
             if change.freed:
-                self._wake_gated()
+                self._wake_waiting()
         return version
 
-    def _wake_gated(self) -> None:
-        for key in self.index.gated_jobs():
+    def _wake_waiting(self) -> None:
+        for key in self.index.waiting_jobs():
             self._wake(key)

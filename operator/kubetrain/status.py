@@ -118,6 +118,13 @@ def get_condition(conditions: Sequence[Mapping[str, Any]], type_: str) -> Mappin
     return next((c for c in conditions if c.get("type") == type_), None)
 
 
+def waits_for_room(status: Mapping[str, Any]) -> bool:
+    """The gang waits for room to start (Ready=False WaitingForCapacity): gated, or its attempt
+    not yet created."""
+    ready = get_condition(status.get("conditions") or [], COND_READY)
+    return ready is not None and ready.get("reason") == REASON_WAITING_FOR_CAPACITY
+
+
 def is_true(conditions: Sequence[Mapping[str, Any]], type_: str) -> bool:
     cond = get_condition(conditions, type_)
     return cond is not None and cond.get("status") == "True"

@@ -164,18 +164,34 @@ def test_a_progress_heartbeat_alone_updates_the_index_without_waking_the_job() -
     assert index.apply("MODIFIED", dataclasses.replace(beat, ready=False)).wake
 
 
-def test_gated_jobs_are_known_until_their_last_pod_is_released_and_finishing_frees_room() -> None:
+def test_only_the_jobs_held_for_room_are_woken_when_room_comes_free() -> None:
+    """A pass that finds no room holds its job (kubetrain.handlers); room coming free wakes the
+    held jobs only. Gated pods alone do not: a gang just created behind its gate is woken by its
+    own pods, and waking every gated gang at each binding was a storm of passes (issue 14)."""
     index = PodIndex()
-    gated = [view(r, gated=True, node=None, phase="Pending") for r in (0, 1)]
-    for pod in gated:
+    for pod in (view(r, gated=True, node=None, phase="Pending") for r in (0, 1)):
         index.apply("ADDED", pod)
-    assert index.gated_jobs() == [("ml", "llm")]
-    index.apply("MODIFIED", dataclasses.replace(gated[0], gated=False))
-    assert index.gated_jobs() == [("ml", "llm")]
-    index.apply("DELETED", gated[1])
-    assert index.gated_jobs() == []
+    assert index.waiting_jobs() == []
+    index.hold(("ml", "llm"), True)
+    index.hold(("ml", "other"), True)
+    index.hold(("ml", "other"), False)  # its next pass found room
+    assert index.waiting_jobs() == [("ml", "llm")]
     done = index.apply("MODIFIED", view(0, phase="Succeeded"))
     assert done.wake and done.freed
+
+
+def test_a_held_job_is_woken_by_a_pod_freeing_room_and_a_gated_one_is_not() -> None:
+    woken: list[tuple[str, str]] = []
+    watch = PodWatch(cast(Kube, None), PodIndex(), woken.append)
+    fresh = dataclasses.replace(view(0), uid="g", job="new", gated=True, node=None)
+    watch.index.apply("ADDED", fresh)
+    watch.index.hold(("ml", "held"), True)
+    pod = running(built_pod(0))
+    watch._on_line(json.dumps({"type": "ADDED", "object": pod}).encode())
+    woken.clear()
+    pod["status"]["phase"] = "Succeeded"
+    watch._on_line(json.dumps({"type": "MODIFIED", "object": pod}).encode())
+    assert woken == [("ml", "llm"), ("ml", "held")]  # its own job, then the one held for room
 
 
 def test_a_pinned_pod_binding_lets_the_gangs_held_back_in_its_zone_count_again() -> None:

@@ -25,7 +25,7 @@ from kubetrain.reconcile.observe import NodeView, PodView, Usage, node_view, pod
 from kubetrain.reconcile.plan import Observed, PlacementNeeds, Plan, PodPatch, Target
 from kubetrain.reconcile.target import to_target
 from kubetrain.reconcile.zones import admit, room
-from kubetrain.status import get_condition, rfc3339
+from kubetrain.status import get_condition, rfc3339, waits_for_room
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 NEEDS = PlacementNeeds("p5.48xlarge", ("spot",), per_pod=P5_POD)
@@ -276,6 +276,7 @@ def test_a_gated_gang_waits_without_startup_timeout_and_events_only_on_new_news(
     first = decide(job(status), t, Observed(waiting_gang(), {}, all_nodes=zone_nodes(3, 1)), NOW)
     assert not first.deletes and not first.patches
     assert ready(first.status)["reason"] == "WaitingForCapacity"
+    assert waits_for_room(first.status)  # room coming free wakes it (PodIndex.waiting_jobs)
     # Same news: no Event; the status does not even change.
     again = decide(
         job(first.status), t, Observed(waiting_gang(), {}, all_nodes=zone_nodes(3, 1)), NOW
@@ -297,6 +298,7 @@ def test_room_for_the_whole_gang_releases_every_gated_pod_at_once() -> None:
     plan = decide(job(status), placed(), Observed(gang, {}, all_nodes=zone_nodes(3, 4)), NOW)
     patch = {"spec": {"schedulingGates": None, "zone": "us-west-2b"}}
     assert plan.patches == tuple(PodPatch(name(1, r), patch) for r in (0, 1, 3))
+    assert not waits_for_room(plan.status)
     assert plan.status["releaseTime"] == at(0) and plan.status["bindDeadline"] == at(60)
     assert plan.status["zone"] == "us-west-2b"
     assert ready(plan.status)["reason"] == "Pending"

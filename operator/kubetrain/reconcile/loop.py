@@ -28,7 +28,7 @@ from kubetrain.reconcile.decide import decide, policy_requeue
 from kubetrain.reconcile.observe import ZONE_LABEL, NodeView, PodView, Usage, pod_view
 from kubetrain.reconcile.plan import Invalid, JobView, Observed, Plan, Target
 from kubetrain.reconcile.target import to_target
-from kubetrain.status import TERMINAL_PHASES, progress_only
+from kubetrain.status import TERMINAL_PHASES, progress_only, waits_for_room
 
 PodKey = tuple[str, str]  # (namespace, pod name)
 JobKey = tuple[str, str]  # (namespace, job name)
@@ -150,6 +150,9 @@ class JobSource:
         self.known: str | None = None
         self.clock = clock
         self.wrote_at: float | None = None  # when this daemon last wrote the status
+        # The last pass found no room for the gang (gated, or its attempt not yet created): room
+        # coming free anywhere is worth a pass (kubetrain.reconcile.podindex.waiting_jobs).
+        self.waiting_for_room = False
         self._target: tuple[tuple[str, Any, GangScheduling], Target | Invalid] | None = None
 
     def target(
@@ -295,6 +298,7 @@ async def reconcile_once(
         queue=queued,
     )
     plan = decide(job, target, observed, now or dt.datetime.now(dt.UTC))
+    source.waiting_for_room = waits_for_room(plan.status)
     held = source.defer(plan, job.status)
     if held is not None:  # written by the pass this requeue brings, or an earlier one
         again = held if plan.requeue_after is None else min(held, plan.requeue_after)

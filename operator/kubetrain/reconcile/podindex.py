@@ -1,5 +1,6 @@
 """Every worker pod's newest view, kept from the pod watch (kubetrain.podwatch): by job, by node,
-the jobs whose gang waits behind its gate, and the zone choice's counts (UsageIndex).
+and the zone choice's counts (UsageIndex); and the jobs waiting for room, whom room coming free
+wakes.
 
 O(1) per event, so a pass of one job reads its own pods and never scans the cluster's (issue 14).
 Pure: the watch feeds it views, the reconcile daemons read it.
@@ -20,7 +21,7 @@ Key = tuple[str, str]  # (namespace, job)
 class Change:
     """What one pod event means for the jobs: wake the pod's own job (`wake`: False when all that
     changed is rank 0's progress heartbeat, which the job reads at its own hang-check deadline),
-    and whether room on a node may have come free (`freed`: jobs waiting gated count again)."""
+    and whether room on a node may have come free (`freed`: the jobs waiting for room count again)."""
 
     wake: bool
     freed: bool
@@ -31,7 +32,7 @@ class PodIndex:
         self.usage = UsageIndex()
         self._by_job: dict[Key, dict[str, PodView]] = {}
         self._by_node: dict[str, dict[str, Key]] = {}  # node -> {uid: job} (finished pods too)
-        self._gated: dict[Key, set[str]] = {}  # job -> uids of its pods still behind the gate
+        self._waiting: set[Key] = set()  # jobs whose last pass found no room for their gang
 
     def __len__(self) -> int:
         return sum(len(pods) for pods in self._by_job.values())
@@ -44,9 +45,19 @@ class PodIndex:
         """Jobs with a pod bound to `node` (finished ones too): whom the node's changes concern."""
         return set(self._by_node.get(node, {}).values())
 
-    def gated_jobs(self) -> list[Key]:
-        """Jobs whose current gang waits gated for room."""
-        return list(self._gated)
+    def waiting_jobs(self) -> list[Key]:
+        """Jobs whose last pass found no room for their gang: room coming free is worth a pass.
+        Only those: a gang just created behind its gate gets its pass from its own pods' events,
+        and waking every gated gang at each pod that bound made a storm of passes while a
+        hundred gangs started (issue 14)."""
+        return list(self._waiting)
+
+    def hold(self, key: Key, waiting: bool) -> None:
+        """The job's pass found no room (True), or did (False; also when its daemon ends)."""
+        if waiting:
+            self._waiting.add(key)
+        else:
+            self._waiting.discard(key)
 
     def apply(self, type_: str, view: PodView) -> Change:
         """One watch event (ADDED | MODIFIED | DELETED) of one pod."""
@@ -91,10 +102,6 @@ class PodIndex:
             self._unbind(old)
         if view.node:
             self._by_node.setdefault(view.node, {})[view.uid] = key
-        if view.gated:
-            self._gated.setdefault(key, set()).add(view.uid)
-        else:
-            self._ungate(key, view.uid)
 
     def _remove(self, view: PodView) -> None:
         key = (view.namespace, view.job)
@@ -106,7 +113,6 @@ class PodIndex:
                 del self._by_job[key]
         if view.node:
             self._unbind(view)
-        self._ungate(key, view.uid)
 
     def _unbind(self, view: PodView) -> None:
         assert view.node
@@ -115,10 +121,3 @@ class PodIndex:
             on_node.pop(view.uid, None)
             if not on_node:
                 del self._by_node[view.node]
-
-    def _ungate(self, key: Key, uid: str) -> None:
-        gated = self._gated.get(key)
-        if gated is not None and uid in gated:
-            gated.discard(uid)
-            if not gated:
-                del self._gated[key]
