@@ -15,7 +15,8 @@ and measures from a pod watch started before the first submission:
             one running gang, with the others running -> every pod of the gang has the
             checkpoint request
 
-with the controller's CPU seconds and RSS (psutil) and each control-plane process's CPU seconds.
+with the controller's CPU seconds and RSS (psutil) and each control-plane process's CPU seconds,
+and kubetrain's own reconcile passes and API requests per job until all pods run (its /metrics).
 
 Systems (one round each, order rotated per repetition):
 
@@ -56,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,7 @@ from typing import Any
 import aiohttp
 import psutil
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 for _p in ("tests", "operator"):
@@ -269,6 +272,22 @@ class Controller:
     proc: subprocess.Popen[bytes] | None = None
     ps: psutil.Process | None = None
     logfile: Path | None = None
+    metrics_url: str | None = None  # kubetrain: its /metrics
+
+    def counters(self) -> dict[str, float]:
+        """kubetrain's own counts from its /metrics: reconcile passes and API requests sent."""
+        if self.metrics_url is None:
+            return {}
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+            text = response.read().decode()
+        out = {"passes": 0.0, "api_requests": 0.0}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "kubetrain_reconcile_duration_seconds_count":
+                    out["passes"] += sample.value
+                elif sample.name == "kubetrain_api_requests_total":
+                    out["api_requests"] += sample.value
+        return out
 
     def stop(self) -> None:
         if self.proc is None:
@@ -617,10 +636,18 @@ class Bench:
         logfile = self.tmp / f"{ns}.log"
         if system == "bare":
             return Controller(system)
+        metrics_port = 0
         if system.startswith("kubetrain"):
             src = Path(self.args.baseline) if system == "kubetrain-baseline" else ROOT
             env["PYTHONPATH"] = f"{src / 'operator'}:{src / 'components'}"
-            cmd = [sys.executable, "-m", "kubetrain", "--standalone"]
+            metrics_port = free_port()  # its passes and requests (Controller.counters)
+            cmd = [
+                sys.executable,
+                "-m",
+                "kubetrain",
+                "--standalone",
+                f"--metrics-address=127.0.0.1:{metrics_port}",
+            ]
             if self.args.profile:
                 out = Path(self.args.profile) / f"profile-{ns}.txt"
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -667,7 +694,8 @@ class Bench:
             time.sleep(1.0)
             children = ps.children()
             ps = children[0] if children else ps
-        return Controller(system, proc, ps, logfile)
+        url = f"http://127.0.0.1:{metrics_port}/metrics" if system.startswith("kubetrain") else None
+        return Controller(system, proc, ps, logfile, url)
 
     # ----- one round
     async def round(self, system: str, n: int, rep: int) -> dict[str, Any]:
@@ -732,6 +760,9 @@ class Bench:
             if len(running) >= expected:
                 result["all_pods_running_s"] = round(running[expected - 1] - t_first, 3)
             result["controller_cpu_s_create"] = round(ctl.cpu() - ctl_cpu0, 2)
+            with contextlib.suppress(OSError, ValueError):
+                for counter, value in ctl.counters().items():
+                    result[f"{counter}_per_job_create"] = round(value / n, 1)
             result["controller_rss_mib"] = ctl.rss_mib()
             result["controller_rss_mib_before"] = rss0
             if ok and self.args.restarts:
@@ -1149,6 +1180,8 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "restart_created_p95": med(rs, "fail_to_new_gang_created", "p95"),
             "restart_running_p95": med(rs, "fail_to_new_gang_running", "p95"),
             "controller_cpu_s_create": med(rs, "controller_cpu_s_create"),
+            "passes_per_job": med(rs, "passes_per_job_create"),
+            "api_requests_per_job": med(rs, "api_requests_per_job_create"),
             "controller_cpu_s": med(rs, "controller_cpu_s"),
             "controller_rss_mib": med(rs, "controller_rss_mib_end"),
             "kcm_cpu_s": med(rs, "control_plane_cpu_s", "kube-controller-manager"),
@@ -1177,6 +1210,8 @@ ROWS = (
     ("spot notice -> every pod asked, p95 (s)", "notice_p95", None),
     ("controller CPU, whole round (s)", "controller_cpu_s", None),
     ("controller CPU to create (s)", "controller_cpu_s_create", None),
+    ("kubetrain: reconcile passes per job, to all Running", "passes_per_job", None),
+    ("kubetrain: API requests per job, to all Running", "api_requests_per_job", None),
     ("kube-controller-manager CPU (s)", "kcm_cpu_s", None),
     ("kube-apiserver CPU (s)", "apiserver_cpu_s", None),
     ("controller RSS at the end (MiB)", "controller_rss_mib", None),
