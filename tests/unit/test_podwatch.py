@@ -3,6 +3,7 @@ and the index answers by job and by node, and says whom an event concerns."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import datetime as dt
@@ -22,7 +23,7 @@ from kubetrain.api.models import TrainingJobSpec
 from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest, Progress, Resumed
 from kubetrain.build import JobRef, Placement, build_attempt, resolve
 from kubetrain.k8s import Kube, KubeError
-from kubetrain.podwatch import Gone, PodWatch, decode_pod
+from kubetrain.podwatch import ROOM_RECOUNT_SECONDS, Gone, PodWatch, decode_pod
 from kubetrain.reconcile.observe import PodView, pod_view
 from kubetrain.reconcile.podindex import PodIndex
 
@@ -180,18 +181,35 @@ def test_only_the_jobs_held_for_room_are_woken_when_room_comes_free() -> None:
     assert done.wake and done.freed
 
 
-def test_a_held_job_is_woken_by_a_pod_freeing_room_and_a_gated_one_is_not() -> None:
+def test_a_held_job_is_woken_by_room_freed_and_a_gated_one_is_not_at_most_each_recount() -> None:
     woken: list[tuple[str, str]] = []
     watch = PodWatch(cast(Kube, None), PodIndex(), woken.append)
     fresh = dataclasses.replace(view(0), uid="g", job="new", gated=True, node=None)
     watch.index.apply("ADDED", fresh)
     watch.index.hold(("ml", "held"), True)
-    pod = running(built_pod(0))
-    watch._on_line(json.dumps({"type": "ADDED", "object": pod}).encode())
-    woken.clear()
-    pod["status"]["phase"] = "Succeeded"
-    watch._on_line(json.dumps({"type": "MODIFIED", "object": pod}).encode())
-    assert woken == [("ml", "llm"), ("ml", "held")]  # its own job, then the one held for room
+    pods = [running(built_pod(rank)) for rank in (0, 1)]
+
+    def event(type_: str, pod: dict[str, Any]) -> None:
+        watch._on_line(json.dumps({"type": type_, "object": pod}).encode())
+
+    async def scenario() -> None:
+        for pod in pods:
+            event("ADDED", pod)
+        woken.clear()
+        pods[0]["status"]["phase"] = "Succeeded"
+        event("MODIFIED", pods[0])
+        await asyncio.sleep(0.01)  # the recount runs on the loop, at once after a quiet spell
+        assert woken == [("ml", "llm"), ("ml", "held")]  # its own job, then the one held
+        woken.clear()
+        pods[1]["status"]["phase"] = "Succeeded"
+        event("MODIFIED", pods[1])
+        await asyncio.sleep(ROOM_RECOUNT_SECONDS / 2)
+        assert woken == [("ml", "llm")]  # the held job: not again so soon
+        await asyncio.sleep(ROOM_RECOUNT_SECONDS)
+        assert woken == [("ml", "llm"), ("ml", "held")]  # once for what came free meanwhile
+        await watch.stop()
+
+    asyncio.run(scenario())
 
 
 def test_a_pinned_pod_binding_lets_the_gangs_held_back_in_its_zone_count_again() -> None:
@@ -202,7 +220,7 @@ def test_a_pinned_pod_binding_lets_the_gangs_held_back_in_its_zone_count_again()
     index = PodIndex()
     pinned = view(0, node=None, phase="Pending", zone_pin="us-west-2a")
     assert index.apply("ADDED", pinned).wake
-    assert index.usage.usage([]).waiting == {("us-west-2a", pinned.instance_type_pin): 1}
+    assert index.usage.usage([]).waiting == {("us-west-2a", pinned.selector, pinned.tolerations): 1}
     bound = index.apply("MODIFIED", dataclasses.replace(pinned, node="p5-a0"))
     assert bound.freed and index.usage.usage([]).waiting == {}
     running = index.apply("MODIFIED", view(0, zone_pin="us-west-2a", ready=False))

@@ -13,10 +13,17 @@ from kubetrain.api.constants import TAINT_KARPENTER_DISRUPTED, TAINT_NTH_REBALAN
 from kubetrain.api.models import TrainingJobSpec
 from kubetrain.build import JobRef, Placement, build_attempt, build_pod, resolve
 from kubetrain.reconcile.decide import decide
-from kubetrain.reconcile.observe import NodeView, PodView, Usage, UsageIndex, node_view
+from kubetrain.reconcile.observe import (
+    NodeView,
+    PodView,
+    Usage,
+    UsageIndex,
+    node_view,
+    tolerates,
+)
 from kubetrain.reconcile.plan import Observed, PlacementNeeds, Target
 from kubetrain.reconcile.target import to_target
-from kubetrain.reconcile.zones import choose_zone
+from kubetrain.reconcile.zones import choose_zone, room
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 P5_SPOT = PlacementNeeds("p5.48xlarge", ("spot",))
@@ -259,8 +266,21 @@ P5_POD = (("cpu", 180_000), ("memory", 1_800 * 2**30), ("nvidia.com/gpu", 8), ("
 
 
 def node_with_room(name: str, zone: str, cap: str = "spot", itype: str = "p5.48xlarge") -> NodeView:
+    labels = {
+        "kubernetes.io/hostname": name,
+        "node.kubernetes.io/instance-type": itype,
+        "topology.kubernetes.io/zone": zone,
+    }
     return NodeView(
-        name, True, False, zone, (), instance_type=itype, capacity_type=cap, allocatable=P5_ALLOC
+        name,
+        True,
+        False,
+        zone,
+        (),
+        instance_type=itype,
+        capacity_type=cap,
+        allocatable=P5_ALLOC,
+        labels=tuple(sorted(labels.items())),
     )
 
 
@@ -350,12 +370,37 @@ def test_another_gangs_pods_pinned_to_a_zone_and_waiting_take_its_room() -> None
         None,
         requests=P5_POD,
         zone_pin="us-west-2a",
-        instance_type_pin="p5.48xlarge",
+        selector=(
+            ("node.kubernetes.io/instance-type", "p5.48xlarge"),
+            ("topology.kubernetes.io/zone", "us-west-2a"),
+        ),
     )
     waiting = [first, dataclasses.replace(first, name="other-2-1", rank=1)]
     assert choose_zone(nodes, NEEDS, 2, previous="us-west-2a") == Placement(zone="us-west-2a")
     chosen = choose_zone(nodes, NEEDS, 2, previous="us-west-2a", usage=Usage.of(waiting))
     assert chosen == Placement(zone="us-west-2b")
+
+
+def test_pods_pinned_where_none_of_the_gangs_nodes_match_take_none_of_its_room() -> None:
+    """Another gang's pods waiting in the zone take room only on the nodes their nodeSelector
+    matches: ten gangs each pinned to its own node (bench-scale's spot-notice gangs) waited for
+    one another, released one at a time."""
+    nodes = [node_with_room("a0", "us-west-2a"), node_with_room("a1", "us-west-2a")]
+    zone = ("topology.kubernetes.io/zone", "us-west-2a")
+    elsewhere = dataclasses.replace(
+        worker_on("a1"), node=None, phase="Pending", zone_pin="us-west-2a"
+    )
+    on_a1 = dataclasses.replace(elsewhere, selector=(("kubernetes.io/hostname", "a1"), zone))
+    on_c5 = dataclasses.replace(
+        elsewhere, uid="c", selector=(("node.kubernetes.io/instance-type", "c5.large"), zone)
+    )
+    only_a0 = dataclasses.replace(NEEDS, node_selector=(("kubernetes.io/hostname", "a0"),))
+    assert room(nodes, only_a0, usage=Usage.of([on_a1, on_c5])) == {("spot", "us-west-2a"): 1}
+    # Matching the gang's node, or pinned by zone alone: it takes its pod's worth of the zone.
+    on_a0 = dataclasses.replace(on_a1, uid="z", selector=(("kubernetes.io/hostname", "a0"), zone))
+    assert room(nodes, only_a0, usage=Usage.of([on_a0])) == {("spot", "us-west-2a"): 0}
+    anywhere = dataclasses.replace(on_a1, uid="y", selector=(zone,))
+    assert room(nodes, NEEDS, usage=Usage.of([anywhere])) == {("spot", "us-west-2a"): 1}
 
 
 def test_the_usage_index_follows_pod_events_and_forgets_gone_pods() -> None:
@@ -371,7 +416,7 @@ def test_the_usage_index_follows_pod_events_and_forgets_gone_pods() -> None:
     index.update(other)
     assert index.usage(["a0", "a1"]) == Usage.of([pending, other])
     assert index.nodes() == ["a1"]
-    assert index.usage(["a0", "a1"]).waiting == {("us-west-2a", None): 1}
+    assert index.usage(["a0", "a1"]).waiting == {("us-west-2a", (), ()): 1}
     assert index.usage(["a0", "a1"], exclude=[pending]).waiting == {}
     index.update(bound)
     assert index.usage(["a0", "a1"]) == Usage.of([bound, other])
@@ -380,3 +425,52 @@ def test_the_usage_index_follows_pod_events_and_forgets_gone_pods() -> None:
     index.update(dataclasses.replace(bound, phase="Succeeded"))  # finished: holds nothing
     index.forget(other.uid)  # deleted
     assert index.usage(["a0", "a1"]) == Usage() and index.nodes() == []
+
+
+def test_pods_pinned_to_the_zone_take_no_room_on_nodes_whose_taints_they_do_not_tolerate() -> None:
+    """bench-scale's spot-notice gangs: each on its own tainted node, waiting for the hundred
+    other gangs' pods pinned to the zone, none of which could go there."""
+    taint = ("bench.kubetrain.dev/notice", "x", "NoSchedule")
+    tainted = dataclasses.replace(node_with_room("n0", "us-west-2a"), taints=(taint,))
+    zone = ("topology.kubernetes.io/zone", "us-west-2a")
+    plain = dataclasses.replace(
+        worker_on("a1"), node=None, phase="Pending", zone_pin="us-west-2a", selector=(zone,)
+    )
+    assert room([tainted], NEEDS, usage=Usage.of([plain])) == {("spot", "us-west-2a"): 1}
+    tolerant = dataclasses.replace(
+        plain, uid="t", tolerations=(("bench.kubetrain.dev/notice", "Exists", "", ""),)
+    )
+    assert room([tainted], NEEDS, usage=Usage.of([tolerant])) == {("spot", "us-west-2a"): 0}
+
+
+@pytest.mark.parametrize(
+    ("toleration", "tolerated"),
+    [
+        (("k", "Equal", "v", "NoSchedule"), True),
+        (("k", "Equal", "v", ""), True),  # any effect
+        (("k", "Exists", "", "NoSchedule"), True),  # any value
+        (("", "Exists", "", ""), True),  # everything
+        (("k", "Equal", "w", "NoSchedule"), False),
+        (("k", "Equal", "v", "NoExecute"), False),
+        (("j", "Exists", "", ""), False),
+    ],
+)
+def test_tolerations_match_taints_as_kubernetes_does(
+    toleration: tuple[str, str, str, str], tolerated: bool
+) -> None:
+    assert tolerates([toleration], [("k", "v", "NoSchedule")]) is tolerated
+    assert tolerates([], []) and not tolerates([], [("k", "v", "NoSchedule")])
+
+
+def test_node_view_keeps_the_taints_that_keep_pods_off() -> None:
+    body = {
+        "metadata": {"name": "n"},
+        "spec": {
+            "taints": [
+                {"key": "a", "value": "1", "effect": "NoSchedule"},
+                {"key": "b", "effect": "PreferNoSchedule"},  # a preference: room all the same
+                {"key": "c", "effect": "NoExecute"},
+            ]
+        },
+    }
+    assert node_view(body).taints == (("a", "1", "NoSchedule"), ("c", "", "NoExecute"))

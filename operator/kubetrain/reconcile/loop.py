@@ -119,10 +119,12 @@ def claimed(plan: Plan, pods: Sequence[PodView]) -> list[PodView]:
     out = [v for v in created_pods(plan) if v.zone_pin and not v.gated]
     by_name = {p.name: p for p in pods}
     for patch in plan.patches:
-        zone = ((patch.patch.get("spec") or {}).get("nodeSelector") or {}).get(ZONE_LABEL)
+        added = (patch.patch.get("spec") or {}).get("nodeSelector") or {}
         view = by_name.get(patch.name)
-        if view is not None and (zone or view.zone_pin):
-            out.append(dataclasses.replace(view, gated=False, zone_pin=zone or view.zone_pin))
+        if view is not None and (added.get(ZONE_LABEL) or view.zone_pin):
+            selector = tuple(sorted({**dict(view.selector), **added}.items()))
+            zone = added.get(ZONE_LABEL) or view.zone_pin
+            out.append(dataclasses.replace(view, gated=False, zone_pin=zone, selector=selector))
     return out
 
 

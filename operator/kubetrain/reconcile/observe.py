@@ -59,6 +59,34 @@ def resource_amounts(raw: Mapping[str, Any] | None) -> dict[str, int]:
     return out
 
 
+Taint = tuple[str, str, str]  # (key, value, effect) of a NoSchedule or NoExecute taint
+Toleration = tuple[str, str, str, str]  # (key, operator, value, effect) as the pod spec has it
+_SHARED: dict[object, object] = {}  # one copy of each selector and toleration list of the pods
+_SHARED_MAX = 4096  # distinct values kept; beyond, each pod keeps its own copy
+
+
+def _shared(value: Any) -> Any:
+    """Thousands of pods of a few gangs carry a few distinct nodeSelectors and tolerations: one
+    tuple each, not one per pod."""
+    if len(_SHARED) >= _SHARED_MAX:
+        return _SHARED.get(value, value)
+    return _SHARED.setdefault(value, value)
+
+
+def tolerates(tolerations: Iterable[Toleration], taints: Iterable[Taint]) -> bool:
+    """Every taint tolerated (Kubernetes' matching: an empty key with Exists tolerates any key,
+    Exists any value, an empty effect any effect)."""
+    return all(
+        any(
+            ((not key and op == "Exists") or key == t_key)
+            and (op == "Exists" or value == t_value)
+            and (not effect or effect == t_effect)
+            for key, op, value, effect in tolerations
+        )
+        for t_key, t_value, t_effect in taints
+    )
+
+
 @dataclass(frozen=True, slots=True)  # thousands of them: no __dict__ each
 class PodView:
     """The facts about one worker pod that reconcile decisions depend on."""
@@ -82,9 +110,11 @@ class PodView:
     spec_hash: str | None = None  # ANNOTATION_SPEC_HASH: the spec the pod was built from
     requests: Resources = ()  # what the pod holds on its node (zone choice)
     progress: Progress | None = None  # rank 0's newest training step (hang detection)
-    # nodeSelector pins (zone choice counts unbound pods against the zone they wait for)
+    # The zone its nodeSelector pins it to, and the whole nodeSelector (sorted): the zone choice
+    # counts a pod not yet bound against the room of the nodes it may take.
     zone_pin: str | None = None
-    instance_type_pin: str | None = None
+    selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()  # which tainted nodes it may take
     gated: bool = False  # SCHEDULING_GATE_GANG still on the pod: waiting for room for the gang
 
     @property
@@ -111,6 +141,7 @@ class NodeView:
     # A taint Kubernetes itself keeps new pods off with (not-ready, unreachable, pressure,
     # uninitialized): it lingers for a moment after a node turns Ready, and the room is not free.
     blocked: bool = False
+    taints: tuple[Taint, ...] = ()  # NoSchedule / NoExecute: pods without a toleration stay off
 
 
 def _int(value: object, default: int = -1) -> int:
@@ -179,8 +210,19 @@ def pod_view(body: Mapping[str, Any]) -> PodView | None:
         spec_hash=annotations.get(ANNOTATION_SPEC_HASH),
         progress=Progress.decode(annotations.get(ANNOTATION_PROGRESS)),
         zone_pin=((body.get("spec") or {}).get("nodeSelector") or {}).get(ZONE_LABEL),
-        instance_type_pin=((body.get("spec") or {}).get("nodeSelector") or {}).get(
-            INSTANCE_TYPE_LABEL
+        selector=_shared(
+            tuple(sorted(((body.get("spec") or {}).get("nodeSelector") or {}).items()))
+        ),
+        tolerations=_shared(
+            tuple(
+                (
+                    str(t.get("key") or ""),
+                    str(t.get("operator") or "Equal"),
+                    str(t.get("value") or ""),
+                    str(t.get("effect") or ""),
+                )
+                for t in (body.get("spec") or {}).get("tolerations") or []
+            )
         ),
         requests=_pod_requests(body.get("spec") or {}),
         gated=any(
@@ -243,6 +285,13 @@ def node_view(body: Mapping[str, Any]) -> NodeView:
             and t.get("effect") in ("NoSchedule", "NoExecute")
             for t in spec.get("taints") or []
         ),
+        taints=tuple(
+            sorted(
+                (str(t.get("key") or ""), str(t.get("value") or ""), str(t.get("effect")))
+                for t in spec.get("taints") or []
+                if t.get("effect") in ("NoSchedule", "NoExecute")
+            )
+        ),
     )
 
 
@@ -258,7 +307,9 @@ def _notice_time(raw: object) -> str | None:
     return when if isinstance(when, str) and when else None
 
 
-Pin = tuple[str, str | None]  # (zone, instance type) an unbound pod's nodeSelector pins it to
+# (zone, nodeSelector, tolerations) of an unbound pinned pod: it takes room only on nodes of that
+# zone that its nodeSelector matches and whose taints it tolerates
+Pin = tuple[str, tuple[tuple[str, str], ...], tuple[Toleration, ...]]
 
 
 def holds_on(pod: PodView) -> str | None:
@@ -267,8 +318,9 @@ def holds_on(pod: PodView) -> str | None:
 
 
 def waits_for(pod: PodView) -> Pin | None:
-    """The zone a pod not bound yet will take room in: pinned there, not finished or going, and
-    not gated (a gated pod holds nothing, wherever it is pinned)."""
+    """The zone a pod not bound yet will take room in, and the nodeSelector and tolerations that
+    say on which of its nodes: pinned there, not finished or going, and not gated (a gated pod
+    holds nothing, wherever it is pinned)."""
     if (
         pod.node is None
         and pod.zone_pin
@@ -276,7 +328,7 @@ def waits_for(pod: PodView) -> Pin | None:
         and not pod.finished
         and not pod.deleting
     ):
-        return (pod.zone_pin, pod.instance_type_pin)
+        return (pod.zone_pin, pod.selector, pod.tolerations)
     return None
 
 

@@ -9,8 +9,9 @@ resumed gang next to its data when it can.
 
 What is counted: each node's allocatable (cpu, memory, pods, GPUs, NeuronDevices, EFA) minus the
 requests of the kubetrain pods bound to it, and a pod's worth for every pod of another gang that is
-pinned to the zone and not bound yet (gangs restarting at the same moment would otherwise all pick
-the same free nodes). Pods of other workloads are not in the operator's
+pinned to the zone and not bound yet, where it may go to one of the nodes counted (its
+nodeSelector matches, it tolerates the taints): gangs restarting at the same moment would
+otherwise all pick the same free nodes. Pods of other workloads are not in the operator's
 watch; on nodes they share with training gangs, the scheduler still has the last word.
 
 The same count gates each attempt (issue 11, level 1): its pods are created with a scheduling
@@ -27,7 +28,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from kubetrain.build import Placement
-from kubetrain.reconcile.observe import NodeView, Usage
+from kubetrain.reconcile.observe import NodeView, Toleration, Usage, tolerates
 from kubetrain.reconcile.plan import PlacementNeeds
 
 
@@ -81,17 +82,29 @@ def room(
     per_pod = dict(needs.per_pod)
     usage = usage or Usage()
     out: dict[tuple[str | None, str], int] = defaultdict(int)
+    counted: dict[tuple[str | None, str], list[NodeView]] = defaultdict(list)
     for node in nodes:
         if fits(node, needs, avoid):
-            out[(node.capacity_type, str(node.zone))] += slots(
-                node, usage.used.get(node.name, {}), per_pod
-            )
-    # Another gang pinned there and waiting for the scheduler (not gated): its room.
-    for (zone, instance_type), count in usage.waiting.items():
-        if needs.instance_type is None or instance_type in (None, needs.instance_type):
-            for key in [k for k in out if k[1] == zone]:
+            key = (node.capacity_type, str(node.zone))
+            out[key] += slots(node, usage.used.get(node.name, {}), per_pod)
+            counted[key].append(node)
+    # Pods of other gangs pinned to a zone and waiting for the scheduler (not gated) take room
+    # there, on the nodes they may go to: not on nodes of another instance type, pool or name, nor
+    # behind a taint they do not tolerate (gangs pinned each to its own tainted node waited for
+    # all the others to bind first).
+    for (zone, selector, tolerations), count in usage.waiting.items():
+        for key in [k for k in out if k[1] == zone]:
+            if any(may_take(node, selector, tolerations) for node in counted[key]):
                 out[key] = max(0, out[key] - count)
     return dict(out)
+
+
+def may_take(
+    node: NodeView, selector: Iterable[tuple[str, str]], tolerations: Iterable[Toleration]
+) -> bool:
+    """A pod with this nodeSelector and these tolerations may be scheduled onto `node`."""
+    labels = dict(node.labels)
+    return all(labels.get(k) == v for k, v in selector) and tolerates(tolerations, node.taints)
 
 
 @dataclass(frozen=True)
