@@ -170,22 +170,31 @@ class Kube:
         credentials: Callable[[], kopf.ConnectionInfo] = login,
         *,
         max_in_flight: int = MAX_IN_FLIGHT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._credentials = credentials
+        self._clock = clock
         self._info: kopf.ConnectionInfo | None = None
         self._info_at = -TOKEN_REFRESH_SECONDS
+        self._reading: asyncio.Lock | None = None  # one read at a time, however many requests
         self._instance = socket.gethostname()
         self._max_in_flight = max_in_flight
         self._session: aiohttp.ClientSession | None = None
         # (verb, resource, HTTP status) -> requests sent (kubetrain.metrics exports them)
         self.requests: collections.Counter[tuple[str, str, int]] = collections.Counter()
 
+    def _stale(self) -> bool:
+        return self._info is None or self._clock() - self._info_at >= TOKEN_REFRESH_SECONDS
+
     async def _connection(self) -> kopf.ConnectionInfo:
-        now = time.monotonic()
-        if self._info is None or now - self._info_at >= TOKEN_REFRESH_SECONDS:
-            # Reads files (the token, the kubeconfig): never on the event loop.
-            self._info = await asyncio.to_thread(self._credentials)
-            self._info_at = now
+        if self._stale():
+            self._reading = self._reading or asyncio.Lock()
+            async with self._reading:
+                if self._stale():  # not read meanwhile by the request that held the lock
+                    # Reads files (the token, the kubeconfig): never on the event loop.
+                    self._info = await asyncio.to_thread(self._credentials)
+                    self._info_at = self._clock()
+        assert self._info is not None
         return self._info
 
     async def _session_now(self) -> tuple[aiohttp.ClientSession, kopf.ConnectionInfo]:
