@@ -280,13 +280,15 @@ class Controller:
             return {}
         with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
             text = response.read().decode()
-        out = {"passes": 0.0, "api_requests": 0.0}
+        names = {
+            "kubetrain_reconcile_duration_seconds_count": "passes",
+            "kubetrain_api_requests_total": "api_requests",
+        }
+        out: dict[str, float] = {}  # only what this operator exports (an older one: fewer)
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == "kubetrain_reconcile_duration_seconds_count":
-                    out["passes"] += sample.value
-                elif sample.name == "kubetrain_api_requests_total":
-                    out["api_requests"] += sample.value
+                if sample.name in names:
+                    out[names[sample.name]] = out.get(names[sample.name], 0.0) + sample.value
         return out
 
     def stop(self) -> None:
