@@ -123,7 +123,7 @@ kubectl get tj "$JOB" -n "$NS" -o jsonpath='{range .status.conditions[*]}  {.typ
 
 say "7. What the operator's metrics say"
 curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^kubetrain_(jobs\{|attempts_started_total|restarts_total|jobs_finished_total)' || true
-if grep -q ' 403\|Forbidden' "$LOGS/operator.log"; then
+if grep -q 'HTTP 403\|Forbidden' "$LOGS/operator.log"; then
   echo "the operator hit a permission error with the chart's RBAC (see $LOGS/operator.log)" >&2
   exit 1
 fi
