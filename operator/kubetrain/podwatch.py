@@ -178,6 +178,7 @@ class PodWatch:
         *,
         saw: Callable[[PodView, bool], None] = lambda _view, _gone: None,
         server_timeout: int = SERVER_TIMEOUT_SECONDS,
+        recount_seconds: float = ROOM_RECOUNT_SECONDS,
     ) -> None:
         self._kube = kube
         self._saw = saw
@@ -190,7 +191,8 @@ class PodWatch:
         self._covering: dict[str, asyncio.Task[None]] = {}  # namespaces being listed on demand
         self._started = False
         self._recount: asyncio.TimerHandle | None = None  # the jobs waiting for room, woken soon
-        self._recounted_at = -ROOM_RECOUNT_SECONDS
+        self._recount_seconds = recount_seconds
+        self._recounted_at = -recount_seconds
 
     @staticmethod
     def _path(namespace: str) -> str:
@@ -352,11 +354,11 @@ class PodWatch:
     def room_freed(self) -> None:
         """Room may have come free (a pod finished, went or bound; a node changed): the jobs
         waiting for room count it again, at once after a quiet spell, else once at the end of
-        ROOM_RECOUNT_SECONDS, whatever came free meanwhile."""
+        `recount_seconds` (ROOM_RECOUNT_SECONDS), whatever came free meanwhile."""
         if self._recount is not None:
             return  # already due
         loop = asyncio.get_running_loop()
-        due = self._recounted_at + ROOM_RECOUNT_SECONDS - loop.time()
+        due = self._recounted_at + self._recount_seconds - loop.time()
         self._recount = loop.call_later(max(0.0, due), self._wake_waiting)
 
     def _wake_waiting(self) -> None:

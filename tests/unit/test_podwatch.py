@@ -23,7 +23,7 @@ from kubetrain.api.models import TrainingJobSpec
 from kubetrain.api.protocol import CheckpointCommitted, CheckpointRequest, Progress, Resumed
 from kubetrain.build import JobRef, Placement, build_attempt, resolve
 from kubetrain.k8s import Kube, KubeError
-from kubetrain.podwatch import ROOM_RECOUNT_SECONDS, Gone, PodWatch, decode_pod
+from kubetrain.podwatch import Gone, PodWatch, decode_pod
 from kubetrain.reconcile.observe import PodView, pod_view
 from kubetrain.reconcile.podindex import PodIndex
 
@@ -182,8 +182,10 @@ def test_only_the_jobs_held_for_room_are_woken_when_room_comes_free() -> None:
 
 
 def test_a_held_job_is_woken_by_room_freed_and_a_gated_one_is_not_at_most_each_recount() -> None:
+    """Timers, not sleeps, decide the order: the recount due at once runs before a 10 ms sleep
+    ends, and one due in a minute does not."""
     woken: list[tuple[str, str]] = []
-    watch = PodWatch(cast(Kube, None), PodIndex(), woken.append)
+    watch = PodWatch(cast(Kube, None), PodIndex(), woken.append, recount_seconds=60)
     fresh = dataclasses.replace(view(0), uid="g", job="new", gated=True, node=None)
     watch.index.apply("ADDED", fresh)
     watch.index.hold(("ml", "held"), True)
@@ -192,21 +194,24 @@ def test_a_held_job_is_woken_by_room_freed_and_a_gated_one_is_not_at_most_each_r
     def event(type_: str, pod: dict[str, Any]) -> None:
         watch._on_line(json.dumps({"type": type_, "object": pod}).encode())
 
+    def finish(pod: dict[str, Any]) -> None:
+        pod["status"]["phase"] = "Succeeded"
+        event("MODIFIED", pod)
+
     async def scenario() -> None:
         for pod in pods:
             event("ADDED", pod)
         woken.clear()
-        pods[0]["status"]["phase"] = "Succeeded"
-        event("MODIFIED", pods[0])
-        await asyncio.sleep(0.01)  # the recount runs on the loop, at once after a quiet spell
-        assert woken == [("ml", "llm"), ("ml", "held")]  # its own job, then the one held
+        finish(pods[0])
+        await asyncio.sleep(0.01)
+        assert woken == [("ml", "llm"), ("ml", "held")]  # its own job, then the held one
         woken.clear()
-        pods[1]["status"]["phase"] = "Succeeded"
-        event("MODIFIED", pods[1])
-        await asyncio.sleep(ROOM_RECOUNT_SECONDS / 2)
-        assert woken == [("ml", "llm")]  # the held job: not again so soon
-        await asyncio.sleep(ROOM_RECOUNT_SECONDS)
-        assert woken == [("ml", "llm"), ("ml", "held")]  # once for what came free meanwhile
+        finish(pods[1])
+        pending = watch._recount
+        event("DELETED", pods[0])  # room again
+        await asyncio.sleep(0.01)
+        assert woken == [("ml", "llm"), ("ml", "llm")]  # the held job: not again so soon...
+        assert pending is not None and watch._recount is pending  # ...but once, for both
         await watch.stop()
 
     asyncio.run(scenario())
@@ -218,12 +223,16 @@ def test_a_pinned_pod_binding_lets_the_gangs_held_back_in_its_zone_count_again()
     for minutes after they bound (bench-scale's notice gangs: 2 minutes): binding frees that
     share of the zone's room, so the gated jobs count again."""
     index = PodIndex()
-    pinned = view(0, node=None, phase="Pending", zone_pin="us-west-2a")
+    pinned = view(
+        0, node=None, phase="Pending", selector=(("topology.kubernetes.io/zone", "us-west-2a"),)
+    )
     assert index.apply("ADDED", pinned).wake
     assert index.usage.usage([]).waiting == {("us-west-2a", pinned.selector, pinned.tolerations): 1}
     bound = index.apply("MODIFIED", dataclasses.replace(pinned, node="p5-a0"))
     assert bound.freed and index.usage.usage([]).waiting == {}
-    running = index.apply("MODIFIED", view(0, zone_pin="us-west-2a", ready=False))
+    running = index.apply(
+        "MODIFIED", view(0, selector=(("topology.kubernetes.io/zone", "us-west-2a"),), ready=False)
+    )
     assert not running.freed  # nothing waits any more, nothing finished
 
 

@@ -52,7 +52,11 @@ def test_room_counts_what_is_bound_and_what_other_gangs_were_released_into() -> 
     )
     busy = worker_on("a0")
     pinned = dataclasses.replace(
-        worker_on("x"), node=None, phase="Pending", zone_pin="us-west-2a", name="other-x"
+        worker_on("x"),
+        node=None,
+        phase="Pending",
+        selector=(("topology.kubernetes.io/zone", "us-west-2a"),),
+        name="other-x",
     )
     free = room(zone_nodes(4, 1), NEEDS, (), Usage.of([busy, pinned]))
     assert free[("spot", "us-west-2a")] == 2
@@ -420,7 +424,11 @@ def test_claims_cover_the_watch_lag_and_no_longer() -> None:
     claims.saw(gang[0])
     assert claims.pending() == views
     # The watch delivered the released pod: the index counts it from now on.
-    claims.saw(dataclasses.replace(gang[0], gated=False, zone_pin="us-west-2b"))
+    claims.saw(
+        dataclasses.replace(
+            gang[0], gated=False, selector=(("topology.kubernetes.io/zone", "us-west-2b"),)
+        )
+    )
     assert claims.pending() == views[:1]
     clock[0] = Claims.TTL_SECONDS / 2
     claims.add(views[1:])  # claimed again (a later release): counted until its own expiry

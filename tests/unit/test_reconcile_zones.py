@@ -369,7 +369,6 @@ def test_another_gangs_pods_pinned_to_a_zone_and_waiting_take_its_room() -> None
         None,
         None,
         requests=P5_POD,
-        zone_pin="us-west-2a",
         selector=(
             ("node.kubernetes.io/instance-type", "p5.48xlarge"),
             ("topology.kubernetes.io/zone", "us-west-2a"),
@@ -388,7 +387,10 @@ def test_pods_pinned_where_none_of_the_gangs_nodes_match_take_none_of_its_room()
     nodes = [node_with_room("a0", "us-west-2a"), node_with_room("a1", "us-west-2a")]
     zone = ("topology.kubernetes.io/zone", "us-west-2a")
     elsewhere = dataclasses.replace(
-        worker_on("a1"), node=None, phase="Pending", zone_pin="us-west-2a"
+        worker_on("a1"),
+        node=None,
+        phase="Pending",
+        selector=(("topology.kubernetes.io/zone", "us-west-2a"),),
     )
     on_a1 = dataclasses.replace(elsewhere, selector=(("kubernetes.io/hostname", "a1"), zone))
     on_c5 = dataclasses.replace(
@@ -408,7 +410,10 @@ def test_the_usage_index_follows_pod_events_and_forgets_gone_pods() -> None:
     would; a job's own waiting pods are left out of its own choice."""
     index = UsageIndex()
     pending = dataclasses.replace(
-        worker_on("a0"), node=None, phase="Pending", zone_pin="us-west-2a"
+        worker_on("a0"),
+        node=None,
+        phase="Pending",
+        selector=(("topology.kubernetes.io/zone", "us-west-2a"),),
     )
     bound = dataclasses.replace(pending, node="a0", phase="Running")
     other = dataclasses.replace(worker_on("a1"), uid="v")
@@ -416,7 +421,7 @@ def test_the_usage_index_follows_pod_events_and_forgets_gone_pods() -> None:
     index.update(other)
     assert index.usage(["a0", "a1"]) == Usage.of([pending, other])
     assert index.nodes() == ["a1"]
-    assert index.usage(["a0", "a1"]).waiting == {("us-west-2a", (), ()): 1}
+    assert index.usage(["a0", "a1"]).waiting == {("us-west-2a", pending.selector, ()): 1}
     assert index.usage(["a0", "a1"], exclude=[pending]).waiting == {}
     index.update(bound)
     assert index.usage(["a0", "a1"]) == Usage.of([bound, other])
@@ -433,9 +438,7 @@ def test_pods_pinned_to_the_zone_take_no_room_on_nodes_whose_taints_they_do_not_
     taint = ("bench.kubetrain.dev/notice", "x", "NoSchedule")
     tainted = dataclasses.replace(node_with_room("n0", "us-west-2a"), taints=(taint,))
     zone = ("topology.kubernetes.io/zone", "us-west-2a")
-    plain = dataclasses.replace(
-        worker_on("a1"), node=None, phase="Pending", zone_pin="us-west-2a", selector=(zone,)
-    )
+    plain = dataclasses.replace(worker_on("a1"), node=None, phase="Pending", selector=(zone,))
     assert room([tainted], NEEDS, usage=Usage.of([plain])) == {("spot", "us-west-2a"): 1}
     tolerant = dataclasses.replace(
         plain, uid="t", tolerations=(("bench.kubetrain.dev/notice", "Exists", "", ""),)

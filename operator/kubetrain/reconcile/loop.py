@@ -123,8 +123,7 @@ def claimed(plan: Plan, pods: Sequence[PodView]) -> list[PodView]:
         view = by_name.get(patch.name)
         if view is not None and (added.get(ZONE_LABEL) or view.zone_pin):
             selector = tuple(sorted({**dict(view.selector), **added}.items()))
-            zone = added.get(ZONE_LABEL) or view.zone_pin
-            out.append(dataclasses.replace(view, gated=False, zone_pin=zone, selector=selector))
+            out.append(dataclasses.replace(view, gated=False, selector=selector))
     return out
 
 

@@ -110,12 +110,15 @@ class PodView:
     spec_hash: str | None = None  # ANNOTATION_SPEC_HASH: the spec the pod was built from
     requests: Resources = ()  # what the pod holds on its node (zone choice)
     progress: Progress | None = None  # rank 0's newest training step (hang detection)
-    # The zone its nodeSelector pins it to, and the whole nodeSelector (sorted): the zone choice
-    # counts a pod not yet bound against the room of the nodes it may take.
-    zone_pin: str | None = None
+    # Its nodeSelector (sorted): the zone choice counts a pod not yet bound against the room of
+    # the nodes it may take (zone_pin: the zone it names).
     selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = ()  # which tainted nodes it may take
     gated: bool = False  # SCHEDULING_GATE_GANG still on the pod: waiting for room for the gang
+
+    @property
+    def zone_pin(self) -> str | None:
+        return next((value for key, value in self.selector if key == ZONE_LABEL), None)
 
     @property
     def deleting(self) -> bool:
@@ -209,7 +212,6 @@ def pod_view(body: Mapping[str, Any]) -> PodView | None:
         resumed=Resumed.decode(annotations.get(ANNOTATION_RESUMED)),
         spec_hash=annotations.get(ANNOTATION_SPEC_HASH),
         progress=Progress.decode(annotations.get(ANNOTATION_PROGRESS)),
-        zone_pin=((body.get("spec") or {}).get("nodeSelector") or {}).get(ZONE_LABEL),
         selector=_shared(
             tuple(sorted(((body.get("spec") or {}).get("nodeSelector") or {}).items()))
         ),
@@ -321,15 +323,10 @@ def waits_for(pod: PodView) -> Pin | None:
     """The zone a pod not bound yet will take room in, and the nodeSelector and tolerations that
     say on which of its nodes: pinned there, not finished or going, and not gated (a gated pod
     holds nothing, wherever it is pinned)."""
-    if (
-        pod.node is None
-        and pod.zone_pin
-        and not pod.gated
-        and not pod.finished
-        and not pod.deleting
-    ):
-        return (pod.zone_pin, pod.selector, pod.tolerations)
-    return None
+    if pod.node is not None or pod.gated or pod.finished or pod.deleting:
+        return None
+    zone = pod.zone_pin
+    return (zone, pod.selector, pod.tolerations) if zone else None
 
 
 @dataclass(frozen=True)

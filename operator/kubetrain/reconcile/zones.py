@@ -32,16 +32,21 @@ from kubetrain.reconcile.observe import NodeView, Toleration, Usage, tolerates
 from kubetrain.reconcile.plan import PlacementNeeds
 
 
+def selects(node: NodeView, selector: Iterable[tuple[str, str]]) -> bool:
+    """The node has every label of the nodeSelector."""
+    labels = dict(node.labels)
+    return all(labels.get(key) == value for key, value in selector)
+
+
 def matches(node: NodeView, needs: PlacementNeeds) -> bool:
     """A node of the kind the gang asks for (instance type, capacity type, the pods' own
     nodeSelector, the user's zone), whatever its state."""
-    labels = dict(node.labels)
     return (
         node.zone is not None
         and (needs.instance_type is None or node.instance_type == needs.instance_type)
         and (not needs.capacity_types or node.capacity_type in needs.capacity_types)
         and (needs.zone is None or node.zone == needs.zone)
-        and all(labels.get(key) == value for key, value in needs.node_selector)
+        and selects(node, needs.node_selector)
     )
 
 
@@ -103,8 +108,7 @@ def may_take(
     node: NodeView, selector: Iterable[tuple[str, str]], tolerations: Iterable[Toleration]
 ) -> bool:
     """A pod with this nodeSelector and these tolerations may be scheduled onto `node`."""
-    labels = dict(node.labels)
-    return all(labels.get(k) == v for k, v in selector) and tolerates(tolerations, node.taints)
+    return selects(node, selector) and tolerates(tolerations, node.taints)
 
 
 @dataclass(frozen=True)
