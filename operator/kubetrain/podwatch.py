@@ -40,7 +40,7 @@ SERVER_TIMEOUT_SECONDS = 270  # the API server ends a watch after this; we reope
 MAX_BACKOFF_SECONDS = 30.0
 # Jobs waiting for room count it again at most this often. Room comes free at each of a starting
 # gang's pods binding: 800 times while 100 gangs start, each waking every waiting job for a pass
-# that counts room (10 spot-notice gangs waiting: 1.5 of the 3.7 CPU-seconds of a 100-job round).
+# that counts room (issue 14: a storm of passes while 100 gangs started beside waiting ones).
 ROOM_RECOUNT_SECONDS = 0.5
 
 # --- the wire: only what PodView reads ----------------------------------------------------------
