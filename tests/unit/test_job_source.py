@@ -40,9 +40,10 @@ def test_the_echo_of_the_daemons_own_write_does_not_wake_it_and_anything_else_do
     assert event("17")
 
 
-def test_a_progress_only_status_write_waits_a_second_after_the_last_write() -> None:
+def test_a_progress_only_status_write_waits_after_the_last_write() -> None:
     """A gang of 8 starting wrote its status ten times (each count of ranks scheduled, then
-    running); a count alone is now written at most once a second, a phase change at once."""
+    running); a count alone is now written at most every PROGRESS_WRITE_SECONDS, a phase change
+    at once."""
     clock = [100.0]
     source = JobSource(clock=lambda: clock[0])
 
@@ -58,7 +59,7 @@ def test_a_progress_only_status_write_waits_a_second_after_the_last_write() -> N
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
     assert source.defer(plan(after, creates=(pod,)), before) is None  # comes with its creates
     clock[0] += PROGRESS_WRITE_SECONDS
-    assert source.defer(plan(after), before) is None  # a second on: written now
+    assert source.defer(plan(after), before) is None  # the wait is over: written now
 
 
 def starting(ready: int) -> dict[str, Any]:

@@ -32,7 +32,11 @@ from kubetrain.status import TERMINAL_PHASES, progress_only, waits_for_room
 
 PodKey = tuple[str, str]  # (namespace, pod name)
 JobKey = tuple[str, str]  # (namespace, job name)
-PROGRESS_WRITE_SECONDS = 1.0  # a progress-only status change waits this long after the last write
+# A progress-only status change (a count of ranks scheduled or running) waits this long after
+# the last write; phase and condition changes never wait. At 1 s a gang starting still wrote its
+# status 4 to 5 times, each write costing the API server about two pod creates (CEL rules,
+# schema, a watch event per watcher) while other gangs were being created (issue 14).
+PROGRESS_WRITE_SECONDS = 5.0
 
 
 class Claims:
