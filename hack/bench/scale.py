@@ -29,7 +29,7 @@ Systems (one round each, order rotated per repetition):
                      does: it creates the TrainingJob (no operator runs), then the same objects as
                      bare, then writes the job's status once. Its ratio to bare is the floor for
                      kubetrain's (the job's create and a status write cost the API server about
-                     as much as 3-4 pods' creates).
+                     as much as 4 pods' creates: hack/bench/write_cost.py).
   jobset             JobSet v0.12.0 (hack/tools/bench-pins.tsv), shipped defaults: pods come from the
                      kube-controller-manager's Job controller (client QPS 20, 5 Job workers)
   jobset-tuned       the same with the kube-controller-manager at --kube-api-qps=500
@@ -274,8 +274,8 @@ MACHINE = "(machine)"  # CpuSampler's key for every process's CPU time, listed o
 class CpuSampler:
     """CPU seconds of a set of processes sampled every `every` seconds from a thread of its own
     (the benchmark's event loop is busy exactly when it matters): what each process spent in a
-    window, and how busy the machine's cores were. `self` is the benchmark process itself (the
-    bare client's creates, everybody's watch)."""
+    window, and how busy the machine's cores were. The benchmark's own process is sampled too,
+    as "benchmark" (the bare client's creates, every round's pod watch)."""
 
     def __init__(self, procs: dict[str, psutil.Process], every: float = 0.05) -> None:
         self.procs = {**procs, "benchmark": psutil.Process()}
@@ -284,11 +284,10 @@ class CpuSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu sampler", daemon=True)
 
-    def __enter__(self) -> CpuSampler:
+    def start(self) -> None:
         self._thread.start()
-        return self
 
-    def __exit__(self, *_: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
 
@@ -832,7 +831,8 @@ class Bench:
         result: dict[str, Any] = {"system": system, "jobs": n, "pods_per_job": pods, "rep": rep}
         result["control_plane_quiet_after_s"] = quiet_after
         sampled = {**cp, **({"controller": ctl.ps} if ctl.ps else {})}
-        sampler = CpuSampler(sampled).__enter__()
+        sampler = CpuSampler(sampled)
+        sampler.start()
         try:
             submitted = await self.submit(system, ns, names, notice_jobs, result)
             t_first = min(submitted.values())
@@ -889,7 +889,7 @@ class Bench:
                 k: round(cpu_seconds(p) - cpu0[k], 2) for k, p in cp.items()
             }
         finally:
-            sampler.__exit__()
+            sampler.stop()
             watch.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(watch, 10)
@@ -951,9 +951,9 @@ class Bench:
         """Find the concurrency the API server takes best for N jobs: the same creates at each
         level, in a namespace of their own (not watched), the fastest wins. Before the rounds of
         N, each level's pods gone before the next: a round right after a sweep would share the
-        machine with the scheduler's, the kubelet's and the namespace controller's work on the
-        2,400 pods the sweep made (measured at 100 jobs: the bare round's all pods Running 54 s
-        instead of 15 s)."""
+        machine with the scheduler's, kwok's and the namespace controller's work on the 2,400
+        pods the sweep made (measured at 100 jobs: that round's pods all Running after 54 s
+        instead of 14 s, and none bound while they were being created)."""
         assert self.api
         sweep = {}
         names = [f"j{i:04d}" for i in range(n)]
@@ -993,8 +993,8 @@ class Bench:
     ) -> dict[str, float]:
         """Each job's attempt; `job`: the TrainingJob itself first and its status write last.
         `gated`: the pods with a scheduling gate, so that neither the scheduler nor kwok ever
-        works on them (the sweep's: kwok's backlog of 2,400 pods it started and then saw deleted
-        kept the next round's pods Pending for 30 s)."""
+        works on them (the sweep's: when kwok had started the sweep's 2,400 pods and seen them
+        deleted, the next round's pods took 35-42 s to run instead of 15 s)."""
         assert self.api
         api = self.api
         sem = asyncio.Semaphore(concurrency)
