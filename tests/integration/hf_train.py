@@ -82,6 +82,8 @@ def main() -> None:
     ).hexdigest()
     if trainer.args.process_index == 0:
         (OUT / "params.txt").write_text(digest)
+    if torch.distributed.is_initialized():  # PyTorch's advice at the end of main: without it,
+        torch.distributed.destroy_process_group()  # gloo's threads can abort the exit (-6)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ def test_sigterm_to_one_rank_then_resume_is_exact(
     first = launch(
         tmp_path, ckpt_dir, "first",
         "--codec", codec, "--step-delay", "0.05", "--workers", str(workers),
+        "--exit-report", str(tmp_path / "exit"),
     )  # fmt: skip
     wait_for(lambda: first.steps_done() >= stop_at, timeout=90, what=f"step {stop_at}")
     # Only rank 1's "node" gets the notice: the all-reduced flag must stop rank 0 too.
@@ -131,6 +132,10 @@ def test_sigterm_to_one_rank_then_resume_is_exact(
         first.procs[1].send_signal(signal.SIGTERM)
     codes = first.wait()
     assert codes == [EXIT_CHECKPOINTED_AND_STOPPED] * WORLD, first.output()
+    # Every rank destroyed its process groups before the interpreter's teardown (left to it,
+    # gloo's threads aborted rank 0 now and then: exit -6 instead of 83).
+    reports = [(tmp_path / f"exit.rank{rank}").read_text() for rank in range(WORLD)]
+    assert reports == ["false"] * WORLD, first.output()
     saved = discover(PosixTier(ckpt_dir))
     assert saved is not None and saved.kind == "emergency" and saved.codec == codec
     assert stop_at <= saved.step < STEPS

@@ -13,6 +13,7 @@ per-rank entry) right after the restore and at the end: DIR/{restored,final}-ran
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import json
 import os
@@ -105,6 +106,9 @@ def main() -> None:
         "--per-rank-on-resize", default="refuse", help="restore(per_rank_on_resize=...)"
     )
     parser.add_argument("--dump", type=Path, default=None, help="state after restore and at end")
+    parser.add_argument(
+        "--exit-report", type=Path, default=None, help="PATH.rank<r>: the group still up at exit?"
+    )
     parser.add_argument("--progress", type=Path, required=True)
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args()
@@ -112,6 +116,9 @@ def main() -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank = dist.get_rank()
+    if args.exit_report:  # registered before the checkpointer's own: runs after it, the last
+        report = args.exit_report.with_name(f"{args.exit_report.name}.rank{rank}")
+        atexit.register(lambda: report.write_text(json.dumps(dist.is_initialized())))
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
     ddp = DistributedDataParallel(model)

@@ -3,6 +3,12 @@
     from kubetrain.integrations.huggingface import train
     trainer = Trainer(model=model, args=args, train_dataset=ds)
     train(trainer, every_steps=500)     # restore, periodic saves, save + exit 83 on a notice
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()   # at the end, as PyTorch advises
+
+On an emergency save `train()` destroys the process groups itself and exits 83. A script that
+finishes without destroying them can be aborted at exit by gloo's threads (SIGABRT, exit -6: a
+failed rank to the operator).
 
 Checkpoints are the Trainer's own (`Trainer._save_checkpoint`: weights, optimizer, scheduler,
 scaler, every rank's RNG state, trainer_state.json) written inside kubetrain's commit protocol:
@@ -26,7 +32,6 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from kubetrain.api.constants import EXIT_CHECKPOINTED_AND_STOPPED
 from kubetrain.runtime import Checkpointer
 
 log = logging.getLogger(__name__)
@@ -125,6 +130,5 @@ def train(
     callback = KubetrainCallback(trainer, checkpointer, every_steps=every_steps)
     output = trainer.train(resume_from_checkpoint=callback.restore(), **train_kwargs)
     if callback.stopped:
-        callback.checkpointer.close()
-        raise SystemExit(EXIT_CHECKPOINTED_AND_STOPPED)
+        callback.checkpointer.exit_checkpointed()
     return output

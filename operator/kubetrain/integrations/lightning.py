@@ -29,7 +29,6 @@ try:
 except ImportError:  # the standalone `pytorch-lightning` distribution
     import pytorch_lightning as pl
 
-from kubetrain.api.constants import EXIT_CHECKPOINTED_AND_STOPPED
 from kubetrain.runtime import Checkpointer, install_signal_handlers
 
 log = logging.getLogger(__name__)
@@ -105,5 +104,4 @@ def fit(
         if not callback.stopped:
             raise
     if callback.stopped:
-        callback.checkpointer.close()
-        raise SystemExit(EXIT_CHECKPOINTED_AND_STOPPED)
+        callback.checkpointer.exit_checkpointed()

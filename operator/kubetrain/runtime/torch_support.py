@@ -129,6 +129,13 @@ def distributed_ready() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def release_process_groups() -> None:
+    """Destroy every process group of this process, when there is one (PyTorch's advice before
+    a process exits: kubetrain.runtime.checkpointer.Checkpointer.exit_checkpointed)."""
+    if distributed_ready():
+        dist.destroy_process_group()
+
+
 class TorchSaveCodec:
     """One `torch.save` file per rank: simple, exact, needs the same world size to resume."""
 
