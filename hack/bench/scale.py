@@ -267,7 +267,6 @@ async def quiesce(
     return round(time.monotonic() - start, 1)
 
 
-BY_REQUEST = "by request: "  # Controller.counters's key prefix: "by request: POST pods"
 MACHINE = "(machine)"  # CpuSampler's key for every process's CPU time, listed or not
 
 
@@ -347,10 +346,11 @@ class Controller:
     logfile: Path | None = None
     metrics_url: str | None = None  # kubetrain: its /metrics
 
-    def counters(self) -> dict[str, float]:
-        """kubetrain's own counts from its /metrics: reconcile passes and API requests sent."""
+    def counters(self) -> tuple[dict[str, float], dict[str, float]]:
+        """kubetrain's own counts from its /metrics: ({"passes", "api_requests"}, requests by
+        "VERB resource")."""
         if self.metrics_url is None:
-            return {}
+            return {}, {}
         with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
             text = response.read().decode()
         names = {
@@ -358,14 +358,15 @@ class Controller:
             "kubetrain_api_requests_total": "api_requests",
         }
         out: dict[str, float] = {}  # only what this operator exports (an older one: fewer)
+        by_request: dict[str, float] = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name in names:
                     out[names[sample.name]] = out.get(names[sample.name], 0.0) + sample.value
                 if sample.name == "kubetrain_api_requests_total":  # "POST pods", ...
                     what = f"{sample.labels['verb']} {sample.labels['resource']}"
-                    out[BY_REQUEST + what] = out.get(BY_REQUEST + what, 0.0) + sample.value
-        return out
+                    by_request[what] = by_request.get(what, 0.0) + sample.value
+        return out, by_request
 
     def stop(self) -> None:
         if self.proc is None:
@@ -867,12 +868,12 @@ class Bench:
                 result["all_pods_running_s"] = round(running[expected - 1] - t_first, 3)
             result["controller_cpu_s_create"] = round(ctl.cpu() - ctl_cpu0, 2)
             with contextlib.suppress(OSError, ValueError):
-                by_request = result["api_requests_per_job_create_by_request"] = {}
-                for counter, value in ctl.counters().items():
-                    if counter.startswith(BY_REQUEST):
-                        by_request[counter.removeprefix(BY_REQUEST)] = round(value / n, 2)
-                    else:
-                        result[f"{counter}_per_job_create"] = round(value / n, 1)
+                totals, by_request = ctl.counters()
+                for counter, value in totals.items():
+                    result[f"{counter}_per_job_create"] = round(value / n, 1)
+                result["api_requests_per_job_create_by_request"] = {
+                    what: round(value / n, 2) for what, value in by_request.items()
+                }
             result["controller_rss_mib"] = ctl.rss_mib()
             result["controller_rss_mib_before"] = rss0
             if ok and self.args.restarts:

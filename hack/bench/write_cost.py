@@ -96,6 +96,7 @@ async def measure(api: Api, apiserver: Any, ns: str, count: int) -> dict[str, An
 
 
 async def run(count: int) -> list[dict[str, Any]]:
+    (ROOT / ".cache").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=ROOT / ".cache") as tmp:
         run_dir = Path(tmp) / "cluster"
         cluster = start_cluster(run_dir)

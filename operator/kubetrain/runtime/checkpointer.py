@@ -560,7 +560,7 @@ class Checkpointer:
         save, and once in 24 local runs at the end of a run. The operator counts such a rank as
         failed, not as checkpointed and stopped."""
         self.close()
-        if self.collective.world_size > 1 and _torch_in_use():
+        if _torch_in_use():
             from kubetrain.runtime.torch_support import release_process_groups
 
             release_process_groups()
